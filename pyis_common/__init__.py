@@ -1,0 +1,1 @@
+"""Code shared by the proxy, the procmgr, the workers and the clients: errors, framing, requests."""

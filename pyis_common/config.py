@@ -1,0 +1,116 @@
+"""Configuration: one typed declaration, read from TOML, then environment, then flags.
+
+Every limit has a name and a comment saying why it has the value it has. A file that names an
+unknown key or a value of the wrong type is refused at start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "PYIS_"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    frontend: str = "tcp://127.0.0.1:60202"  # clients (is.js, is-cli) connect here
+    backend: str = "tcp://127.0.0.1:60203"  # procmgrs connect here
+    control: str = "tcp://127.0.0.1:60204"  # pause/resume/terminate/statistics
+    max_message_bytes: int = 1 << 20  # a request is < 1 KB; a reply is a JPEG of a few MB
+    hwm: int = 1000  # per-peer queue bound: memory stays bounded under a flood
+
+
+@dataclass(frozen=True)
+class ProcmgrConfig:
+    proxies: tuple[str, ...] = ("tcp://127.0.0.1:60203",)
+    auth_redis: str = "redis://127.0.0.1:6379/0"  # the web host's Redis holding <pid> hashes
+    compat_pubkey: str = "/etc/pyis/isauth-pubkey.pem"  # verifies isAuthSig
+    clock_leeway_s: float = 30.0  # tolerated clock skew for exp/nbf
+    require_esaf: bool = True  # esaf missing or 0 -> forbidden (the C HEAD ran root workers)
+    esaf_group: str = "e{esaf}"  # the ESAF's Unix group (and passwd account for its home)
+    esaf_home: str = ""  # "" -> home of the passwd account named like the group
+    dev_user: str = ""  # --dev only: serve every access object as this local user
+    request_timeout_s: float = 20.0  # longer than a cold Eiger 16M read, shorter than patience
+    max_in_flight: int = 256  # beyond it answer busy: rather than queue without bound
+    max_message_bytes: int = 1 << 16  # requests are tiny; bigger frames are refused
+    worker_threads: int = 4  # per (user, ESAF) worker: concurrency without an army of threads
+    worker_start_timeout_s: float = 10.0  # fork + privilege drop takes milliseconds
+    worker_backoff_s: float = 5.0  # after a worker failed to start, refuse quickly this long
+    worker_idle_s: float = 900.0  # stop a worker nobody used for this long
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class Config:
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    procmgr: ProcmgrConfig = field(default_factory=ProcmgrConfig)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key."""
+
+
+def _coerce(section: str, name: str, hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    want = origin or hint
+    if want is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{section}.{name} must be a list of strings")
+        return tuple(value)
+    if isinstance(value, str) and want is not str:
+        try:
+            value = {"true": True, "false": False}[value.lower()] if want is bool else want(value)
+        except (KeyError, ValueError):
+            raise ConfigError(f"{section}.{name} must be a {want.__name__}") from None
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{section}.{name} must be a {want.__name__}")
+    return value
+
+
+def _section(cls: type, section: str, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]}")
+    return cls(**{k: _coerce(section, k, hints[k], v) for k, v in values.items()})
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    environ: typing.Mapping[str, str] = os.environ,
+) -> Config:
+    """File, then ``PYIS_<SECTION>_<KEY>`` environment variables, then ``overrides`` (flags)."""
+    data: dict[str, dict[str, Any]] = {"proxy": {}, "procmgr": {}}
+    if path:
+        try:
+            with Path(path).open("rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        for key, value in raw.items():
+            if key not in data or not isinstance(value, dict):
+                raise ConfigError(f"unknown section [{key}]")
+            data[key].update(value)
+    for sec, cls in (("proxy", ProxyConfig), ("procmgr", ProcmgrConfig)):
+        for f in dataclasses.fields(cls):
+            env = f"{ENV_PREFIX}{sec}_{f.name}".upper()
+            if env in environ:
+                data[sec][f.name] = environ[env]
+    for sec, values in (overrides or {}).items():
+        data[sec].update({k: v for k, v in values.items() if v is not None})
+    return Config(
+        proxy=_section(ProxyConfig, "proxy", data["proxy"]),
+        procmgr=_section(ProcmgrConfig, "procmgr", data["procmgr"]),
+    )

@@ -1,0 +1,82 @@
+"""Error classes with a stable wire code word.
+
+Only procmgr's dispatch turns one into wire text (``code: sentence``); anything else, and any
+code a worker invents, becomes ``internal:``. Sentences are for humans and never carry a stack
+trace or a secret.
+"""
+
+from __future__ import annotations
+
+CODES: tuple[str, ...] = (
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "unsupported",
+    "busy",
+    "timeout",
+    "internal",
+)
+
+MAX_SENTENCE = 4000  # the C server capped error frames at 4095 bytes; stay under it
+
+
+class PyisError(Exception):
+    """Base class: ``code`` is the wire code word, ``str(exc)`` the human sentence."""
+
+    code = "internal"
+
+
+class BadRequest(PyisError):
+    code = "bad_request"
+
+
+class Unauthorized(PyisError):
+    code = "unauthorized"
+
+
+class Forbidden(PyisError):
+    code = "forbidden"
+
+
+class NotFound(PyisError):
+    code = "not_found"
+
+
+class Unsupported(PyisError):
+    code = "unsupported"
+
+
+class Busy(PyisError):
+    code = "busy"
+
+
+class Timeout(PyisError):
+    code = "timeout"
+
+
+class Internal(PyisError):
+    code = "internal"
+
+
+BY_CODE: dict[str, type[PyisError]] = {
+    cls.code: cls
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Unsupported, Busy, Timeout, Internal)
+}
+
+
+def wire_text(code: str, sentence: str) -> bytes:
+    """The one place an error reply frame is made: ``code: sentence`` in UTF-8, bounded."""
+    if code not in BY_CODE:
+        code, sentence = "internal", "the image server failed"
+    clean = " ".join(str(sentence).split())[:MAX_SENTENCE]
+    return f"{code}: {clean}".encode("utf-8", "replace")
+
+
+def parse_wire_text(frame: bytes) -> tuple[str, str]:
+    """Split an error frame back into (code, sentence); clients use it for exit codes."""
+    text = frame.decode("utf-8", "replace")
+    code, _, sentence = text.partition(":")
+    if code not in BY_CODE:
+        return "internal", text
+    return code, sentence.strip()

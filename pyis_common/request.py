@@ -1,0 +1,140 @@
+"""Parse one request frame into a frozen :class:`Request`, or raise ``BadRequest``.
+
+The C server read integers with ``json_integer_value`` (a string or a real silently became 0)
+and clamped sizes; we refuse anything that is not what the field means, with a sentence that
+names the field. Field meanings are DESIGN.md section 2.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyis_common import wire
+from pyis_common.errors import BadRequest
+
+JOB_TYPES = frozenset({"jpeg", "spots", "meta", "index", "status"})
+OBSOLETE_TYPES = frozenset(
+    {"rsync_host_test", "rsync_connection_test", "local_dir_stats", "rsync_transfer"}
+)
+MAX_PID = 256  # session ids are short tokens; a 10 KB pid is an attack, not a session
+MAX_FN = 4096  # PATH_MAX
+MAX_LABEL = 256
+MIN_SIZE, MAX_SIZE = 8, 10000  # the C server's limits on xsize
+DEFAULT_XSIZE = {"jpeg": 512, "spots": 384}
+MAX_ZOOM = 1000.0
+MAX_LABEL_HEIGHT = 64
+MAX_FRAME = 1 << 31
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated request; ``raw`` is the client's object, echoed back (minus ``auth``)."""
+
+    pid: str
+    type: str
+    esaf: int = 0
+    fn: str | None = None
+    frame: int = 1
+    xsize: int = 512
+    ysize: int | None = None
+    zoom: float = 1.0
+    segcol: float = 0.0
+    segrow: float = 0.0
+    contrast: float = 0.0
+    wval: float = 0.0
+    label: str = ""
+    label_height: int = 0
+    auth: str | None = field(default=None, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def echo(self) -> dict[str, Any]:
+        """The job as sent back to the client: its own fields, never the token."""
+        return {k: v for k, v in self.raw.items() if k != "auth"}
+
+    def to_worker(self) -> dict[str, Any]:
+        """The fields a worker needs, as plain JSON (the worker re-validates them)."""
+        return {k: v for k, v in self.raw.items() if k not in ("auth", "pid")} | {"type": self.type}
+
+
+def _int(obj: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    value = obj.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"'{name}' must be an integer")
+    if not lo <= value <= hi:
+        raise BadRequest(f"'{name}' must be between {lo} and {hi}")
+    return value
+
+
+def _num(obj: dict[str, Any], name: str, default: float) -> float:
+    value = obj.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRequest(f"'{name}' must be a finite number")
+    return float(value)
+
+
+def _str(obj: dict[str, Any], name: str, limit: int) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"'{name}' must be a string")
+    if len(value) > limit:
+        raise BadRequest(f"'{name}' is longer than {limit} characters")
+    if "\x00" in value:
+        raise BadRequest(f"'{name}' contains a NUL character")
+    return value
+
+
+def parse_frame(frame: bytes) -> Request:
+    """The request frame as the proxy delivered it: UTF-8 JSON holding one object."""
+    try:
+        obj = wire.loads(frame.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("request is not valid UTF-8") from None
+    except RecursionError:
+        raise BadRequest("request JSON is nested too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"request is not valid JSON ({exc})") from None
+    return parse(obj)
+
+
+def parse(obj: Any, *, need_pid: bool = True) -> Request:
+    """Validate a request object; the worker re-parses its job with ``need_pid=False``."""
+    if not isinstance(obj, dict):
+        raise BadRequest("request must be a JSON object")
+    pid = obj.get("pid") if need_pid else "-"
+    if not isinstance(pid, str) or not pid:
+        raise BadRequest("request does not contain a 'pid' string")
+    if len(pid) > MAX_PID or not pid.isprintable():
+        raise BadRequest(f"'pid' must be at most {MAX_PID} printable characters")
+    jtype = obj.get("type", "jpeg")
+    if not isinstance(jtype, str):
+        raise BadRequest("'type' must be a string")
+    jtype = jtype.lower()
+    if jtype in OBSOLETE_TYPES:
+        raise BadRequest(f"job type '{jtype}' is obsolete")
+    if jtype not in JOB_TYPES:
+        raise BadRequest(f"unknown job type '{jtype[:40]}'")
+    frame = _int(obj, "frame", 1, -MAX_FRAME, MAX_FRAME)
+    return Request(
+        pid=pid,
+        type=jtype,
+        esaf=_int(obj, "esaf", 0, 0, MAX_FRAME),
+        fn=_str(obj, "fn", MAX_FN),
+        frame=max(frame, 1),
+        xsize=_int(obj, "xsize", DEFAULT_XSIZE.get(jtype, 512), MIN_SIZE, MAX_SIZE),
+        ysize=None if obj.get("ysize") is None else _int(obj, "ysize", 0, MIN_SIZE, MAX_SIZE),
+        zoom=min(max(round(_num(obj, "zoom", 1.0), 1), 1.0), MAX_ZOOM),
+        segcol=max(_num(obj, "segcol", 0.0), 0.0),
+        segrow=max(_num(obj, "segrow", 0.0), 0.0),
+        contrast=_num(obj, "contrast", 0.0),
+        wval=_num(obj, "wval", 0.0),
+        label=_str(obj, "label", MAX_LABEL) or "",
+        label_height=_int(obj, "labelHeight", 0, 0, MAX_LABEL_HEIGHT),
+        auth=_str(obj, "auth", 8192),
+        raw=obj,
+    )

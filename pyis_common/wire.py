@@ -1,0 +1,178 @@
+"""Framing on the procmgr <-> zygote <-> worker channels (inherited socketpairs, never pickle).
+
+One message on the byte stream::
+
+    +---------+-----------+-----------+-------------------+-------------+------------+
+    | VERSION | hdr_len   | n_payload | payload_len x n   | header      | payloads   |
+    | u8      | u32 BE    | u8        | u32 BE each       | UTF-8 JSON  | raw bytes  |
+    +---------+-----------+-----------+-------------------+-------------+------------+
+
+The header is a JSON object (types: ``MSG_*``); payloads are opaque bytes (a JPEG, an array).
+Every length is capped before anything is allocated, so a hostile peer can make us drop the
+channel but never make us allocate or wait without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+import threading
+from typing import Any
+
+VERSION = 1
+PREFIX = struct.Struct(">BIB")
+LENGTH = struct.Struct(">I")
+MAX_HEADER = 1 << 20  # 1 MiB: a job, its metadata and stats fit with room to spare
+MAX_PAYLOADS = 4
+MAX_PAYLOAD = 256 << 20  # a 10000 x 10000 RGB JPEG at quality 100 stays below this
+
+# message types (the header's "t")
+MSG_READY = "ready"  # worker -> procmgr: privileges dropped, serving
+MSG_JOB = "job"  # procmgr -> worker: a validated request
+MSG_REPLY = "reply"  # worker -> procmgr: the answer to one job
+MSG_SPAWN = "spawn"  # procmgr -> zygote: fork a worker for (uid, gid, home)
+MSG_SPAWNED = "spawned"  # zygote -> procmgr: the child's pid, or why not
+MSG_EXITED = "exited"  # zygote -> procmgr: a child was reaped
+MSG_STOP = "stop"  # procmgr -> zygote/worker: finish and exit
+
+
+class WireError(Exception):
+    """The peer broke the framing; the channel must be closed."""
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON with sorted keys, the C server's JSON_SORT_KEYS|JSON_COMPACT."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
+    ).encode()
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars and the like become plain numbers; anything else is a bug."""
+    if hasattr(obj, "item"):
+        value = obj.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def encode(header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> bytes:
+    body = dumps(header)
+    if len(body) > MAX_HEADER or len(payloads) > MAX_PAYLOADS:
+        raise WireError("message too large")
+    parts = [PREFIX.pack(VERSION, len(body), len(payloads))]
+    for p in payloads:
+        if len(p) > MAX_PAYLOAD:
+            raise WireError("payload too large")
+        parts.append(LENGTH.pack(len(p)))
+    parts.append(body)
+    parts.extend(payloads)
+    return b"".join(parts)
+
+
+class Decoder:
+    """Incremental decoder: feed it whatever ``recv`` returned, get whole messages back.
+
+    Used non-blocking by the procmgr (a worker that sends half a message cannot stall its
+    loop) and blocking by the worker and zygote via :func:`recv_message`.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[dict[str, Any], list[bytes]]]:
+        self._buf += data
+        out = []
+        while True:
+            msg = self._take()
+            if msg is None:
+                return out
+            out.append(msg)
+
+    def _take(self) -> tuple[dict[str, Any], list[bytes]] | None:
+        buf = self._buf
+        if len(buf) < PREFIX.size:
+            return None
+        version, hlen, npay = PREFIX.unpack_from(buf)
+        if version != VERSION or hlen > MAX_HEADER or npay > MAX_PAYLOADS:
+            raise WireError("bad frame prefix")
+        lens_end = PREFIX.size + LENGTH.size * npay
+        if len(buf) < lens_end:
+            return None
+        lens = [LENGTH.unpack_from(buf, PREFIX.size + LENGTH.size * i)[0] for i in range(npay)]
+        if any(n > MAX_PAYLOAD for n in lens):
+            raise WireError("payload too large")
+        total = lens_end + hlen + sum(lens)
+        if len(buf) < total:
+            return None
+        try:
+            header = loads(bytes(buf[lens_end : lens_end + hlen]))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WireError("header is not JSON") from exc
+        if not isinstance(header, dict):
+            raise WireError("header is not a JSON object")
+        payloads, pos = [], lens_end + hlen
+        for n in lens:
+            payloads.append(bytes(buf[pos : pos + n]))
+            pos += n
+        del buf[:total]
+        return header, payloads
+
+
+class Channel:
+    """A blocking, thread-safe message channel on one end of a socketpair."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._decoder = Decoder()
+        self._pending: list[tuple[dict[str, Any], list[bytes]]] = []
+        self._send_lock = threading.Lock()
+
+    def send(self, header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> None:
+        data = encode(header, payloads)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def send_fds(self, header: dict[str, Any], fds: list[int]) -> None:
+        """Send a message whose first byte carries file descriptors (SCM_RIGHTS)."""
+        data = encode(header)
+        with self._send_lock:
+            sent = socket.send_fds(self.sock, [data], fds)
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
+
+    def has_pending(self) -> bool:
+        """True when a whole message is already buffered (select would not say so)."""
+        return bool(self._pending)
+
+    def recv(self) -> tuple[dict[str, Any], list[bytes]] | None:
+        """The next message, or None at end of stream."""
+        msg, _ = self.recv_with_fds(0)
+        return msg
+
+    def recv_with_fds(
+        self, maxfds: int
+    ) -> tuple[tuple[dict[str, Any], list[bytes]] | None, list[int]]:
+        fds: list[int] = []
+        while not self._pending:
+            if maxfds:
+                data, got, _, _ = socket.recv_fds(self.sock, 1 << 16, maxfds)
+                fds.extend(got)
+            else:
+                data = self.sock.recv(1 << 16)
+            if not data:
+                return None, fds
+            self._pending.extend(self._decoder.feed(data))
+        return self._pending.pop(0), fds
