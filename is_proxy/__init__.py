@@ -1,0 +1,1 @@
+"""The stateless broker between clients (ROUTER) and procmgrs (DEALER)."""

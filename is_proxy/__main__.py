@@ -1,0 +1,49 @@
+"""``is-proxy``: run the broker; prints one READY line with the bound endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from is_proxy.proxy import Proxy
+from pyis_common import config
+from pyis_common.logsetup import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="is-proxy", description=__doc__)
+    ap.add_argument("--config", help="TOML config file")
+    ap.add_argument("--frontend", help="clients connect here (default tcp://127.0.0.1:60202)")
+    ap.add_argument("--backend", help="procmgrs connect here (default tcp://127.0.0.1:60203)")
+    ap.add_argument("--control", help="control socket (default tcp://127.0.0.1:60204)")
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    setup_logging("is-proxy", args.log_level)
+    try:
+        cfg = config.load(
+            args.config,
+            {
+                "proxy": {
+                    "frontend": args.frontend,
+                    "backend": args.backend,
+                    "control": args.control,
+                }
+            },
+        )
+        proxy = Proxy(cfg.proxy)
+    except (config.ConfigError, OSError) as exc:
+        print(f"is-proxy: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint
+        print(f"is-proxy: cannot bind: {exc}", file=sys.stderr)
+        return 2
+    eps = proxy.endpoints()
+    print("READY " + " ".join(f"{k}={v}" for k, v in eps.items()), flush=True)
+    logging.getLogger("is_proxy").info("serving %s", eps)
+    proxy.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
