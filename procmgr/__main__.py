@@ -1,0 +1,71 @@
+"""``is-procmgr``: verify access objects and route requests to privilege-dropped workers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pwd
+import sys
+
+from pyis_common import config
+from pyis_common.logsetup import setup_logging
+
+
+def dev_user() -> str:
+    """--dev serves every session as the current user; as root, as ``nobody`` (never root)."""
+    return "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="is-procmgr", description=__doc__)
+    ap.add_argument("--config", help="TOML config file")
+    ap.add_argument("--proxy", action="append", help="proxy backend endpoint (repeatable)")
+    ap.add_argument("--auth-redis", help="URL of the Redis holding access objects")
+    ap.add_argument("--compat-pubkey", help="PEM public key that verifies isAuthSig")
+    ap.add_argument(
+        "--dev",
+        metavar="DATA_DIR",
+        help="serve DATA_DIR as every ESAF home, as "
+        "the current user (nobody when root); no ESAF needed",
+    )
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    setup_logging("is-procmgr", args.log_level)
+    overrides = {
+        "procmgr": {
+            "proxies": args.proxy,
+            "auth_redis": args.auth_redis,
+            "compat_pubkey": args.compat_pubkey,
+        }
+    }
+    if args.dev:
+        overrides["procmgr"] |= {
+            "dev_user": dev_user(),
+            "esaf_home": os.path.abspath(args.dev),
+            "require_esaf": False,
+        }
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as exc:
+        print(f"is-procmgr: {exc}", file=sys.stderr)
+        return 2
+    # the zygote first: before any zmq.Context, key or Redis connection exists in this process
+    from procmgr.workers import ZygoteClient
+
+    zygote = ZygoteClient()
+    from procmgr.manager import Manager
+
+    try:
+        manager = Manager(cfg.procmgr, zygote)
+    except (OSError, ValueError) as exc:
+        print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
+        zygote.stop(timeout_s=5.0)
+        return 2
+    print(f"READY proxies={','.join(cfg.procmgr.proxies)} pid={os.getpid()}", flush=True)
+    logging.getLogger("procmgr").info("serving via %s", ", ".join(cfg.procmgr.proxies))
+    return manager.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Who a worker runs as: the user's UID, the ESAF group's GID, the ESAF home.
+
+Root is never an answer: UID 0 or GID 0 is refused here, before any fork, and again by the
+child after it dropped privileges (privdrop.verify).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from dataclasses import dataclass
+
+from pyis_common.config import ProcmgrConfig
+from pyis_common.errors import Forbidden
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    uid: int
+    gid: int
+    home: str
+    esaf: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """One worker per (user, ESAF)."""
+        return (self.uid, self.esaf)
+
+
+def resolve(cfg: ProcmgrConfig, user: str, esaf: int) -> Identity:
+    if cfg.dev_user:
+        return _dev_identity(cfg, esaf)
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise Forbidden(f"user {user[:64]!r} is not known on this image host") from None
+    if pw.pw_uid == 0:
+        raise Forbidden("refusing to serve a session as UID 0")
+    if esaf == 0:
+        gid, home = pw.pw_gid, pw.pw_dir
+    else:
+        group = cfg.esaf_group.format(esaf=esaf)
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise Forbidden(f"ESAF group {group!r} is not known on this image host") from None
+        if gid == 0:
+            raise Forbidden("refusing to serve a session with GID 0")
+        home = _esaf_home(cfg, group, esaf)
+    if gid == 0:
+        raise Forbidden("refusing to serve a session with GID 0")
+    return Identity(user=user, uid=pw.pw_uid, gid=gid, home=home, esaf=esaf)
+
+
+def _esaf_home(cfg: ProcmgrConfig, group: str, esaf: int) -> str:
+    if cfg.esaf_home:
+        return cfg.esaf_home.format(esaf=esaf, group=group)
+    try:
+        return pwd.getpwnam(group).pw_dir
+    except KeyError:
+        raise Forbidden(f"ESAF {esaf} has no home directory on this image host") from None
+
+
+def _dev_identity(cfg: ProcmgrConfig, esaf: int) -> Identity:
+    """--dev: every session is served as one local user (``nobody`` when we run as root)."""
+    pw = pwd.getpwnam(cfg.dev_user)
+    if pw.pw_uid == 0 or pw.pw_gid == 0:
+        raise Forbidden("refusing to serve a session as root, even in --dev")
+    if os.geteuid() != 0 and pw.pw_uid != os.geteuid():
+        raise Forbidden("--dev without root can only serve the current user")
+    home = cfg.esaf_home.format(esaf=esaf, group="") if cfg.esaf_home else pw.pw_dir
+    return Identity(user=pw.pw_name, uid=pw.pw_uid, gid=pw.pw_gid, home=home, esaf=esaf)

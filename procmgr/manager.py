@@ -1,0 +1,321 @@
+"""The procmgr loop: one reply for every request, whatever happens.
+
+Shape of gunicorn's ``Arbiter.run`` and the zguide's ``mediate()``: wait with a timeout, handle
+what came in, then always ``expire_requests()`` and ``retire_workers()``. Each request in flight
+carries a monotonic deadline; passing it answers ``timeout:``. A worker's reply after that is
+dropped, so a client never gets two answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from procmgr import identity
+from procmgr.access import AccessChecker
+from procmgr.workers import Worker, Workers, ZygoteClient
+from pyis_common import wire
+from pyis_common.config import ProcmgrConfig
+from pyis_common.errors import BadRequest, Busy, Internal, PyisError, wire_text
+from pyis_common.request import Request, parse_frame
+from pyis_common.signals import SignalQueue
+
+log = logging.getLogger("procmgr")
+MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
+POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
+SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
+DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
+
+
+@dataclass
+class InFlight:
+    rid: int
+    envelope: list[bytes]
+    req: Request
+    worker: Worker
+    deadline: float
+    t0: float
+
+
+class Manager:
+    def __init__(self, cfg: ProcmgrConfig, zygote: ZygoteClient) -> None:
+        self.cfg = cfg
+        self.access = AccessChecker(cfg)
+        self.workers = Workers(cfg, zygote)
+        self.zygote = zygote
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 1000)
+        # no MAXMSGSIZE here: libzmq would drop the whole proxy connection, and with it every
+        # reply in flight; the proxy caps sizes per client, and handle_request per request
+        for endpoint in cfg.proxies:
+            self.router.connect(endpoint)
+        self.inflight: dict[int, InFlight] = {}
+        self.ids = itertools.count(1)
+        self.started = time.monotonic()
+        self.outcomes: dict[str, int] = {}
+        self.stopping_since: float | None = None
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> int:
+        signals = SignalQueue((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        while not self._done():
+            poller = zmq.Poller()
+            poller.register(self.router, zmq.POLLIN)
+            poller.register(signals.fd, zmq.POLLIN)
+            poller.register(self.zygote.fd, zmq.POLLIN)
+            for fd in self.workers.by_fd:
+                poller.register(fd, zmq.POLLIN)
+            events = dict(poller.poll(self._poll_ms()))
+            if signals.fd in events:
+                self.handle_signals(signals.drain())
+            if self.zygote.fd in events:
+                self.handle_zygote()
+            for fd, worker in list(self.workers.by_fd.items()):
+                if fd in events:
+                    self.handle_worker(worker)
+            if self.router in events:
+                self.handle_requests()
+            self.expire_requests()
+            self.retire_workers()
+        return self.close()
+
+    def _poll_ms(self) -> int:
+        if not self.inflight:
+            return POLL_MAX_MS
+        soonest = min(f.deadline for f in self.inflight.values()) - time.monotonic()
+        return max(1, min(POLL_MAX_MS, int(soonest * 1000) + 1))
+
+    def _done(self) -> bool:
+        if self.stopping_since is None:
+            return False
+        return not self.inflight or time.monotonic() - self.stopping_since > SHUTDOWN_GRACE_S
+
+    def handle_signals(self, signums: list[int]) -> None:
+        for signum in signums:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                self.shutdown(signal.Signals(signum).name)
+            elif signum == signal.SIGHUP:
+                log.info("SIGHUP: nothing to reload yet")
+
+    def shutdown(self, why: str) -> None:
+        """The one way out: stop taking work, let in-flight requests finish, then close."""
+        if self.stopping_since is None:
+            log.info("shutting down (%s); %d requests in flight", why, len(self.inflight))
+            self.stopping_since = time.monotonic()
+
+    # -- requests --------------------------------------------------------------------------
+    def handle_requests(self) -> None:
+        for _ in range(100):  # a burst, then look at the workers again
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.handle_request(frames)
+
+    def handle_request(self, frames: list[bytes]) -> None:
+        t0 = time.monotonic()
+        envelope, body = split_envelope(frames)
+        if envelope is None:
+            log.warning("dropped a message with no route (%d frames)", len(frames))
+            return
+        req: Request | None = None
+        try:
+            if self.stopping_since is not None:
+                raise Busy("the image server is shutting down; try again")
+            if body is None:
+                raise BadRequest("no empty delimiter frame before the request (use a REQ socket)")
+            if len(body) != 1:
+                raise BadRequest(f"a request is one frame of JSON, not {len(body)}")
+            if len(body[0]) > self.cfg.max_message_bytes:
+                raise BadRequest(f"request is larger than {self.cfg.max_message_bytes} bytes")
+            req = parse_frame(body[0])
+            if req.type == "status":
+                self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
+                self.log_request(req, "ok", t0)
+                return
+            self.route(envelope, req, t0)
+        except PyisError as exc:
+            self.reply(envelope, [wire_text(exc.code, str(exc))])
+            self.log_request(req, exc.code, t0, str(exc))
+        except Exception:
+            log.exception("request failed")
+            self.reply(envelope, [wire_text("internal", "the image server failed")])
+            self.log_request(req, "internal", t0)
+
+    def route(self, envelope: list[bytes], req: Request, t0: float) -> None:
+        grant = self.access.check(req)
+        ident = identity.resolve(self.cfg, grant.user, req.esaf)
+        if len(self.inflight) >= self.cfg.max_in_flight:
+            raise Busy("the image server is busy; try again")
+        worker = self.workers.get(ident)
+        rid = next(self.ids)
+        deadline = t0 + self.cfg.request_timeout_s
+        self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0)
+        try:
+            self.workers.submit(worker, rid, req.to_worker())
+        except OSError:
+            self.worker_lost(worker, "cannot send to it")
+
+    def reply(self, envelope: list[bytes], frames: list[bytes]) -> None:
+        try:
+            self.router.send_multipart(envelope + frames, zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            log.warning("could not send a reply: %s", exc)
+
+    def answer_error(self, flight: InFlight, code: str, sentence: str) -> None:
+        self.reply(flight.envelope, [wire_text(code, sentence)])
+        self.log_request(flight.req, code, flight.t0, sentence)
+
+    # -- workers ---------------------------------------------------------------------------
+    def handle_worker(self, worker: Worker) -> None:
+        try:
+            messages = self.workers.receive(worker)
+        except (EOFError, OSError, wire.WireError) as exc:
+            self.worker_lost(worker, str(exc))
+            return
+        for header, payloads in messages:
+            kind = header.get("t")
+            if kind == wire.MSG_READY and not worker.ready:
+                try:
+                    self.workers.on_ready(worker, header)
+                except OSError:
+                    self.worker_lost(worker, "cannot send to it")
+                    return
+            elif kind == wire.MSG_REPLY:
+                self.worker_reply(worker, header, payloads)
+            else:
+                log.warning("%s sent an unexpected %r message", worker.name, str(kind)[:20])
+
+    def worker_reply(self, worker: Worker, header: dict[str, Any], payloads: list[bytes]) -> None:
+        rid = header.get("id")
+        flight = self.inflight.get(rid) if isinstance(rid, int) else None
+        if flight is None or flight.worker is not worker:
+            log.info("%s answered request %r late or twice; dropped", worker.name, rid)
+            return
+        del self.inflight[flight.rid]
+        worker.inflight.discard(flight.rid)
+        if header.get("ok") is not True:
+            self.answer_error(flight, str(header.get("code")), str(header.get("error", ""))[:500])
+            return
+        try:
+            frames = self.reply_frames(flight.req, header, payloads)
+        except (TypeError, ValueError):
+            self.answer_error(flight, "internal", "the worker sent a malformed reply")
+            return
+        self.reply(flight.envelope, [b"", *frames])
+        self.log_request(flight.req, "ok", flight.t0)
+
+    @staticmethod
+    def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
+        """Rebuild the reply from checked parts: the worker may only add decided numbers."""
+        decided, meta = header.get("job"), header.get("meta")
+        if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > 1:
+            raise ValueError("malformed reply")
+        job = req.echo()
+        for name in DECIDED_FIELDS:
+            value = decided.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                job[name] = value
+        return [wire.dumps(job), wire.dumps(meta), *payloads]
+
+    def worker_lost(self, worker: Worker, why: str) -> None:
+        log.warning("%s lost: %s", worker.name, why)
+        lost = self.workers.remove(worker, failed_start=not worker.ready)
+        sentence = (
+            "the worker for this session stopped unexpectedly"
+            if worker.ready
+            else "could not start a worker for this session"
+        )
+        for rid in lost:
+            flight = self.inflight.pop(rid, None)
+            if flight is not None:
+                self.answer_error(flight, "internal", sentence)
+
+    def handle_zygote(self) -> None:
+        try:
+            messages = self.zygote.read()
+        except (EOFError, OSError, wire.WireError):
+            log.error("the zygote died; no new workers can start")
+            self.shutdown("zygote died")
+            return
+        for header in messages:
+            if header.get("t") == wire.MSG_SPAWNED:
+                self.workers.on_spawned(header)
+            elif header.get("t") == wire.MSG_EXITED:
+                self.workers.on_exited(header)
+
+    # -- housekeeping ----------------------------------------------------------------------
+    def expire_requests(self) -> None:
+        now = time.monotonic()
+        for flight in [f for f in self.inflight.values() if f.deadline <= now]:
+            del self.inflight[flight.rid]
+            flight.worker.inflight.discard(flight.rid)
+            self.answer_error(flight, "timeout", "the image server did not answer in time")
+
+    def retire_workers(self) -> None:
+        for worker, why in self.workers.stale(time.monotonic()):
+            if why == "idle":
+                log.info("%s idle; stopping it", worker.name)
+                self.workers.remove(worker)
+            else:
+                self.worker_lost(worker, why)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "workers": len(self.workers.by_key),
+            "in_flight": len(self.inflight),
+            "worker_start_ms": list(self.workers.start_ms)[-10:],
+            "requests": dict(self.outcomes),
+        }
+
+    def log_request(self, req: Request | None, code: str, t0: float, why: str = "") -> None:
+        self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
+        log.info(
+            "request session=%s esaf=%s type=%s outcome=%s ms=%.1f%s",
+            session,
+            req.esaf if req else "-",
+            req.type if req else "-",
+            code,
+            (time.monotonic() - t0) * 1000,
+            f" why={why[:120]!r}" if why and code != "ok" else "",
+        )
+
+    def close(self) -> int:
+        for flight in list(self.inflight.values()):
+            self.answer_error(flight, "timeout", "the image server shut down before answering")
+        self.inflight.clear()
+        for worker in self.workers.all():
+            self.workers.remove(worker)
+        code = self.zygote.stop(timeout_s=15.0)
+        log.info("zygote exited with %s; bye", code)
+        self.router.close(linger=1000)
+        self.ctx.term()
+        return 0
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes] | None]:
+    """``[proxy-id][client-id]...[""]`` + body.
+
+    Without a delimiter in the first MAX_ENVELOPE frames (a DEALER client, a forged route) the
+    body is None and the route is the two identity frames the ROUTERs added, so even that
+    client gets its one error reply instead of the C server's exit(-1).
+    """
+    for i, frame in enumerate(frames[: MAX_ENVELOPE + 1]):
+        if frame == b"":
+            return (frames[: i + 1], frames[i + 1 :]) if i >= 1 else (None, None)
+    if len(frames) >= 3:
+        return frames[:2], None
+    return None, None
+
+
+__all__ = ["Internal", "Manager", "split_envelope"]

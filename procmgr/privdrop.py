@@ -1,0 +1,49 @@
+"""Drop to (uid, gid) with no supplementary groups, then prove it.
+
+Runs in the freshly forked child only. Order matters: groups and GID while we are still root,
+UID last. Afterwards ``getresuid``/``getresgid``/``getgroups`` must show exactly the target, so
+a silently failed call (the C server never called setgroups) cannot go unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+
+EXIT_PRIVDROP = 66  # the worker's own exit status: procmgr backs off instead of respawning
+
+
+class PrivDropError(Exception):
+    pass
+
+
+def drop(uid: int, gid: int, home: str) -> None:
+    if uid == 0 or gid == 0:
+        raise PrivDropError("refusing to run a worker as UID 0 or GID 0")
+    was_root = os.geteuid() == 0
+    if was_root:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    elif (os.getuid(), os.getgid()) != (uid, gid):
+        raise PrivDropError("not root: can only run a worker as the current user and group")
+    verify(uid, gid, no_groups=was_root)
+    os.chdir(home)
+    os.umask(0o077)
+
+
+def verify(uid: int, gid: int, *, no_groups: bool) -> None:
+    """Raise unless real, effective and saved IDs are the target and root cannot come back.
+
+    ``no_groups`` is False only in --dev without root, where the worker is the user's own
+    process and keeps the user's groups.
+    """
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise PrivDropError("credentials are not what was asked for")
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        raise PrivDropError("could regain root")
+    if no_groups and os.getgroups():
+        raise PrivDropError("supplementary groups remain")

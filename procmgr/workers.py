@@ -1,0 +1,221 @@
+"""Workers by (user, ESAF), and the client side of the zygote that forks them.
+
+A worker is known by the procmgr end of its socketpair. Its messages are decoded incrementally
+(a worker that sends half a message cannot stall the procmgr), and EOF on that socket is how we
+learn it died, whatever the cause: the zygote's ``exited`` report only adds the exit status.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from procmgr.identity import Identity
+from procmgr.privdrop import EXIT_PRIVDROP
+from pyis_common import wire
+from pyis_common.config import ProcmgrConfig
+from pyis_common.errors import Busy
+
+log = logging.getLogger("procmgr.workers")
+ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can take seconds
+SEND_TIMEOUT_S = 1.0  # a worker that does not take a tiny job within this is stuck
+RECV_CHUNK = 1 << 20
+
+
+class ZygoteClient:
+    """Start the zygote (before any zmq.Context exists) and talk to it."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "procmgr.zygote", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env=env,
+        )
+        theirs.close()
+        ours.settimeout(ZYGOTE_START_TIMEOUT_S)
+        self.chan = wire.Channel(ours)
+        msg = self.chan.recv()
+        if msg is None or msg[0].get("t") != wire.MSG_READY:
+            raise RuntimeError("the zygote did not start")
+        ours.settimeout(SEND_TIMEOUT_S)
+
+    @property
+    def fd(self) -> int:
+        return self.chan.sock.fileno()
+
+    def spawn(self, key: str, ident: Identity, fd: int, cfg: ProcmgrConfig) -> None:
+        spec = {
+            "t": wire.MSG_SPAWN,
+            "key": key,
+            "uid": ident.uid,
+            "gid": ident.gid,
+            "home": ident.home,
+            "threads": cfg.worker_threads,
+            "quality": cfg.jpeg_quality,
+        }
+        self.chan.send_fds(spec, [fd])
+
+    def read(self) -> list[dict[str, Any]]:
+        """Messages the zygote sent (``spawned``/``exited``); raises EOFError if it died."""
+        out = []
+        while True:
+            msg = self.chan.recv()
+            if msg is None:
+                raise EOFError("the zygote exited")
+            out.append(msg[0])
+            if not self.chan.has_pending():
+                return out
+
+    def stop(self, timeout_s: float) -> int:
+        try:
+            self.chan.send({"t": wire.MSG_STOP})
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+@dataclass
+class Worker:
+    ident: Identity
+    sock: socket.socket
+    started: float
+    decoder: wire.Decoder = field(default_factory=wire.Decoder)
+    pid: int = 0
+    ready: bool = False
+    last_used: float = 0.0
+    inflight: set[int] = field(default_factory=set)
+    queued: list[bytes] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"worker(uid={self.ident.uid}, esaf={self.ident.esaf}, pid={self.pid})"
+
+
+class Workers:
+    def __init__(self, cfg: ProcmgrConfig, zygote: ZygoteClient) -> None:
+        self.cfg = cfg
+        self.zygote = zygote
+        self.by_key: dict[str, Worker] = {}
+        self.by_fd: dict[int, Worker] = {}
+        self.backoff: dict[tuple[int, int], float] = {}
+        self.exit_codes: dict[int, int] = {}
+        self.start_ms: collections.deque[float] = collections.deque(maxlen=100)
+
+    @staticmethod
+    def key_of(ident: Identity) -> str:
+        return f"{ident.uid}:{ident.esaf}"
+
+    def get(self, ident: Identity) -> Worker:
+        """The worker for (user, ESAF), started if needed; Busy while it is backing off."""
+        worker = self.by_key.get(self.key_of(ident))
+        if worker is not None:
+            return worker
+        until = self.backoff.get(ident.key, 0.0)
+        if time.monotonic() < until:
+            raise Busy("the worker for this session failed to start; try again shortly")
+        return self._start(ident)
+
+    def _start(self, ident: Identity) -> Worker:
+        ours, theirs = socket.socketpair()
+        key = self.key_of(ident)
+        try:
+            self.zygote.spawn(key, ident, theirs.fileno(), self.cfg)
+        finally:
+            theirs.close()
+        ours.settimeout(SEND_TIMEOUT_S)
+        worker = Worker(ident=ident, sock=ours, started=time.monotonic())
+        self.by_key[key] = worker
+        self.by_fd[ours.fileno()] = worker
+        return worker
+
+    def submit(self, worker: Worker, rid: int, job: dict[str, Any]) -> None:
+        data = wire.encode({"t": wire.MSG_JOB, "id": rid, "job": job})
+        worker.inflight.add(rid)
+        worker.last_used = time.monotonic()
+        if worker.ready:
+            worker.sock.sendall(data)
+        else:
+            worker.queued.append(data)
+
+    def on_ready(self, worker: Worker, header: dict[str, Any]) -> None:
+        worker.ready = True
+        start_ms = (time.monotonic() - worker.started) * 1000
+        self.start_ms.append(round(start_ms, 3))
+        log.info(
+            "%s ready in %.1f ms: uid=%s gid=%s groups=%s",
+            worker.name,
+            start_ms,
+            header.get("uid"),
+            header.get("gid"),
+            header.get("groups"),
+        )
+        for data in worker.queued:
+            worker.sock.sendall(data)
+        worker.queued.clear()
+
+    def receive(self, worker: Worker) -> list[tuple[dict[str, Any], list[bytes]]]:
+        """Whole messages now available; EOFError when the worker is gone."""
+        data = worker.sock.recv(RECV_CHUNK)
+        if not data:
+            raise EOFError(f"{worker.name} closed its channel")
+        return worker.decoder.feed(data)
+
+    def on_spawned(self, header: dict[str, Any]) -> None:
+        worker = self.by_key.get(str(header.get("key")))
+        if worker is not None and not worker.pid:
+            worker.pid = int(header.get("pid") or 0)
+
+    def on_exited(self, header: dict[str, Any]) -> None:
+        pid, code = int(header.get("pid", 0)), int(header.get("code", 0))
+        log.info("worker pid %d exited with %s", pid, code)
+        self.exit_codes[pid] = code
+
+    def remove(self, worker: Worker, *, failed_start: bool = False) -> set[int]:
+        """Forget a worker (killing it if still there); returns its unanswered request ids."""
+        self.by_key.pop(self.key_of(worker.ident), None)
+        self.by_fd.pop(worker.sock.fileno(), None)
+        worker.sock.close()
+        if worker.pid:
+            try:
+                os.kill(worker.pid, signal.SIGKILL if failed_start else signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if failed_start or not worker.ready:
+            self.backoff[worker.ident.key] = time.monotonic() + self.cfg.worker_backoff_s
+        lost = set(worker.inflight)
+        worker.inflight.clear()
+        return lost
+
+    def stale(self, now: float) -> list[tuple[Worker, str]]:
+        """Workers to retire: never became ready in time, or idle too long."""
+        out = []
+        for worker in list(self.by_key.values()):
+            if not worker.ready and now - worker.started > self.cfg.worker_start_timeout_s:
+                out.append((worker, "start timeout"))
+            elif (
+                worker.ready
+                and not worker.inflight
+                and now - worker.last_used > self.cfg.worker_idle_s
+            ):
+                out.append((worker, "idle"))
+        return out
+
+    def all(self) -> list[Worker]:
+        return list(self.by_key.values())
+
+
+__all__ = ["EXIT_PRIVDROP", "Worker", "Workers", "ZygoteClient"]

@@ -1,0 +1,146 @@
+"""The zygote: a pre-imported, secret-free process that forks workers.
+
+The procmgr starts it once (``python -m procmgr.zygote FD``) before it creates any
+``zmq.Context``, reads a key or opens Redis, so its memory holds numpy, fabio and the encoders
+but no secret and no ZeroMQ state. For each ``spawn`` it forks; the child drops privileges and
+serves the socket it was handed (SCM_RIGHTS), and never returns (it ends in ``os._exit``). A new
+session therefore costs a fork and a few syscalls, not an interpreter start.
+
+The zygote reaps its children and reports every exit to the procmgr. When the procmgr goes
+away (EOF) or says ``stop`` it terminates its children (SIGTERM, a deadline, SIGKILL) and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from procmgr import privdrop
+from pyis_common import wire
+from pyis_common.signals import SignalQueue
+from worker import main as worker_main  # the pre-import: everything a worker needs
+
+STOP_GRACE_S = 5.0  # workers finish in-flight jobs within this, then are killed
+EXIT_CRASH = 70  # EX_SOFTWARE: an unexpected error in the child
+
+
+class Zygote:
+    def __init__(self, chan: wire.Channel) -> None:
+        self.chan = chan
+        self.children: set[int] = set()
+        self.signals = SignalQueue((signal.SIGCHLD, signal.SIGTERM))
+
+    def run(self) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
+        self.chan.send({"t": wire.MSG_READY, "pid": os.getpid()})
+        while True:
+            wait = 0 if self.chan.has_pending() else None
+            readable, _, _ = select.select([self.chan.sock, self.signals.fd], [], [], wait)
+            if self.chan.has_pending():
+                readable.append(self.chan.sock)
+            if self.signals.fd in readable:
+                if signal.SIGTERM in self.signals.drain():
+                    break
+                self.reap()
+            if self.chan.sock in readable and not self.handle_message():
+                break
+        self.stop_children()
+        return 0
+
+    def handle_message(self) -> bool:
+        try:
+            msg, fds = self.chan.recv_with_fds(1)
+        except (OSError, wire.WireError):
+            return False
+        if msg is None or msg[0].get("t") != wire.MSG_SPAWN:
+            for fd in fds:
+                os.close(fd)
+            return False
+        header = msg[0]
+        if len(fds) != 1:
+            self.chan.send({"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": 0})
+            return True
+        pid = self.spawn(header, fds[0])
+        os.close(fds[0])
+        self.chan.send({"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": pid})
+        return True
+
+    def spawn(self, spec: dict, fd: int) -> int:
+        pid = os.fork()
+        if pid == 0:
+            self._child(spec, fd)  # never returns
+        self.children.add(pid)
+        return pid
+
+    def _child(self, spec: dict, fd: int) -> None:
+        code = EXIT_CRASH
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            self.chan.sock.close()
+            privdrop.drop(int(spec["uid"]), int(spec["gid"]), str(spec["home"]))
+            code = worker_main.serve(fd, spec)
+        except privdrop.PrivDropError as exc:
+            print(f"worker: cannot drop privileges: {exc}", file=sys.stderr, flush=True)
+            code = privdrop.EXIT_PRIVDROP
+        except OSError as exc:
+            print(f"worker: cannot start: {exc.strerror}", file=sys.stderr, flush=True)
+            code = privdrop.EXIT_PRIVDROP
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                self.chan.send({"t": wire.MSG_EXITED, "pid": pid, "code": code})
+            except OSError:
+                pass
+
+    def stop_children(self) -> None:
+        """gunicorn's stop: SIGTERM, reap until a deadline, SIGKILL, reap."""
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.01)
+        self._signal_all(signal.SIGKILL)
+        while self.children:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.children.discard(pid)
+
+    def _signal_all(self, signum: int) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                self.children.discard(pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    sock = socket.socket(fileno=int(argv[0]))
+    return Zygote(wire.Channel(sock)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
