@@ -1,0 +1,1 @@
+"""The per-(user, ESAF) worker: runs unprivileged, reads images, answers jobs."""

@@ -1,0 +1,76 @@
+"""The worker's channel loop: read jobs from the procmgr, run them on a small thread pool.
+
+The worker is untrusted by the procmgr and trusts nothing it receives either: each job is
+re-validated. Replies go back on the same inherited socket, one per job, errors as a code word
+and a sentence (never a traceback: that goes to our stderr, i.e. the procmgr's log).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pyis_common import wire
+from pyis_common.errors import PyisError
+from worker import jobs
+
+log = logging.getLogger("worker")
+MAX_THREADS = 32
+
+
+def serve(fd: int, spec: dict[str, Any]) -> int:
+    """Run until the procmgr closes the channel or says stop; the exit status."""
+    chan = wire.Channel(socket.socket(fileno=fd))
+    threads = max(1, min(int(spec.get("threads", 4)), MAX_THREADS))
+    settings = jobs.Settings(home=os.getcwd(), quality=int(spec.get("quality", 90)))
+    chan.send(
+        {
+            "t": wire.MSG_READY,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "gid": os.getgid(),
+            "groups": os.getgroups(),
+        }
+    )
+    with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
+        while True:
+            try:
+                msg = chan.recv()
+            except (OSError, wire.WireError):
+                msg = None
+            if msg is None or msg[0].get("t") == wire.MSG_STOP:
+                break
+            if msg[0].get("t") == wire.MSG_JOB:
+                pool.submit(_run, chan, settings, msg[0])
+    return 0
+
+
+def _run(chan: wire.Channel, settings: jobs.Settings, header: dict[str, Any]) -> None:
+    rid = header.get("id")
+    try:
+        result = jobs.run(settings, header.get("job"))
+        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": True, "job": result.job, "meta": result.meta}
+        payloads = result.payloads
+    except PyisError as exc:
+        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": exc.code, "error": str(exc)}
+        payloads = []
+    except Exception:
+        print(f"worker {os.getpid()}: job {rid} failed", file=sys.stderr)
+        traceback.print_exc()
+        reply = {
+            "t": wire.MSG_REPLY,
+            "id": rid,
+            "ok": False,
+            "code": "internal",
+            "error": "the worker failed on this image",
+        }
+        payloads = []
+    try:
+        chan.send(reply, payloads)
+    except OSError:
+        pass  # the procmgr is gone; the main loop will see EOF and exit
