@@ -1,0 +1,161 @@
+"""``is-dev``: the whole stack on loopback, without root, for development and demos.
+
+Starts a private ``redis-server`` (standing in for the web host's session Redis), generates an
+RSA key pair, signs an ``isAuth`` for one session, and runs ``is-proxy`` and ``is-procmgr`` on
+ephemeral loopback ports. Ctrl-C or SIGTERM stops everything. ``--demo FILE -o OUT`` renders one
+image through the real stack and exits: the quickest proof that it all works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import redis
+
+from authsign import compat
+from procmgr.__main__ import dev_user
+from pyis_common import cli, procs
+
+
+class Stack:
+    """redis-server + is-proxy + is-procmgr, each a real process; tests use it too."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        procmgr_args: list[str],
+        stderr_dir: Path | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.procmgr_args = procmgr_args
+        self.stderr_dir = stderr_dir
+        self.key = compat.generate_key()
+        self.pubkey = workdir / "isauth-pubkey.pem"
+        self.pubkey.write_bytes(compat.public_pem(self.key))
+        self.procs: list[procs.Proc] = []
+
+    def _stderr(self, name: str):
+        if self.stderr_dir is None:
+            return None
+        return open(self.stderr_dir / f"{name}.log", "ab")  # noqa: SIM115 (child owns it)
+
+    def start(self) -> Stack:
+        self.redis_proc, self.redis_port = procs.redis_server(self.workdir)
+        self.procs.append(self.redis_proc)
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.redis = redis.Redis.from_url(self.redis_url)
+        any_port = "tcp://127.0.0.1:*"
+        self.proxy = self._run(
+            "proxy",
+            [
+                *procs.pyis_command("is_proxy"),
+                "--frontend",
+                any_port,
+                "--backend",
+                any_port,
+                "--control",
+                any_port,
+            ],
+        )
+        fields = self.proxy.fields()
+        self.endpoint, self.backend, self.control = (
+            fields["frontend"],
+            fields["backend"],
+            fields["control"],
+        )
+        self.start_procmgr()
+        return self
+
+    def start_procmgr(self) -> procs.Proc:
+        self.procmgr = self._run(
+            "procmgr",
+            [
+                *procs.pyis_command("procmgr"),
+                "--proxy",
+                self.backend,
+                "--auth-redis",
+                self.redis_url,
+                "--compat-pubkey",
+                str(self.pubkey),
+                *self.procmgr_args,
+            ],
+        )
+        return self.procmgr
+
+    def _run(self, name: str, argv: list[str]) -> procs.Proc:
+        proc = procs.Proc(argv, lambda line: line.startswith("READY"), stderr=self._stderr(name))
+        self.procs.append(proc)
+        proc.wait_ready()
+        return proc
+
+    def sign_session(
+        self, user: str, esafs: list[int], pid: str | None = None, lifetime_s: int | None = 3600
+    ) -> str:
+        """What the auth server does at login: store a signed isAuth under a new session id."""
+        pid = pid or secrets.token_hex(16)
+        isauth = compat.make_isauth(pid, user, esafs, lifetime_s)
+        self.redis.hset(pid, mapping={"isAuth": isauth, "isAuthSig": compat.sign(self.key, isauth)})
+        return pid
+
+    def stop(self) -> dict[str, int]:
+        """Stop in reverse order; the exit code of each."""
+        codes = {}
+        for proc in reversed(self.procs):
+            codes[proc.argv[2] if len(proc.argv) > 2 else proc.argv[0]] = proc.stop()
+        self.procs.clear()
+        return codes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="is-dev", description=__doc__)
+    ap.add_argument("--data", default=".", help="directory served as the ESAF home")
+    ap.add_argument("--demo", metavar="FILE", help="render FILE (relative to --data) and exit")
+    ap.add_argument("-o", "--output", default="demo.jpg", help="where --demo writes the JPEG")
+    ap.add_argument("--xsize", type=int, default=512)
+    args = ap.parse_args(argv)
+    data = os.path.abspath(args.data)
+    with tempfile.TemporaryDirectory(prefix="pyis-dev-") as tmp:
+        stack = Stack(Path(tmp), ["--dev", data])
+        try:
+            stack.start()
+            pid = stack.sign_session(dev_user(), [0])
+            if args.demo:
+                return cli.main(
+                    [
+                        "--endpoint",
+                        stack.endpoint,
+                        "--pid",
+                        pid,
+                        "jpeg",
+                        args.demo,
+                        "--xsize",
+                        str(args.xsize),
+                        "-o",
+                        args.output,
+                    ]
+                )
+            print(
+                f"pyis dev stack up: serving {data}\n"
+                f"  export PYIS_ENDPOINT={stack.endpoint} PYIS_PID={pid}\n"
+                f"  is-cli jpeg <file relative to {data}> -o out.jpg\n"
+                "Ctrl-C stops it.",
+                flush=True,
+            )
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            return 0
+        except procs.StartError as exc:
+            print(f"is-dev: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
