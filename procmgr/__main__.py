@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         help="serve DATA_DIR as every ESAF home, as "
         "the current user (nobody when root); no ESAF needed",
     )
+    ap.add_argument("--trust-root", help="offline CA root certificate (enables JWT objects)")
+    ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
+    ap.add_argument("--trust-crl", help="the root's CRL")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     setup_logging("is-procmgr", args.log_level)
@@ -37,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             "proxies": args.proxy,
             "auth_redis": args.auth_redis,
             "compat_pubkey": args.compat_pubkey,
+            "trust_root": args.trust_root,
+            "trust_certs": args.trust_certs,
+            "trust_crl": args.trust_crl,
         }
     }
     if args.dev:
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         manager = Manager(cfg.procmgr, zygote)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a bad key, root or CRL file: say which, exit non-zero
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         zygote.stop(timeout_s=5.0)
         return 2

@@ -1,9 +1,12 @@
-"""Look up and verify the access object named by a request's ``pid``; apply the policy.
+"""Look up and verify the access object of a request; apply the policy.
 
-The web host's Redis is untrusted storage: we read ``HMGET <pid> isAuth isAuthSig`` from it on
-every request (so a session the auth server deletes stops working at the next request) and
-believe only what the signature covers. A verified object is remembered by its exact bytes, so
-the steady state costs one Redis round trip and a dict lookup, not an RSA verification.
+Two forms (DESIGN.md section 3): a JWT (inline as the request's ``auth``, or ``isToken`` in the
+session hash) verified against keys the offline CA certified, and, behind ``compat_enabled``,
+the C server's RSA-signed ``isAuth``. The web host's Redis is untrusted storage: we read the
+session hash on every request, so a session the auth server deletes or marks ``revoked``
+stops working at the next request, and believe only what a signature covers. A verified
+object is remembered by its exact bytes until it expires, so the steady state costs one Redis
+round trip and a dict lookup, not a signature verification.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from authsign import compat
+from authsign import compat, tokens
 from authsign.compat import Access, AccessError
+from certs.trust import TrustStore
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Busy, Forbidden, Unauthorized
 from pyis_common.request import Request
@@ -24,12 +29,26 @@ from pyis_common.request import Request
 log = logging.getLogger("procmgr.access")
 REDIS_TIMEOUT_S = 0.25  # the whole request budget is 500 ms; a slower store is a failure
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
+FIELDS = ("isAuth", "isAuthSig", "isToken", "revoked")
 
 
 class AccessChecker:
     def __init__(self, cfg: ProcmgrConfig) -> None:
         self.cfg = cfg
-        self.key = compat.load_public_key(Path(cfg.compat_pubkey).read_bytes())
+        self.rsa = (
+            compat.load_public_key(Path(cfg.compat_pubkey).read_bytes())
+            if cfg.compat_enabled
+            else None
+        )
+        self.trust = (
+            TrustStore(
+                Path(cfg.trust_root),
+                Path(cfg.trust_certs),
+                Path(cfg.trust_crl) if cfg.trust_crl else None,
+            )
+            if cfg.trust_root
+            else None
+        )
         self.redis = redis.Redis.from_url(
             cfg.auth_redis,
             socket_timeout=REDIS_TIMEOUT_S,
@@ -37,39 +56,84 @@ class AccessChecker:
         )
         self._verified: dict[bytes, Access] = {}
 
+    def reload(self) -> None:
+        """SIGHUP: re-read signing certificates and the CRL now."""
+        if self.trust is not None and self.trust.reload_if_changed():
+            log.info("trust store reloaded: kids %s", ", ".join(self.trust.kids()) or "none")
+
     def check(self, req: Request) -> Access:
         """The grant for this request, or Unauthorized/Forbidden/Busy naming the reason."""
-        isauth, sig = self._fetch(req.pid)
-        memo = hashlib.sha256(req.pid.encode() + b"\0" + (isauth or b"") + b"\0" + (sig or b""))
-        access = self._verified.get(memo.digest())
+        exists, (isauth, sig, token, revoked) = self._fetch(req.pid)
+        if revoked:
+            raise Unauthorized("this session has been revoked")
+        if not exists:
+            # also for an inline token: logout deletes the hash, and that must end the session
+            raise Unauthorized("no access object for this session")
         try:
-            if access is None:
-                access = compat.verify(
-                    self.key, isauth, sig, req.pid, leeway_s=self.cfg.clock_leeway_s
+            if req.auth is not None or token is not None:
+                access = self._jwt(req, req.auth or (token or b"").decode("utf-8", "replace"))
+            elif self.rsa is not None:
+                rsa = self.rsa
+                access = self._memo(
+                    (req.pid, isauth, sig),
+                    lambda: compat.verify(
+                        rsa, isauth, sig, req.pid, leeway_s=self.cfg.clock_leeway_s
+                    ),
                 )
-                if len(self._verified) >= MAX_VERIFIED:
-                    self._verified.clear()
-                self._verified[memo.digest()] = access
-            elif (
-                access.expires is not None
-                and time.time() > access.expires + self.cfg.clock_leeway_s
-            ):
-                raise AccessError("unauthorized", "access object has expired")
+            else:
+                raise AccessError("unauthorized", "no access object for this session")
         except AccessError as exc:
             raise (Forbidden if exc.code == "forbidden" else Unauthorized)(str(exc)) from None
         self._policy(req, access)
         return access
 
-    def _fetch(self, pid: str) -> tuple[bytes | None, bytes | None]:
+    def _jwt(self, req: Request, token: str) -> Access:
+        if self.trust is None:
+            raise AccessError("unauthorized", "this server accepts no token access objects")
+        # a stat per file: a rotation or revocation takes effect without a restart, and
+        # nothing verified under the old trust survives it
+        if self.trust.reload_if_changed():
+            self._verified.clear()
+        trust = self.trust
+        return self._memo(
+            (req.pid, req.type, token),
+            lambda: tokens.verify(
+                token,
+                trust.key_for,
+                pid=req.pid,
+                aud=self.cfg.audience,
+                job_type=req.type,
+                leeway_s=self.cfg.clock_leeway_s,
+            ),
+        )
+
+    def _memo(self, parts: tuple[object, ...], verify: Callable[[], Access]) -> Access:
+        """Verify once per exact object; expiry is still checked on every use."""
+        digest = hashlib.sha256(repr(parts).encode()).digest()
+        access = self._verified.get(digest)
+        if access is None:
+            access = verify()
+            if len(self._verified) >= MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[digest] = access
+        if access.expires is not None and time.time() > access.expires + self.cfg.clock_leeway_s:
+            raise AccessError("unauthorized", "access object has expired")
+        return access
+
+    def _fetch(self, pid: str) -> tuple[bool, list[bytes | None]]:
+        """(the session hash exists, its fields), in one round trip."""
         try:
-            isauth, sig = self.redis.hmget(pid, "isAuth", "isAuthSig")
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.exists(pid)
+            pipe.hmget(pid, *FIELDS)
+            exists, values = pipe.execute()
+            return bool(exists), values
         except redis.exceptions.ResponseError:
             # WRONGTYPE: the key exists but is not a hash; the C server exit(-1)ed here
             raise Unauthorized("no access object for this session") from None
         except redis.exceptions.RedisError as exc:
             log.warning("access object store unavailable: %s", type(exc).__name__)
             raise Busy("the access object store is unavailable; try again") from None
-        return isauth, sig
 
     def _policy(self, req: Request, access: Access) -> None:
         if req.esaf == 0:

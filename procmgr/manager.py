@@ -103,7 +103,8 @@ class Manager:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.shutdown(signal.Signals(signum).name)
             elif signum == signal.SIGHUP:
-                log.info("SIGHUP: nothing to reload yet")
+                log.info("SIGHUP: reloading signing certificates and CRL")
+                self.access.reload()
 
     def shutdown(self, why: str) -> None:
         """The one way out: stop taking work, let in-flight requests finish, then close."""
@@ -202,6 +203,9 @@ class Manager:
             return
         del self.inflight[flight.rid]
         worker.inflight.discard(flight.rid)
+        cache = header.get("cache")
+        if isinstance(cache, dict):
+            worker.cache = {str(k)[:32]: v for k, v in cache.items() if type(v) is int}
         if header.get("ok") is not True:
             self.answer_error(flight, str(header.get("code")), str(header.get("error", ""))[:500])
             return
@@ -211,7 +215,8 @@ class Manager:
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return
         self.reply(flight.envelope, [b"", *frames])
-        self.log_request(flight.req, "ok", flight.t0)
+        tier = header.get("tier")
+        self.log_request(flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else "")
 
     @staticmethod
     def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
@@ -274,20 +279,31 @@ class Manager:
             "workers": len(self.workers.by_key),
             "in_flight": len(self.inflight),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
+            "cache": self._cache_totals(),
             "requests": dict(self.outcomes),
         }
 
-    def log_request(self, req: Request | None, code: str, t0: float, why: str = "") -> None:
+    def _cache_totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for worker in self.workers.all():
+            for name, value in worker.cache.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
+    def log_request(
+        self, req: Request | None, code: str, t0: float, why: str = "", tier: str = ""
+    ) -> None:
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
         log.info(
-            "request session=%s esaf=%s type=%s outcome=%s ms=%.1f%s",
+            "request session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",
             session,
             req.esaf if req else "-",
             req.type if req else "-",
             code,
             (time.monotonic() - t0) * 1000,
             f" why={why[:120]!r}" if why and code != "ok" else "",
+            f" tier={tier[:10]}" if tier else "",
         )
 
     def close(self) -> int:

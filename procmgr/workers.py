@@ -60,8 +60,10 @@ class ZygoteClient:
             "uid": ident.uid,
             "gid": ident.gid,
             "home": ident.home,
+            "esaf": ident.esaf,
             "threads": cfg.worker_threads,
             "quality": cfg.jpeg_quality,
+            "cache_bytes": cfg.worker_cache_bytes,
         }
         self.chan.send_fds(spec, [fd])
 
@@ -99,6 +101,7 @@ class Worker:
     last_used: float = 0.0
     inflight: set[int] = field(default_factory=set)
     queued: list[bytes] = field(default_factory=list)
+    cache: dict[str, int] = field(default_factory=dict)  # the worker's last reported counters
 
     @property
     def name(self) -> str:

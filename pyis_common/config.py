@@ -30,7 +30,12 @@ class ProxyConfig:
 class ProcmgrConfig:
     proxies: tuple[str, ...] = ("tcp://127.0.0.1:60203",)
     auth_redis: str = "redis://127.0.0.1:6379/0"  # the web host's Redis holding <pid> hashes
+    compat_enabled: bool = True  # accept the C server's isAuth/isAuthSig (RSA) objects
     compat_pubkey: str = "/etc/pyis/isauth-pubkey.pem"  # verifies isAuthSig
+    trust_root: str = ""  # the offline CA's root certificate; "" -> no JWT access objects
+    trust_certs: str = "/etc/pyis/signing"  # auth servers' signing certificates (PEM files)
+    trust_crl: str = "/etc/pyis/crl.pem"  # the root's CRL; "" -> no revocation checks
+    audience: str = "pyis"  # JWT aud: the image-host group these servers belong to
     clock_leeway_s: float = 30.0  # tolerated clock skew for exp/nbf
     require_esaf: bool = True  # esaf missing or 0 -> forbidden (the C HEAD ran root workers)
     esaf_group: str = "e{esaf}"  # the ESAF's Unix group (and passwd account for its home)
@@ -43,7 +48,8 @@ class ProcmgrConfig:
     worker_start_timeout_s: float = 10.0  # fork + privilege drop takes milliseconds
     worker_backoff_s: float = 5.0  # after a worker failed to start, refuse quickly this long
     worker_idle_s: float = 900.0  # stop a worker nobody used for this long
-    jpeg_quality: int = 90
+    worker_cache_bytes: int = 0  # stage-1 LRU per worker; 0 -> 1/32 of RAM, at most 1 GiB
+    jpeg_quality: int = 90  # libjpeg-turbo at 90 is visually lossless for diffraction frames
 
 
 @dataclass(frozen=True)

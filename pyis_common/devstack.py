@@ -18,7 +18,8 @@ from pathlib import Path
 
 import redis
 
-from authsign import compat
+from authsign import compat, keys, tokens
+from certs import ca
 from procmgr.__main__ import dev_user
 from pyis_common import cli, procs
 
@@ -38,6 +39,14 @@ class Stack:
         self.key = compat.generate_key()
         self.pubkey = workdir / "isauth-pubkey.pem"
         self.pubkey.write_bytes(compat.public_pem(self.key))
+        # a throwaway offline CA certifying one auth-server signing key, for JWT objects
+        self.ca_dir, self.signing_dir = workdir / "ca", workdir / "signing"
+        ca.init_root(self.ca_dir)
+        self.kid = "dev-1"
+        key_path, _ = ca.issue_signing(self.ca_dir, self.kid, self.signing_dir)
+        self.signing_key = keys.load_private(key_path)
+        key_path.unlink()  # the procmgr reads this directory: only certificates belong in it
+        self.crl = ca.write_crl(self.ca_dir, workdir / "crl.pem")
         self.procs: list[procs.Proc] = []
 
     def _stderr(self, name: str):
@@ -83,6 +92,12 @@ class Stack:
                 self.redis_url,
                 "--compat-pubkey",
                 str(self.pubkey),
+                "--trust-root",
+                str(self.ca_dir / ca.ROOT_CERT),
+                "--trust-certs",
+                str(self.signing_dir),
+                "--trust-crl",
+                str(self.crl),
                 *self.procmgr_args,
             ],
         )
@@ -102,6 +117,31 @@ class Stack:
         isauth = compat.make_isauth(pid, user, esafs, lifetime_s)
         self.redis.hset(pid, mapping={"isAuth": isauth, "isAuthSig": compat.sign(self.key, isauth)})
         return pid
+
+    def token(
+        self,
+        user: str,
+        esafs: list[int],
+        pid: str | None = None,
+        scope: str = "jpeg spots meta index",
+        lifetime_s: int = 600,
+        in_hash: bool = False,
+    ) -> tuple[str, str]:
+        """(pid, JWT) as the auth server issues them; the session hash always exists (it is
+        what logout deletes), and holds the token too when ``in_hash``."""
+        pid = pid or secrets.token_hex(16)
+        token = tokens.issue(
+            self.signing_key,
+            self.kid,
+            pid=pid,
+            uid=user,
+            esafs=esafs,
+            aud="pyis",
+            scope=scope,
+            lifetime_s=lifetime_s,
+        )
+        self.redis.hset(pid, mapping={"isToken": token} if in_hash else {"session": "1"})
+        return pid, token
 
     def stop(self) -> dict[str, int]:
         """Stop in reverse order; the exit code of each."""

@@ -41,6 +41,7 @@ class Proc:
         self.ready_line: str | None = None
         self._ready = threading.Event()
         self._is_ready = is_ready
+        self.stderr_path = getattr(stderr, "name", None)
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=stderr, env=env, start_new_session=True
         )
@@ -62,6 +63,9 @@ class Proc:
         if not self._ready.wait(timeout_s) or self.ready_line is None:
             self.stop()
             tail = "\n".join(self.lines[-20:])
+            if isinstance(self.stderr_path, str) and os.path.exists(self.stderr_path):
+                with open(self.stderr_path, errors="replace") as fh:
+                    tail += "\n" + "".join(fh.readlines()[-20:])
             raise StartError(f"{self.argv[0]} did not become ready:\n{tail}")
         return self.ready_line
 

@@ -1,0 +1,101 @@
+"""Privilege separation, for real: workers run as the user with the ESAF's group and no others."""
+
+from __future__ import annotations
+
+import grp
+import pwd
+from pathlib import Path
+
+from tests.support.client import ask, error_code
+
+
+def _status(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _children(ppid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_status(int(entry.name)).get("PPid", -1)) == ppid:
+                    out.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return out
+
+
+def workers_of(site) -> list[dict[str, str]]:
+    """Workers are the zygote's children; the zygote is the procmgr's child."""
+    found = []
+    for zygote in _children(site.stack.procmgr.pid):
+        found += [_status(pid) for pid in _children(zygote)]
+    return found
+
+
+def test_worker_runs_as_user_with_esaf_group_and_no_supplementary_groups(site):
+    pid = site.session()
+    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    assert reply[0] == b""
+    uid = pwd.getpwnam(site.user).pw_uid
+    gid = grp.getgrnam(f"e{site.esaf}").gr_gid
+    mine = [s for s in workers_of(site) if s["Uid"].split() == [str(uid)] * 4]
+    assert len(mine) == 1, workers_of(site)
+    assert mine[0]["Gid"].split() == [str(gid)] * 4
+    assert mine[0]["Groups"] == ""
+    assert mine[0]["CapEff"] == "0000000000000000"
+
+
+def test_file_of_another_group_is_forbidden(site):
+    pid = site.session()
+    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "secret/other_group.cbf"})
+    assert error_code(reply) == "forbidden"
+
+
+def test_dotdot_out_of_the_esaf_home_is_refused(site):
+    pid = site.session()
+    fn = f"../e{site.other_esaf}/thau_0001.cbf"
+    assert error_code(ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})) == "forbidden"
+
+
+def test_absolute_path_outside_the_home_is_refused(site):
+    pid = site.session()
+    fn = str(site.other_home / "thau_0001.cbf")
+    assert error_code(ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})) == "forbidden"
+
+
+def test_symlink_out_of_the_esaf_home_is_refused(site):
+    pid = site.session()
+    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "escape.cbf"})
+    assert error_code(reply) == "forbidden"
+
+
+def test_absolute_path_inside_the_home_is_served(site):
+    pid = site.session()
+    fn = str(site.home / "thau_0001.cbf")
+    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})[0] == b""
+
+
+def test_user_with_uid_0_is_refused(site):
+    pid = site.session(user="root")
+    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    assert error_code(reply) == "forbidden"
+    assert "UID 0" in reply[0].decode()
+
+
+def test_esaf_group_with_gid_0_is_refused(site):
+    esaf = site.esaf + 7
+    site.accounts.group(f"e{esaf}", gid=0)
+    pid = site.session(esafs=[esaf])
+    reply = ask(site.endpoint, {"pid": pid, "esaf": esaf, "fn": "thau_0001.cbf"})
+    assert error_code(reply) == "forbidden"
+    assert "GID 0" in reply[0].decode()
+
+
+def test_missing_esaf_is_refused_by_policy(site):
+    pid = site.session()
+    assert error_code(ask(site.endpoint, {"pid": pid, "fn": "thau_0001.cbf"})) == "forbidden"

@@ -1,0 +1,149 @@
+"""Pure functions at the trust boundaries: framing, request parsing, access objects, config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from authsign import compat
+from procmgr.manager import split_envelope
+from pyis_common import config, wire
+from pyis_common.errors import BadRequest, parse_wire_text, wire_text
+from pyis_common.request import parse, parse_frame
+
+
+def test_wire_roundtrip_in_pieces():
+    data = wire.encode({"t": "job", "id": 7}, [b"\x00" * 10, b"jpeg"])
+    dec = wire.Decoder()
+    got = []
+    for i in range(len(data)):  # one byte at a time: a slow or malicious peer
+        got += dec.feed(data[i : i + 1])
+    assert got == [({"t": "job", "id": 7}, [b"\x00" * 10, b"jpeg"])]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x02" + b"\x00" * 5,  # wrong version
+        wire.PREFIX.pack(wire.VERSION, wire.MAX_HEADER + 1, 0),  # header too large
+        wire.PREFIX.pack(wire.VERSION, 2, 0) + b"[]",  # not an object
+        wire.PREFIX.pack(wire.VERSION, 3, 0) + b"NaN",
+    ],
+)
+def test_wire_rejects_broken_frames(bad):
+    with pytest.raises(wire.WireError):
+        wire.Decoder().feed(bad)
+
+
+def test_dumps_is_compact_and_sorted():
+    assert wire.dumps({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
+
+
+def test_request_defaults_and_echo_hide_the_token():
+    req = parse({"pid": "s", "fn": "a.cbf", "auth": "secret-token", "frame": -3, "zoom": 2.04})
+    assert (req.type, req.xsize, req.frame, req.zoom) == ("jpeg", 512, 1, 2.0)
+    assert "auth" not in req.echo() and "auth" not in req.to_worker()
+    assert "pid" not in req.to_worker()
+
+
+@pytest.mark.parametrize(
+    "obj,words",
+    [
+        ({"pid": "s", "xsize": True}, "xsize"),
+        ({"pid": "s", "xsize": 7}, "xsize"),
+        ({"pid": "s", "xsize": 256.5}, "xsize"),
+        ({"pid": "s", "labelHeight": 65}, "labelHeight"),
+        ({"pid": "s", "type": "RSYNC_TRANSFER"}, "obsolete"),
+        ({"pid": "s", "contrast": "high"}, "contrast"),
+        ({"pid": "s", "esaf": -1}, "esaf"),
+        ({"pid": "tab\there"}, "pid"),
+    ],
+)
+def test_request_refusals_name_the_field(obj, words):
+    with pytest.raises(BadRequest, match=words):
+        parse(obj)
+
+
+def test_request_float_integers_are_accepted():
+    assert parse({"pid": "s", "xsize": 256.0}).xsize == 256
+
+
+def test_request_frame_refuses_nan():
+    with pytest.raises(BadRequest):
+        parse_frame(b'{"pid": "s", "contrast": Infinity}')
+
+
+def test_wire_text_unknown_code_becomes_internal():
+    assert wire_text("oops", "x") == b"internal: the image server failed"
+    assert parse_wire_text(b"not_found: no such file: a") == ("not_found", "no such file: a")
+    assert wire_text("bad_request", "line\nbreak").count(b"\n") == 0
+
+
+def test_split_envelope():
+    assert split_envelope([b"p", b"c", b"", b"{}"]) == ([b"p", b"c", b""], [b"{}"])
+    assert split_envelope([b"p", b"c", b"{}"]) == ([b"p", b"c"], None)
+    assert split_envelope([b"p"]) == (None, None)
+    route = [b"p"] + [b"x"] * 20 + [b"", b"{}"]
+    assert split_envelope(route)[1] is None  # more than 16 envelope frames
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return compat.generate_key()
+
+
+def test_compat_sign_verify(rsa_key):
+    isauth = compat.make_isauth("sess", "alice", [3, 1], 60)
+    access = compat.verify(rsa_key.public_key(), isauth, compat.sign(rsa_key, isauth), "sess")
+    assert access.user == "alice" and access.allowed_esafs == {1, 3}
+
+
+@pytest.mark.parametrize(
+    "mutate,words",
+    [
+        (lambda a, s: (a + b" ", s), "signature"),
+        (lambda a, s: (a, b"!!!"), "signature"),
+        (lambda a, s: (None, s), "no access object"),
+    ],
+)
+def test_compat_refusals(rsa_key, mutate, words):
+    isauth = compat.make_isauth("sess", "alice", [1], 60)
+    a, s = mutate(isauth, compat.sign(rsa_key, isauth))
+    with pytest.raises(compat.AccessError, match=words):
+        compat.verify(rsa_key.public_key(), a, s, "sess")
+
+
+def test_compat_time_window(rsa_key):
+    obj = {"pid": "s", "uid": "a", "allowedESAFs": [1], "iat": 1000, "exp": 2000}
+    isauth = json.dumps(obj).encode()
+    sig = compat.sign(rsa_key, isauth)
+    pub = rsa_key.public_key()
+    assert compat.verify(pub, isauth, sig, "s", now=1500).expires == 2000
+    assert compat.verify(pub, isauth, sig, "s", now=2020, leeway_s=30)
+    with pytest.raises(compat.AccessError, match="expired"):
+        compat.verify(pub, isauth, sig, "s", now=2031, leeway_s=30)
+    with pytest.raises(compat.AccessError, match="not valid yet"):
+        compat.verify(pub, isauth, sig, "s", now=900, leeway_s=30)
+
+
+def test_small_rsa_keys_are_refused():
+    small = compat.generate_key(1024)
+    with pytest.raises(ValueError, match="2048"):
+        compat.load_public_key(compat.public_pem(small))
+
+
+def test_config_layers_and_errors(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[procmgr]\nrequest_timeout_s = 3\nproxies = ["tcp://a:1"]\n')
+    cfg = config.load(
+        path, {"procmgr": {"worker_threads": 2}}, environ={"PYIS_PROCMGR_REQUIRE_ESAF": "false"}
+    )
+    assert cfg.procmgr.request_timeout_s == 3.0 and cfg.procmgr.proxies == ("tcp://a:1",)
+    assert cfg.procmgr.worker_threads == 2 and cfg.procmgr.require_esaf is False
+    path.write_text("[procmgr]\nrequest_timout_s = 3\n")
+    with pytest.raises(config.ConfigError, match="procmgr.request_timout_s"):
+        config.load(path)
+    path.write_text('[procmgr]\nworker_threads = "many"\n')
+    with pytest.raises(config.ConfigError, match="worker_threads"):
+        config.load(path)
