@@ -1,23 +1,34 @@
 """Run one job inside the worker: validate, resolve the path, read, reduce, render.
 
 The job dict comes from the procmgr, which is more trusted than the web side but still parsed
-again here: the worker must not crash or misbehave on any input.
+again here: the worker must not crash or misbehave on any input. Stage 1 (read + reduce) is
+cached per worker; stage 2 (levels, colours, JPEG) runs for every request because contrast
+changes per request.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import formats, paths, reduce, render
+from worker.cache import LRU, Key, SingleFlight, default_bytes
+
+JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one user
 
 
 @dataclass(frozen=True)
-class Settings:
-    home: str
-    quality: int = 90
+class Stage1:
+    reduced: reduce.Reduced
+    meta: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        r = self.reduced
+        return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + 1024
 
 
 @dataclass
@@ -25,26 +36,88 @@ class Result:
     job: dict[str, Any]  # what the server decided (wval_used, bval_used, xsize, ysize)
     meta: dict[str, Any]
     payloads: list[bytes] = field(default_factory=list)
+    tier: str = "none"  # where stage 1 came from: "lru", "flight" (shared), "file"
 
 
-def run(settings: Settings, job: Any) -> Result:
-    if not isinstance(job, dict):
-        raise BadRequest("job must be a JSON object")
-    req = parse(job, need_pid=False)
-    if req.type == "jpeg":
-        return jpeg(settings, req)
-    if req.type == "meta":
-        path, _ = paths.resolve(settings.home, req.fn)
-        return Result(job={}, meta=formats.read_meta(path))
-    raise Unsupported(f"job type '{req.type}' is not served by this server yet")
+class Pipeline:
+    """One per worker: the ESAF home, the encoder settings and the stage-1 cache."""
+
+    def __init__(
+        self, home: str, esaf: int = 0, quality: int = 90, cache_bytes: int | None = None
+    ) -> None:
+        self.home = home
+        self.esaf = esaf
+        self.quality = quality
+        self.lru: LRU[Stage1] = LRU(default_bytes() if cache_bytes is None else cache_bytes)
+        self.flights: SingleFlight[Stage1] = SingleFlight()
+        # exact repeats (same image, levels and label) skip stage 2 too: a browser re-asking
+        # for what it just showed costs a dict lookup, not a JPEG encode
+        self.jpegs: LRU[tuple[bytes, dict[str, Any]]] = LRU(JPEG_CACHE_BYTES)
+        self.stage1_computed = 0
+
+    def run(self, job: Any) -> Result:
+        if not isinstance(job, dict):
+            raise BadRequest("job must be a JSON object")
+        req = parse(job, need_pid=False)
+        if req.type == "jpeg":
+            return self.jpeg(req)
+        if req.type == "meta":
+            path, _ = paths.resolve(self.home, req.fn)
+            return Result(job={}, meta=formats.read_meta(path))
+        raise Unsupported(f"job type '{req.type}' is not served by this server yet")
+
+    def jpeg(self, req: Request) -> Result:
+        stage1, key, tier = self.stage1(req)
+        white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval)
+        jkey = (key, white, black, req.label, req.label_height, self.quality)
+        hit = self.jpegs.get(jkey)
+        if hit is None:
+            # explicit levels (black >= 1, white >= 0) make render() use exactly these
+            hit = render.render(
+                stage1.reduced, black, white, req.label, req.label_height, self.quality
+            )
+            self.jpegs.put(jkey, hit, len(hit[0]) + 512)
+        data, decided = hit
+        return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)
+
+    def stage1(self, req: Request) -> tuple[Stage1, Key, str]:
+        path, st = paths.resolve(self.home, req.fn)
+        key = Key(
+            self.esaf,
+            os.path.relpath(path, os.path.realpath(self.home)),
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            req.frame,
+            req.zoom,
+            req.segcol,
+            req.segrow,
+            req.xsize,
+            req.ysize,
+        )
+        cached = self.lru.get(key)
+        if cached is not None:
+            return cached, key, "lru"
+        value, led = self.flights.run(key, lambda: self._compute(req, path, key))
+        return value, key, "file" if led else "flight"
+
+    def _compute(self, req: Request, path: str, key: Key) -> Stage1:
+        frame = formats.read_frame(path, req.frame)
+        reduced = reduce.reduce_max(frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
+        stage1 = Stage1(reduced, dict(frame.meta) | dict(reduced.stats))
+        self.stage1_computed += 1
+        if _unchanged(path, key):  # a file still being written is not cached
+            self.lru.put(key, stage1, stage1.nbytes)
+        return stage1
+
+    def counters(self) -> dict[str, int]:
+        return self.lru.counters() | {"stage1_computed": self.stage1_computed}
 
 
-def jpeg(settings: Settings, req: Request) -> Result:
-    path, _ = paths.resolve(settings.home, req.fn)
-    frame = formats.read_frame(path, req.frame)
-    reduced = reduce.reduce_max(frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
-    data, decided = render.render(
-        reduced, req.contrast, req.wval, req.label, req.label_height, settings.quality
-    )
-    meta = dict(frame.meta) | dict(reduced.stats)
-    return Result(job=decided, meta=meta, payloads=[data])
+def _unchanged(path: str, key: Key) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_ino, st.st_size, st.st_mtime_ns) == (key.ino, key.size, key.mtime_ns)

@@ -27,7 +27,13 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
     """Run until the procmgr closes the channel or says stop; the exit status."""
     chan = wire.Channel(socket.socket(fileno=fd))
     threads = max(1, min(int(spec.get("threads", 4)), MAX_THREADS))
-    settings = jobs.Settings(home=os.getcwd(), quality=int(spec.get("quality", 90)))
+    cache_bytes = spec.get("cache_bytes")
+    pipeline = jobs.Pipeline(
+        home=os.getcwd(),
+        esaf=int(spec.get("esaf", 0)),
+        quality=int(spec.get("quality", 90)),
+        cache_bytes=int(cache_bytes) if cache_bytes else None,
+    )
     chan.send(
         {
             "t": wire.MSG_READY,
@@ -46,15 +52,22 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
             if msg is None or msg[0].get("t") == wire.MSG_STOP:
                 break
             if msg[0].get("t") == wire.MSG_JOB:
-                pool.submit(_run, chan, settings, msg[0])
+                pool.submit(_run, chan, pipeline, msg[0])
     return 0
 
 
-def _run(chan: wire.Channel, settings: jobs.Settings, header: dict[str, Any]) -> None:
+def _run(chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any]) -> None:
     rid = header.get("id")
     try:
-        result = jobs.run(settings, header.get("job"))
-        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": True, "job": result.job, "meta": result.meta}
+        result = pipeline.run(header.get("job"))
+        reply = {
+            "t": wire.MSG_REPLY,
+            "id": rid,
+            "ok": True,
+            "job": result.job,
+            "meta": result.meta,
+            "tier": result.tier,
+        }
         payloads = result.payloads
     except PyisError as exc:
         reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": exc.code, "error": str(exc)}
@@ -70,6 +83,7 @@ def _run(chan: wire.Channel, settings: jobs.Settings, header: dict[str, Any]) ->
             "error": "the worker failed on this image",
         }
         payloads = []
+    reply["cache"] = pipeline.counters()
     try:
         chan.send(reply, payloads)
     except OSError:
