@@ -1,0 +1,70 @@
+"""Tier-1 cache through the real stack: hits, file identity, single-flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+
+from tests.conftest import TESTDATA
+from tests.support.client import ask, meta_of
+
+
+def _status(site) -> dict:
+    return json.loads(ask(site.endpoint, {"pid": "monitor", "type": "status"})[2])
+
+
+def _place(site, name: str, src: str) -> None:
+    dst = site.home / name
+    tmp = site.home / f".{name}.tmp"
+    shutil.copyfile(TESTDATA / src, tmp)
+    shutil.chown(tmp, "root", f"e{site.esaf}")
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, dst)  # a new inode, as a detector writer renames a finished file
+
+
+def test_repeat_is_served_from_the_lru_without_reading(site):
+    _place(site, "lru.cbf", "cbf/thau_3_2_0001.cbf")
+    pid = site.session()
+    job = {"pid": pid, "esaf": site.esaf, "fn": "lru.cbf", "xsize": 300}
+    assert ask(site.endpoint, job)[0] == b""
+    before = _status(site)["cache"]
+    again = ask(site.endpoint, job | {"contrast": 77})
+    after = _status(site)["cache"]
+    assert meta_of(again)[0]["bval_used"] == 77
+    assert after["hits"] == before["hits"] + 1
+    assert after["stage1_computed"] == before["stage1_computed"]
+    assert "tier=lru" in site.log_text()
+
+
+def test_rewritten_file_is_never_served_stale(site):
+    _place(site, "rewrite.cbf", "cbf/thau_3_2_0001.cbf")
+    pid = site.session()
+    job = {"pid": pid, "esaf": site.esaf, "fn": "rewrite.cbf", "xsize": 256}
+    first = meta_of(ask(site.endpoint, job))[1]
+    _place(site, "rewrite.cbf", "cbf/thau_3_2_0002.cbf")
+    second = meta_of(ask(site.endpoint, job))[1]
+    assert (first["max"], first["mean"]) != (second["max"], second["mean"])
+
+
+def test_ten_concurrent_first_requests_compute_stage1_once(site):
+    _place(site, "flight.cbf", "cbf/dlsnxs2cbf_therm_0001.cbf")  # the largest: a long read
+    pid = site.session()
+    before = _status(site)["cache"]["stage1_computed"]
+    job = {"pid": pid, "esaf": site.esaf, "fn": "flight.cbf", "xsize": 333}
+    replies: list[list[bytes]] = []
+    start = threading.Barrier(10)
+
+    def one() -> None:
+        start.wait()
+        replies.append(ask(site.endpoint, job))
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(replies) == 10 and all(r[0] == b"" for r in replies)
+    assert len({r[3] for r in replies}) == 1  # the same JPEG for all
+    assert _status(site)["cache"]["stage1_computed"] == before + 1
