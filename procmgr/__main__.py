@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         help="serve DATA_DIR as every ESAF home, as "
         "the current user (nobody when root); no ESAF needed",
     )
+    ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
     ap.add_argument("--trust-root", help="offline CA root certificate (enables JWT objects)")
     ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
     ap.add_argument("--trust-crl", help="the root's CRL")
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             "proxies": args.proxy,
             "auth_redis": args.auth_redis,
             "compat_pubkey": args.compat_pubkey,
+            "cache_redis": args.cache_redis,
             "trust_root": args.trust_root,
             "trust_certs": args.trust_certs,
             "trust_crl": args.trust_crl,

@@ -20,6 +20,7 @@ import zmq
 
 from procmgr import identity
 from procmgr.access import AccessChecker
+from procmgr.cacheacl import CacheAcl
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ProcmgrConfig
@@ -48,6 +49,7 @@ class Manager:
     def __init__(self, cfg: ProcmgrConfig, zygote: ZygoteClient) -> None:
         self.cfg = cfg
         self.access = AccessChecker(cfg)
+        self.cacheacl = CacheAcl(cfg.cache_redis, cfg.cache_ttl_s) if cfg.cache_redis else None
         self.workers = Workers(cfg, zygote)
         self.zygote = zygote
         self.ctx = zmq.Context()
@@ -105,6 +107,8 @@ class Manager:
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: reloading signing certificates and CRL")
                 self.access.reload()
+                if self.cacheacl is not None:
+                    self.cacheacl.ensure(force=True)
 
     def shutdown(self, why: str) -> None:
         """The one way out: stop taking work, let in-flight requests finish, then close."""
@@ -186,7 +190,7 @@ class Manager:
             kind = header.get("t")
             if kind == wire.MSG_READY and not worker.ready:
                 try:
-                    self.workers.on_ready(worker, header)
+                    self.workers.on_ready(worker, header, self.worker_config(worker))
                 except OSError:
                     self.worker_lost(worker, "cannot send to it")
                     return
@@ -231,6 +235,12 @@ class Manager:
                 job[name] = value
         return [wire.dumps(job), wire.dumps(meta), *payloads]
 
+    def worker_config(self, worker: Worker) -> dict[str, Any] | None:
+        if self.cacheacl is None:
+            return None
+        credential = self.cacheacl.credential(worker.ident.esaf)
+        return {"cache": credential} if credential else None
+
     def worker_lost(self, worker: Worker, why: str) -> None:
         log.warning("%s lost: %s", worker.name, why)
         lost = self.workers.remove(worker, failed_start=not worker.ready)
@@ -266,6 +276,8 @@ class Manager:
             self.answer_error(flight, "timeout", "the image server did not answer in time")
 
     def retire_workers(self) -> None:
+        if self.cacheacl is not None:
+            self.cacheacl.ensure()  # after a Redis restart, the ESAF users come back
         for worker, why in self.workers.stale(time.monotonic()):
             if why == "idle":
                 log.info("%s idle; stopping it", worker.name)

@@ -154,8 +154,13 @@ class Workers:
         else:
             worker.queued.append(data)
 
-    def on_ready(self, worker: Worker, header: dict[str, Any]) -> None:
+    def on_ready(
+        self, worker: Worker, header: dict[str, Any], config: dict[str, Any] | None = None
+    ) -> None:
+        """Send the worker its private settings (the cache credential), then the queued jobs."""
         worker.ready = True
+        if config:
+            worker.sock.sendall(wire.encode({"t": wire.MSG_CONFIG, **config}))
         start_ms = (time.monotonic() - worker.started) * 1000
         self.start_ms.append(round(start_ms, 3))
         log.info(

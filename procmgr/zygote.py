@@ -24,6 +24,7 @@ from procmgr import privdrop
 from pyis_common import wire
 from pyis_common.signals import SignalQueue
 from worker import main as worker_main  # the pre-import: everything a worker needs
+from worker import warmup
 
 STOP_GRACE_S = 5.0  # workers finish in-flight jobs within this, then are killed
 EXIT_CRASH = 70  # EX_SOFTWARE: an unexpected error in the child
@@ -37,6 +38,7 @@ class Zygote:
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
+        warmup.warm()
         self.chan.send({"t": wire.MSG_READY, "pid": os.getpid()})
         while True:
             wait = 0 if self.chan.has_pending() else None

@@ -24,6 +24,9 @@ from procmgr.__main__ import dev_user
 from pyis_common import cli, procs
 
 
+CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
+
+
 class Stack:
     """redis-server + is-proxy + is-procmgr, each a real process; tests use it too."""
 
@@ -59,6 +62,7 @@ class Stack:
         self.procs.append(self.redis_proc)
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis = redis.Redis.from_url(self.redis_url)
+        self.start_cache_redis()
         any_port = "tcp://127.0.0.1:*"
         self.proxy = self._run(
             "proxy",
@@ -81,6 +85,15 @@ class Stack:
         self.start_procmgr()
         return self
 
+    def start_cache_redis(self, port: int | None = None) -> None:
+        """The image host's Redis (tier 2), separate from the web host's session Redis."""
+        self.cache_redis_proc, self.cache_redis_port = procs.redis_server(
+            self.workdir, CACHE_REDIS_ARGS, port
+        )
+        self.procs.append(self.cache_redis_proc)
+        self.cache_redis_url = f"redis://127.0.0.1:{self.cache_redis_port}/0"
+        self.cache_redis = redis.Redis.from_url(self.cache_redis_url)
+
     def start_procmgr(self) -> procs.Proc:
         self.procmgr = self._run(
             "procmgr",
@@ -92,6 +105,8 @@ class Stack:
                 self.redis_url,
                 "--compat-pubkey",
                 str(self.pubkey),
+                "--cache-redis",
+                self.cache_redis_url,
                 "--trust-root",
                 str(self.ca_dir / ca.ROOT_CERT),
                 "--trust-certs",

@@ -95,13 +95,16 @@ class Proc:
             return self.proc.wait()
 
 
-def redis_server(workdir: Path, extra: list[str] | None = None) -> tuple[Proc, int]:
-    """A private redis-server on a free loopback port; retried if another took the port."""
+def redis_server(
+    workdir: Path, extra: list[str] | None = None, port: int | None = None
+) -> tuple[Proc, int]:
+    """A private redis-server on a free loopback port (retried if another took the port), or
+    on ``port`` (a restart in a test)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise StartError("redis-server is not installed (apt-get install redis-server)")
-    for _ in range(20):
-        port = random.randint(20000, 60000)
+    for _ in range(20 if port is None else 1):
+        port = port or random.randint(20000, 60000)
         argv = [
             exe,
             "--port",

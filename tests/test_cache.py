@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
+import time
 
 from tests.conftest import TESTDATA
 from tests.support.client import ask, meta_of
@@ -68,3 +70,49 @@ def test_ten_concurrent_first_requests_compute_stage1_once(site):
     assert len(replies) == 10 and all(r[0] == b"" for r in replies)
     assert len({r[3] for r in replies}) == 1  # the same JPEG for all
     assert _status(site)["cache"]["stage1_computed"] == before + 1
+
+
+def test_second_user_of_the_esaf_is_served_from_redis(site):
+    _place(site, "shared.cbf", "cbf/thau_3_2_0002.cbf")
+    job = {"esaf": site.esaf, "fn": "shared.cbf", "xsize": 222}
+    first = ask(site.endpoint, job | {"pid": site.session()})
+    second = ask(site.endpoint, job | {"pid": site.session(user=site.other_user)})
+    assert first[0] == second[0] == b"" and first[3] == second[3]
+    lines = [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln]
+    assert "tier=redis" in lines[-1]
+    assert site.stack.cache_redis.keys(f"pyis:e{site.esaf}:s1:*")
+
+
+def test_a_worker_of_one_esaf_cannot_touch_another_esafs_keys(site):
+    pid = site.session()
+    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
+    admin = site.stack.cache_redis
+    user = f"pyis-e{site.esaf}"
+    own = admin.execute_command("ACL", "DRYRUN", user, "GET", f"pyis:e{site.esaf}:s1:x")
+    other = admin.execute_command("ACL", "DRYRUN", user, "GET", f"pyis:e{site.other_esaf}:s1:x")
+    assert own == b"OK"
+    assert b"no permissions" in other
+    flush = admin.execute_command("ACL", "DRYRUN", user, "FLUSHALL")
+    assert b"no permissions" in flush
+
+
+def test_requests_survive_a_dead_cache_and_the_tier_comes_back(site):
+    _place(site, "outage.cbf", "cbf/thau_3_2_0001.cbf")
+    job = {"esaf": site.esaf, "fn": "outage.cbf"}
+    port = site.stack.cache_redis_port
+    site.stack.cache_redis_proc.stop()
+    site.stack.procs.remove(site.stack.cache_redis_proc)
+    for xsize in (201, 202):  # new stage-1 keys: each must read the file, Redis being down
+        reply = ask(site.endpoint, job | {"pid": site.session(), "xsize": xsize})
+        assert reply[0] == b"" and len(reply) == 4
+    assert "cache tier unavailable" in site.log_text()
+    site.stack.start_cache_redis(port)
+    site.stack.procmgr.signal(signal.SIGHUP)  # re-create the ESAF users now, not in 5 s
+    deadline = time.monotonic() + 30
+    while f"pyis-e{site.esaf}" not in site.stack.cache_redis.acl_users():
+        assert time.monotonic() < deadline, "ACL users were not re-created"
+        ask(site.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn, not a sleep
+    ask(site.endpoint, job | {"pid": site.session(), "xsize": 203})
+    other = ask(site.endpoint, job | {"pid": site.session(user=site.other_user), "xsize": 203})
+    assert other[0] == b""
+    assert "tier=redis" in [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln][-1]

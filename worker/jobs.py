@@ -16,6 +16,7 @@ from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import formats, paths, reduce, render
 from worker.cache import LRU, Key, SingleFlight, default_bytes
+from worker.tier2 import RedisTier
 
 JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one user
 
@@ -49,7 +50,8 @@ class Pipeline:
         self.esaf = esaf
         self.quality = quality
         self.lru: LRU[Stage1] = LRU(default_bytes() if cache_bytes is None else cache_bytes)
-        self.flights: SingleFlight[Stage1] = SingleFlight()
+        self.flights: SingleFlight[tuple[Stage1, str]] = SingleFlight()
+        self.tier2: RedisTier | None = None  # set when the procmgr hands us a credential
         # exact repeats (same image, levels and label) skip stage 2 too: a browser re-asking
         # for what it just showed costs a dict lookup, not a JPEG encode
         self.jpegs: LRU[tuple[bytes, dict[str, Any]]] = LRU(JPEG_CACHE_BYTES)
@@ -99,20 +101,42 @@ class Pipeline:
         cached = self.lru.get(key)
         if cached is not None:
             return cached, key, "lru"
-        value, led = self.flights.run(key, lambda: self._compute(req, path, key))
-        return value, key, "file" if led else "flight"
+        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, path, key))
+        return value, key, tier if led else "flight"
+
+    def _tiered(self, req: Request, path: str, key: Key) -> tuple[Stage1, str]:
+        """Tier 2, else read the file (once across this ESAF's workers), then fill tier 1."""
+        tier2 = self.tier2
+        if tier2 is None:
+            stage1, tier = self._compute(req, path, key), "file"
+        else:
+            hit = tier2.get(key)
+            if hit is not None:
+                stage1, tier = Stage1(*hit), "redis"
+            else:
+                pair, tier = tier2.produce(
+                    key,
+                    lambda: _pair(self._compute(req, path, key)),
+                    cacheable=lambda: _unchanged(path, key),
+                )
+                stage1 = Stage1(*pair)
+        if tier == "redis" or _unchanged(path, key):  # a file still being written is not cached
+            self.lru.put(key, stage1, stage1.nbytes)
+        return stage1, tier
 
     def _compute(self, req: Request, path: str, key: Key) -> Stage1:
         frame = formats.read_frame(path, req.frame)
         reduced = reduce.reduce_max(frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
-        stage1 = Stage1(reduced, dict(frame.meta) | dict(reduced.stats))
         self.stage1_computed += 1
-        if _unchanged(path, key):  # a file still being written is not cached
-            self.lru.put(key, stage1, stage1.nbytes)
-        return stage1
+        return Stage1(reduced, dict(frame.meta) | dict(reduced.stats))
 
     def counters(self) -> dict[str, int]:
-        return self.lru.counters() | {"stage1_computed": self.stage1_computed}
+        out = self.lru.counters() | {"stage1_computed": self.stage1_computed}
+        return out | self.tier2.counters() if self.tier2 is not None else out
+
+
+def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any]]:
+    return stage1.reduced, stage1.meta
 
 
 def _unchanged(path: str, key: Key) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from pyis_common import wire
 from pyis_common.errors import PyisError
 from worker import jobs
+from worker.tier2 import RedisTier
 
 log = logging.getLogger("worker")
 MAX_THREADS = 32
@@ -53,7 +54,18 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
                 break
             if msg[0].get("t") == wire.MSG_JOB:
                 pool.submit(_run, chan, pipeline, msg[0])
+            elif msg[0].get("t") == wire.MSG_CONFIG:
+                configure(pipeline, msg[0])
     return 0
+
+
+def configure(pipeline: jobs.Pipeline, config: dict[str, Any]) -> None:
+    """The shared cache tier, if the procmgr gave us a credential for it."""
+    cache = config.get("cache")
+    if isinstance(cache, dict) and isinstance(cache.get("url"), str):
+        pipeline.tier2 = RedisTier(
+            cache["url"], str(cache.get("prefix", "")), int(cache.get("ttl_s", 600))
+        )
 
 
 def _run(chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any]) -> None:

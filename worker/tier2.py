@@ -1,0 +1,171 @@
+"""Stage-1 cache, tier 2: the image host's Redis, shared by the users of one ESAF.
+
+Values are a fixed binary layout, never pickle::
+
+    | u32 BE header length | JSON header | data bytes | packbits(valid) | packbits(saturated) |
+
+The header names dtype (from an allow-list) and shape; the reader checks every length against
+them before building an array. The worker's Redis user may only touch keys under its ESAF's
+prefix (an ACL the procmgr sets up), so one experiment cannot read another's images.
+
+Best effort and bounded: short socket timeouts, redis-py's token-owned ``Lock`` with a
+``blocking_timeout`` well under the 500 ms budget for single-flight across workers, and any
+``RedisError`` is a miss (logged once per outage), never a failed request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import redis
+
+from worker.cache import Key
+from worker.reduce import Reduced
+
+log = logging.getLogger("worker.tier2")
+SOCKET_TIMEOUT_S = 0.1  # a cache slower than this is no cache
+LOCK_TIMEOUT_S = 10.0  # a producer that died frees the lock after this (TTL on the lock key)
+LOCK_WAIT_S = 0.3  # followers wait this long for the producer, then read the file themselves
+DTYPES = frozenset({"uint8", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64"})
+HEADER = struct.Struct(">I")
+MAX_HEADER = 1 << 20
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def encode(reduced: Reduced, meta: dict[str, Any]) -> bytes:
+    data = np.ascontiguousarray(reduced.data)
+    header = json.dumps(
+        {"dtype": data.dtype.name, "shape": list(data.shape), "stats": reduced.stats, "meta": meta},
+        separators=(",", ":"),
+    ).encode()
+    return b"".join(
+        (
+            HEADER.pack(len(header)),
+            header,
+            data.tobytes(),
+            np.packbits(reduced.valid).tobytes(),
+            np.packbits(reduced.saturated).tobytes(),
+        )
+    )
+
+
+def decode(blob: bytes) -> tuple[Reduced, dict[str, Any]]:
+    """Check everything before trusting it: another worker of this ESAF wrote it."""
+    if len(blob) < HEADER.size:
+        raise DecodeError("short value")
+    (hlen,) = HEADER.unpack_from(blob)
+    if hlen > MAX_HEADER or HEADER.size + hlen > len(blob):
+        raise DecodeError("bad header length")
+    header = json.loads(blob[HEADER.size : HEADER.size + hlen])
+    dtype, shape = header.get("dtype"), header.get("shape")
+    if dtype not in DTYPES or not isinstance(shape, list) or len(shape) != 2:
+        raise DecodeError("bad dtype or shape")
+    h, w = shape
+    if not all(isinstance(v, int) and 0 < v <= 10000 for v in (h, w)):
+        raise DecodeError("bad shape")
+    n = h * w
+    nbytes, nbits = n * np.dtype(dtype).itemsize, (n + 7) // 8
+    start = HEADER.size + hlen
+    if len(blob) != start + nbytes + 2 * nbits:
+        raise DecodeError("length does not match shape")
+    data = np.frombuffer(blob, dtype, n, start).reshape(h, w)
+    bits = np.frombuffer(blob, np.uint8, 2 * nbits, start + nbytes)
+    valid = np.unpackbits(bits[:nbits], count=n).astype(bool).reshape(h, w)
+    saturated = np.unpackbits(bits[nbits:], count=n).astype(bool).reshape(h, w)
+    stats, meta = header.get("stats"), header.get("meta")
+    if not isinstance(stats, dict) or not isinstance(meta, dict):
+        raise DecodeError("bad stats or meta")
+    return Reduced(data, valid, saturated, stats), meta
+
+
+class RedisTier:
+    """get / compute-once-and-set for stage-1 results of one ESAF."""
+
+    def __init__(self, url: str, prefix: str, ttl_s: int) -> None:
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
+        )
+        self.prefix, self.ttl_s = prefix, ttl_s
+        self._down = False
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.errors = 0
+
+    def name(self, key: Key) -> str:
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
+        return f"{self.prefix}s1:{digest}"
+
+    def get(self, key: Key) -> tuple[Reduced, dict[str, Any]] | None:
+        blob = self._call(lambda: self.client.get(self.name(key)))
+        if blob is None:
+            self.misses += 1
+            return None
+        try:
+            value = decode(blob)
+        except (DecodeError, ValueError, TypeError):
+            log.warning("dropped a malformed cache value")
+            self._call(lambda: self.client.delete(self.name(key)))
+            return None
+        self.hits += 1
+        return value
+
+    def produce(
+        self,
+        key: Key,
+        compute: Callable[[], tuple[Reduced, dict[str, Any]]],
+        cacheable: Callable[[], bool],
+    ) -> tuple[tuple[Reduced, dict[str, Any]], str]:
+        """Compute once across workers: hold the lock, or wait briefly for whoever does.
+
+        If the producer died, its lock expires (LOCK_TIMEOUT_S) and the next request takes
+        over; a follower never waits more than LOCK_WAIT_S before reading the file itself.
+        """
+        name = self.name(key)
+        lock = self.client.lock(
+            name + ":lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S
+        )
+        locked = bool(self._call(lock.acquire))
+        try:
+            if not locked:
+                value = self.get(key)  # the producer finished while we waited
+                if value is not None:
+                    return value, "redis"
+            value = compute()
+            if cacheable():  # a file still being written is not cached
+                blob = encode(*value)
+                self._call(lambda: self.client.set(name, blob, ex=self.ttl_s))
+            return value, "file"
+        finally:
+            if locked:
+                self._call(lock.release)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            result = fn()
+        except redis.exceptions.LockError:
+            return None
+        except redis.exceptions.RedisError as exc:
+            self.errors += 1
+            with self._lock:
+                if not self._down:
+                    log.warning("cache tier unavailable (%s); reading files", type(exc).__name__)
+                self._down = True
+            return None
+        if self._down:
+            with self._lock:
+                if self._down:
+                    log.warning("cache tier is back")
+                self._down = False
+        return result
+
+    def counters(self) -> dict[str, int]:
+        return {"redis_hits": self.hits, "redis_misses": self.misses, "redis_errors": self.errors}
