@@ -143,17 +143,17 @@ class Manager:
                 raise BadRequest(f"request is larger than {self.cfg.max_message_bytes} bytes")
             req = parse_frame(body[0])
             if req.type == "status":
-                self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
                 self.log_request(req, "ok", t0)
+                self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
                 return
             self.route(envelope, req, t0)
         except PyisError as exc:
-            self.reply(envelope, [wire_text(exc.code, str(exc))])
             self.log_request(req, exc.code, t0, str(exc))
+            self.reply(envelope, [wire_text(exc.code, str(exc))])
         except Exception:
             log.exception("request failed")
-            self.reply(envelope, [wire_text("internal", "the image server failed")])
             self.log_request(req, "internal", t0)
+            self.reply(envelope, [wire_text("internal", "the image server failed")])
 
     def route(self, envelope: list[bytes], req: Request, t0: float) -> None:
         grant = self.access.check(req)
@@ -176,8 +176,8 @@ class Manager:
             log.warning("could not send a reply: %s", exc)
 
     def answer_error(self, flight: InFlight, code: str, sentence: str) -> None:
-        self.reply(flight.envelope, [wire_text(code, sentence)])
         self.log_request(flight.req, code, flight.t0, sentence)
+        self.reply(flight.envelope, [wire_text(code, sentence)])
 
     # -- workers ---------------------------------------------------------------------------
     def handle_worker(self, worker: Worker) -> None:
@@ -218,9 +218,9 @@ class Manager:
         except (TypeError, ValueError):
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return
-        self.reply(flight.envelope, [b"", *frames])
         tier = header.get("tier")
         self.log_request(flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else "")
+        self.reply(flight.envelope, [b"", *frames])
 
     @staticmethod
     def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
@@ -243,7 +243,7 @@ class Manager:
 
     def worker_lost(self, worker: Worker, why: str) -> None:
         log.warning("%s lost: %s", worker.name, why)
-        lost = self.workers.remove(worker, failed_start=not worker.ready)
+        lost = self.workers.remove(worker, lost=True)
         sentence = (
             "the worker for this session stopped unexpectedly"
             if worker.ready
@@ -269,11 +269,17 @@ class Manager:
 
     # -- housekeeping ----------------------------------------------------------------------
     def expire_requests(self) -> None:
+        """Answer ``timeout:`` past the deadline; a worker silent for a whole deadline is hung
+        (stopped, deadlocked, swapping) and is replaced, so the session recovers by itself."""
         now = time.monotonic()
         for flight in [f for f in self.inflight.values() if f.deadline <= now]:
             del self.inflight[flight.rid]
             flight.worker.inflight.discard(flight.rid)
             self.answer_error(flight, "timeout", "the image server did not answer in time")
+            worker = flight.worker
+            silent = now - max(worker.last_heard, worker.started)
+            if silent >= self.cfg.request_timeout_s and worker in self.workers.all():
+                self.worker_lost(worker, f"silent for {silent:.1f} s")
 
     def retire_workers(self) -> None:
         if self.cacheacl is not None:
@@ -288,7 +294,16 @@ class Manager:
     def status(self) -> dict[str, Any]:
         return {
             "uptime_s": round(time.monotonic() - self.started, 3),
-            "workers": len(self.workers.by_key),
+            "workers": [
+                {
+                    "pid": w.pid,
+                    "uid": w.ident.uid,
+                    "esaf": w.ident.esaf,
+                    "ready": w.ready,
+                    "in_flight": len(w.inflight),
+                }
+                for w in self.workers.all()
+            ],
             "in_flight": len(self.inflight),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
             "cache": self._cache_totals(),
@@ -305,6 +320,8 @@ class Manager:
     def log_request(
         self, req: Request | None, code: str, t0: float, why: str = "", tier: str = ""
     ) -> None:
+        """One line per request, written before the reply leaves: whoever sees the reply can
+        find its line (stderr is unbuffered)."""
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
         log.info(

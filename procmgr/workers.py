@@ -99,6 +99,7 @@ class Worker:
     pid: int = 0
     ready: bool = False
     last_used: float = 0.0
+    last_heard: float = 0.0  # monotonic time of the last bytes from the worker
     inflight: set[int] = field(default_factory=set)
     queued: list[bytes] = field(default_factory=list)
     cache: dict[str, int] = field(default_factory=dict)  # the worker's last reported counters
@@ -180,6 +181,7 @@ class Workers:
         data = worker.sock.recv(RECV_CHUNK)
         if not data:
             raise EOFError(f"{worker.name} closed its channel")
+        worker.last_heard = time.monotonic()
         return worker.decoder.feed(data)
 
     def on_spawned(self, header: dict[str, Any]) -> None:
@@ -192,17 +194,22 @@ class Workers:
         log.info("worker pid %d exited with %s", pid, code)
         self.exit_codes[pid] = code
 
-    def remove(self, worker: Worker, *, failed_start: bool = False) -> set[int]:
-        """Forget a worker (killing it if still there); returns its unanswered request ids."""
+    def remove(self, worker: Worker, *, lost: bool = False) -> set[int]:
+        """Forget a worker; returns its unanswered request ids.
+
+        Closing its channel is enough for a healthy worker (it exits on EOF after finishing
+        its jobs); a lost one (crashed, hung, stopped, lying) is SIGKILLed, since a stopped
+        process would never act on SIGTERM. One that never became ready is backed off.
+        """
         self.by_key.pop(self.key_of(worker.ident), None)
         self.by_fd.pop(worker.sock.fileno(), None)
         worker.sock.close()
-        if worker.pid:
+        if lost and worker.pid:
             try:
-                os.kill(worker.pid, signal.SIGKILL if failed_start else signal.SIGTERM)
+                os.kill(worker.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if failed_start or not worker.ready:
+        if not worker.ready:
             self.backoff[worker.ident.key] = time.monotonic() + self.cfg.worker_backoff_s
         lost = set(worker.inflight)
         worker.inflight.clear()

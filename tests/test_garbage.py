@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import stat
 
 import pytest
 
@@ -32,16 +35,51 @@ CASES = [
     ("fn with NUL", {"job": {"pid": "x", "fn": "a\u0000b"}}, "bad_request"),
     ("100 KB request", {"job": {"pid": "x", "tag": "t" * 100_000}}, "bad_request"),
     ("two frames", {"frames": [b'{"pid": "x"}', b"more"]}, "bad_request"),
+    # the rest carry a valid access object: the worker's path policy answers them
+    ("fn ..", {"fn": "../../../etc/shadow"}, "forbidden"),
+    ("fn absolute outside", {"fn": "/etc/passwd"}, "forbidden"),
+    ("fn device outside", {"fn": "/dev/zero"}, "forbidden"),
+    ("fn FIFO", {"fn": "hostile/fifo"}, "bad_request"),
+    ("fn device node", {"fn": "hostile/null"}, "bad_request"),
+    ("fn symlink loop", {"fn": "hostile/loop"}, "bad_request"),
+    ("fn directory", {"fn": "hostile"}, "bad_request"),
+    ("fn empty file", {"fn": "hostile/empty.cbf"}, "unsupported"),
+    ("fn text file", {"fn": "hostile/notes.cbf"}, "unsupported"),
+    ("fn truncated CBF", {"fn": "hostile/truncated.cbf"}, "unsupported"),
+    ("frame out of range", {"fn": "thau_0001.cbf", "frame": 2}, "not_found"),
 ]
 
 
+@pytest.fixture(scope="module")
+def hostile(site):
+    """Things that are not images, inside the ESAF home, readable by its group."""
+    d = site.home / "hostile"
+    d.mkdir()
+    os.mkfifo(d / "fifo")
+    os.mknod(d / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    (d / "loop").symlink_to(d / "loop")
+    (d / "empty.cbf").write_bytes(b"")
+    (d / "notes.cbf").write_text("beamtime notes, not an image\n")
+    cbf = (site.home / "thau_0001.cbf").read_bytes()
+    (d / "truncated.cbf").write_bytes(cbf[: len(cbf) // 3])
+    for p in [d, *d.iterdir()]:
+        os.chown(p, 0, grp.getgrnam(f"e{site.esaf}").gr_gid, follow_symlinks=False)
+        if not p.is_symlink():
+            os.chmod(p, 0o750 if p.is_dir() else 0o640)
+    return d
+
+
 @pytest.mark.parametrize("name,kwargs,code", CASES, ids=[c[0] for c in CASES])
-def test_one_error_reply(site, name, kwargs, code):
-    reply = ask(
-        site.endpoint, kwargs.get("job"), raw=kwargs.get("raw"), frames=kwargs.get("frames")
-    )
+def test_one_error_reply(site, hostile, name, kwargs, code):
+    if {"job", "raw", "frames"} & set(kwargs):
+        reply = ask(
+            site.endpoint, kwargs.get("job"), raw=kwargs.get("raw"), frames=kwargs.get("frames")
+        )
+    else:  # a path case: with a valid access object, so the worker's policy answers
+        reply = ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, **kwargs})
     assert error_code(reply) == code, reply
     assert b"Traceback" not in reply[0]
+    assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""  # still up
 
 
 def test_dealer_without_delimiter_gets_one_error_and_stack_stays_up(site):

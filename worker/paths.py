@@ -24,6 +24,9 @@ def resolve(home: str, fn: str | None) -> tuple[str, os.stat_result]:
     if os.path.commonpath([real, base]) != base:
         raise Forbidden("'fn' leaves the ESAF home")
     try:
+        # look before opening: opening a device can have side effects, a FIFO can block
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            raise BadRequest(f"not a regular file: {fn[:200]}")
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise NotFound(f"no such file: {fn[:200]}") from None

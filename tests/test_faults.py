@@ -1,0 +1,123 @@
+"""Exactly one reply when workers stall, die or pile up; other users are never held up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procmgr.__main__ import dev_user
+from pyis_common.devstack import Stack
+from tests.conftest import CBF
+from tests.support.client import ask, error_code
+
+TIMEOUT_S = 2.0  # a short request deadline, so that stalls are answered quickly
+
+
+@pytest.fixture(scope="module")
+def stack(testdata) -> Iterator[Stack]:
+    base = Path(tempfile.mkdtemp(prefix="pyis-faults-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / "a.cbf")
+    os.chmod(data / "a.cbf", 0o644)
+    config = base / "procmgr.toml"
+    config.write_text(f"[procmgr]\nrequest_timeout_s = {TIMEOUT_S}\nmax_in_flight = 3\n")
+    stack = Stack(base, ["--dev", str(data), "--config", str(config)], stderr_dir=base).start()
+    yield stack
+    stack.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def job(stack: Stack, esaf: int, **extra) -> dict:
+    return {
+        "pid": stack.sign_session(dev_user(), [esaf]),
+        "esaf": esaf,
+        "fn": "a.cbf",
+        "xsize": 128,
+        **extra,
+    }
+
+
+def status(stack: Stack) -> dict:
+    return json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+
+
+def worker_pid(stack: Stack, esaf: int) -> int:
+    assert ask(stack.endpoint, job(stack, esaf))[0] == b""
+    (pid,) = [w["pid"] for w in status(stack)["workers"] if w["esaf"] == esaf]
+    return pid
+
+
+def in_background(stack: Stack, jobs: list[dict]) -> tuple[list, list[threading.Thread]]:
+    replies: list[list[bytes]] = []
+    threads = [
+        threading.Thread(target=lambda j=j: replies.append(ask(stack.endpoint, j))) for j in jobs
+    ]
+    for t in threads:
+        t.start()
+    return replies, threads
+
+
+def wait_in_flight(stack: Stack, n: int) -> None:
+    """Until the procmgr holds n requests (a readiness condition, with a deadline)."""
+    deadline = time.monotonic() + 10
+    while status(stack)["in_flight"] < n:
+        assert time.monotonic() < deadline, "requests never reached the procmgr"
+
+
+def test_stalled_worker_gets_timeout_and_is_replaced(stack):
+    pid = worker_pid(stack, 11)
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    reply = ask(stack.endpoint, job(stack, 11))
+    assert error_code(reply) == "timeout"
+    assert time.monotonic() - t0 >= TIMEOUT_S - 0.1  # the deadline, not an early give-up
+    fresh = ask(stack.endpoint, job(stack, 11))
+    assert fresh[0] == b""
+    assert worker_pid(stack, 11) != pid
+
+
+def test_worker_killed_mid_request_answers_internal_and_respawns(stack):
+    pid = worker_pid(stack, 12)
+    os.kill(pid, signal.SIGSTOP)  # hold the request inside the worker
+    replies, threads = in_background(stack, [job(stack, 12)])
+    wait_in_flight(stack, 1)
+    os.kill(pid, signal.SIGKILL)
+    threads[0].join(30)
+    assert error_code(replies[0]) == "internal"
+    assert ask(stack.endpoint, job(stack, 12))[0] == b""
+    assert worker_pid(stack, 12) != pid
+
+
+def test_overload_answers_busy_and_every_request_gets_one_reply(stack):
+    pid = worker_pid(stack, 13)
+    os.kill(pid, signal.SIGSTOP)
+    replies, threads = in_background(stack, [job(stack, 13, xsize=100 + i) for i in range(3)])
+    wait_in_flight(stack, 3)
+    assert error_code(ask(stack.endpoint, job(stack, 14))) == "busy"
+    os.kill(pid, signal.SIGKILL)
+    for t in threads:
+        t.join(30)
+    assert sorted(error_code(r) for r in replies) == ["internal"] * 3
+
+
+def test_a_stalled_user_does_not_hold_up_another(stack):
+    pid = worker_pid(stack, 15)
+    os.kill(pid, signal.SIGSTOP)
+    replies, threads = in_background(stack, [job(stack, 15)])
+    wait_in_flight(stack, 1)
+    assert ask(stack.endpoint, job(stack, 16))[0] == b""
+    assert status(stack)["in_flight"] == 1  # answered while the other is still stuck
+    os.kill(pid, signal.SIGKILL)
+    threads[0].join(30)
+    assert error_code(replies[0]) == "internal"
