@@ -1,0 +1,101 @@
+"""Every other format fabio opens (SMV, EDF, mar345, Bruker, KCD, OXD, Pilatus TIFF, ...).
+
+fabio picks the codec from magic bytes and extension. Its format modules and the C extensions
+they load lazily are imported here, at import time, because the pre-fork zygote imports this
+package once and a lazy import after the privilege drop may find the files unreadable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fabio
+import fabio.brukerimage
+import fabio.dtrekimage
+import fabio.edfimage
+import fabio.ext.mar345_IO
+import fabio.kcdimage
+import fabio.mar345image
+import fabio.OXDimage
+import fabio.pilatusimage
+import fabio.tifimage
+import numpy as np
+import PIL.TiffImagePlugin  # noqa: F401  fabio's fallback for TIFFs its own reader rejects
+
+from pyis_common.errors import Unsupported
+from worker.formats.base import (
+    Frame,
+    basename,
+    cannot_read,
+    check_frame,
+    check_pixels,
+    common_meta,
+    native,
+    out_of_memory,
+    plain,
+)
+from worker.formats.fabio_headers import FORMATS
+
+
+def _open(path: str, frame: int) -> tuple[Any, np.ndarray, dict[str, Any], int]:
+    """fabio image, the frame's pixels and header, and the number of frames."""
+    try:
+        image = fabio.open(path)
+    except MemoryError as exc:
+        raise out_of_memory(path) from exc
+    except OSError as exc:
+        if "could not identify" in str(exc):
+            raise Unsupported(f"{basename(path)} is not an image format we know") from exc
+        raise cannot_read(path, "an image", exc) from exc
+    except Exception as exc:  # fabio raises anything on a damaged file
+        raise cannot_read(path, "an image", exc) from exc
+    last = max(int(getattr(image, "nframes", 1) or 1), 1)
+    check_frame(path, frame, last)
+    if getattr(image, "incomplete_file", False):
+        raise cannot_read(path, "an image")
+    data, header = image.data, image.header
+    if frame > 1:
+        try:
+            picked = image.get_frame(frame - 1)
+        except MemoryError as exc:
+            raise out_of_memory(path) from exc
+        except Exception as exc:
+            raise cannot_read(path, "an image", exc) from exc
+        data, header = picked.data, picked.header
+    return image, data, dict(header or {}), last
+
+
+class FabioReader:
+    """The fallback reader: whatever fabio recognises."""
+
+    name = "fabio"
+
+    def claims(self, head: bytes, path: str) -> bool:
+        return True
+
+    def read_meta(self, path: str) -> dict[str, Any]:
+        """fabio has no dependable header-only path (``openheader`` returns nothing for Pilatus
+        TIFF and takes as long as a full read for KCD), so this decodes frame 1.
+        """
+        return self.read_frame(path, 1).meta
+
+    def read_frame(self, path: str, frame: int = 1) -> Frame:
+        image, data, header, last = _open(path, frame)
+        check_pixels(path, "an image", data)
+        if data.dtype.kind not in "iuf":
+            raise Unsupported(f"{basename(path)} holds {data.dtype} pixels, not counts")
+        data = native(data)
+        fmt, mapper = FORMATS.get(type(image).__name__, (None, None))
+        name = fmt or type(image).__name__.lower().removesuffix("image")
+        meta = common_meta(path, name, data.shape, data.dtype.itemsize, last)
+        meta["frame"] = frame
+        if mapper is not None:
+            meta.update({k: plain(v) for k, v in mapper(header, data.shape).items()})
+        negative = fmt == "pilatus-tiff" and data.dtype.kind == "i"
+        return Frame(
+            data=data,
+            mask=data < 0 if negative else None,
+            saturation=meta.get("saturation"),
+            meta=meta,
+            negative_masked=negative,
+        )
