@@ -23,7 +23,6 @@ from certs import ca
 from procmgr.__main__ import dev_user
 from pyis_common import cli, procs
 
-
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
 
 
