@@ -1,12 +1,19 @@
-"""End-to-end latency through the real stack, as ratios to the in-process floor.
+"""The image pipeline, per stage and end to end through the real stack, against baselines
+measured in the same run.
 
-For each image: the floor is the worker's own job function (read, reduce, map, encode) called
-in this process with no server; the end-to-end figure is a REQ request through is-proxy,
-is-procmgr and a privilege-dropped worker for the same job. Also: a new session (the procmgr's
-own measure of zygote fork + privilege drop + worker ready) and a bare ZeroMQ round trip through
-the stack (a ``status`` request), both in ms. Prints a table; writes bench/results/latency.json.
+1. Per stage, in process (bench/stages.py): read, reduce, map, encode (simplejpeg and Pillow),
+   each as a ratio to ``np.copy`` of the frame; the dominant stage is named.
+2. End to end: the floor is the worker's own job function (read, reduce, map, encode) called
+   in this process with no server; the end-to-end figure is a REQ request through is-proxy,
+   is-procmgr and a privilege-dropped worker for the same job: cold (a stage-1 key never seen),
+   an exact repeat, and a new contrast (stage 2 only).
+3. A new session (the procmgr's own measure of zygote fork + privilege drop + worker ready), a
+   bare round trip through the stack (a ``status`` request) and warm throughput from 4 clients.
 
-    python bench/latency.py [--repeat 15] [--synth /tmp/perf-images]
+The C server's figures (ORIGINAL.md, "How fast") are printed beside ours for orientation only.
+Prints tables; writes bench/results/pipeline.json.
+
+    python bench/pipeline.py [--repeat 15] [--synth /tmp/perf-images]
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import stages  # noqa: E402
 from bench.common import data_dir, median_ms, synth_images, table, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyis_common.devstack import Stack  # noqa: E402
@@ -35,6 +45,9 @@ IMAGES = [
     ("Pilatus 6M CBF (real)", "thau_3_2_0001.cbf"),
     ("Eiger 16M as CBF (real)", "dlsnxs2cbf_therm_0001.cbf"),
 ]
+# the C server, cold, 512 px, medians on a machine like this one (orientation only)
+C_COLD_MS = {"pilatus6m_2463x2527.cbf": 81.0, "marccd_4096.mccd": 94.0, "eiger_master.h5": 406.0}
+C_WARM_MS = (2.5, 5.0)
 REAL = ["cbf/thau_3_2_0001.cbf", "cbf/dlsnxs2cbf_therm_0001.cbf"]
 
 
@@ -50,8 +63,11 @@ def main() -> int:
             rows, extra = run(stack, data, args.repeat)
         finally:
             stack.stop()
+        stage_rows = stage_breakdown(data, args.repeat)
     cols = [
         "image",
+        "c_cold_ms",
+        "vs_c",
         "floor_cold_ms",
         "e2e_cold_ms",
         "cold_ratio",
@@ -64,7 +80,24 @@ def main() -> int:
     print(table(rows, cols))
     for k, v in extra.items():
         print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
-    print("written", write_json("latency", {"rows": rows, **extra}))
+    stage_rows = stage_breakdown(data, args.repeat)
+    print(
+        table(
+            stage_rows,
+            [
+                "image",
+                "read",
+                "reduce",
+                "map",
+                "simplejpeg",
+                "pillow",
+                "copy",
+                "reduce_x_copy",
+                "dominant",
+            ],
+        )
+    )
+    print("written", write_json("pipeline", {"rows": rows, "stages": stage_rows, **extra}))
     return 0
 
 
@@ -98,12 +131,56 @@ def run(stack: Stack, data: Path, repeat: int) -> tuple[list[dict], dict]:
         job = {"pid": stack.sign_session(dev_user(), [esaf]), "esaf": esaf, "type": "status"}
         ask(job | {"type": "meta", "fn": "pilatus6m_2463x2527.cbf"})
     starts = json.loads(ask(status)[2])["worker_start_ms"]
+    rps = throughput(stack.endpoint, pid)
     return rows, {
+        "warm_requests_per_s_4_clients": rps,
+        "c_server_warm_requests_per_s": 640.0,
         "status_round_trip_ms": rtt,
         "status_round_trip_new_socket_ms": rtt_new_socket,
         "new_session_ms_median": statistics.median(starts),
         "new_session_ms_all": starts,
     }
+
+
+def stage_breakdown(data: Path, repeat: int) -> list[dict]:
+    """Median ms per stage (bench/stages.py) and the stage that dominates a cold request."""
+    out = []
+    for label, name in IMAGES:
+        try:
+            image = stages.bench_image(str(data / name), repeat, 512, 90)
+        except Exception as exc:  # a format not read yet
+            out.append({"image": label, "dominant": f"not read: {str(exc)[:40]}"})
+            continue
+        ms = {k: v["median_ms"] for k, v in image["stages"].items()}
+        work = {k: ms[k] for k in ("read", "reduce", "map", "simplejpeg") if k in ms}
+        out.append(
+            {
+                "image": label,
+                **ms,
+                "reduce_x_copy": ms["reduce"] / ms["copy"],
+                "dominant": max(work, key=work.get),
+            }
+        )
+    return out
+
+
+def throughput(endpoint: str, pid: str, clients: int = 4, per_client: int = 400) -> float:
+    """Warm requests per second from ``clients`` REQ sockets (bounded: clients x per_client)."""
+    job = {"pid": pid, "type": "jpeg", "fn": "thau_3_2_0001.cbf", "xsize": 512}
+    Client(endpoint)(job)  # warm
+
+    def run() -> None:
+        client = Client(endpoint)
+        for i in range(per_client):
+            client(job | {"contrast": 100 + i % 2})  # alternate two cached JPEGs
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return clients * per_client / (time.perf_counter() - t0)
 
 
 def measure(ask: Client, pid: str, data: Path, label: str, name: str, repeat: int) -> dict:
@@ -129,8 +206,11 @@ def measure(ask: Client, pid: str, data: Path, label: str, name: str, repeat: in
     e_warm = median_ms(lambda: ask({"pid": pid, **job}), repeat)
     levels = iter(range(100, 100 + repeat + 1))
     e_contrast = median_ms(lambda: ask({"pid": pid, **job, "contrast": next(levels)}), repeat)
+    c_cold = C_COLD_MS.get(name)
     return {
         "image": label,
+        "c_cold_ms": c_cold,
+        "vs_c": e_cold / c_cold if c_cold else None,
         "floor_cold_ms": f_cold,
         "e2e_cold_ms": e_cold,
         "cold_ratio": e_cold / f_cold,
