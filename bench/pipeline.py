@@ -80,7 +80,6 @@ def main() -> int:
     print(table(rows, cols))
     for k, v in extra.items():
         print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
-    stage_rows = stage_breakdown(data, args.repeat)
     print(
         table(
             stage_rows,
