@@ -301,6 +301,7 @@ class Manager:
                     "esaf": w.ident.esaf,
                     "ready": w.ready,
                     "in_flight": len(w.inflight),
+                    "cache": w.cache,
                 }
                 for w in self.workers.all()
             ],
