@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         "the current user (nobody when root); no ESAF needed",
     )
     ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
+    ap.add_argument("--metrics", help="host:port for the Prometheus endpoint (port 0: any)")
     ap.add_argument("--trust-root", help="offline CA root certificate (enables JWT objects)")
     ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
     ap.add_argument("--trust-crl", help="the root's CRL")
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             "auth_redis": args.auth_redis,
             "compat_pubkey": args.compat_pubkey,
             "cache_redis": args.cache_redis,
+            "metrics_address": args.metrics,
             "trust_root": args.trust_root,
             "trust_certs": args.trust_certs,
             "trust_crl": args.trust_crl,
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         zygote.stop(timeout_s=5.0)
         return 2
-    print(f"READY proxies={','.join(cfg.procmgr.proxies)} pid={os.getpid()}", flush=True)
+    metrics = f" metrics={manager.metrics_address}" if manager.metrics_address else ""
+    print(f"READY proxies={','.join(cfg.procmgr.proxies)} pid={os.getpid()}{metrics}", flush=True)
     logging.getLogger("procmgr").info("serving via %s", ", ".join(cfg.procmgr.proxies))
     return manager.run()
 

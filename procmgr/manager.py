@@ -21,6 +21,7 @@ import zmq
 from procmgr import identity
 from procmgr.access import AccessChecker
 from procmgr.cacheacl import CacheAcl
+from procmgr.metrics import Metrics
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ProcmgrConfig
@@ -64,6 +65,10 @@ class Manager:
         self.started = time.monotonic()
         self.outcomes: dict[str, int] = {}
         self.stopping_since: float | None = None
+        self.metrics = Metrics()
+        self.metrics_address = (
+            self.metrics.serve(cfg.metrics_address) if cfg.metrics_address else ""
+        )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -87,6 +92,7 @@ class Manager:
                 self.handle_requests()
             self.expire_requests()
             self.retire_workers()
+            self.refresh_metrics()
         return self.close()
 
     def _poll_ms(self) -> int:
@@ -281,6 +287,9 @@ class Manager:
             if silent >= self.cfg.request_timeout_s and worker in self.workers.all():
                 self.worker_lost(worker, f"silent for {silent:.1f} s")
 
+    def refresh_metrics(self) -> None:
+        self.metrics.refresh(len(self.workers.by_key), len(self.inflight), self._cache_totals)
+
     def retire_workers(self) -> None:
         if self.cacheacl is not None:
             self.cacheacl.ensure()  # after a Redis restart, the ESAF users come back
@@ -324,6 +333,7 @@ class Manager:
         """One line per request, written before the reply leaves: whoever sees the reply can
         find its line (stderr is unbuffered)."""
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
+        self.metrics.observe(req.type if req else "-", code, time.monotonic() - t0)
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
         log.info(
             "request session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",

@@ -1,0 +1,84 @@
+"""Operations: the status request, the Prometheus endpoint, config errors, SIGHUP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procmgr.__main__ import dev_user
+from pyis_common.devstack import Stack
+from tests.conftest import CBF
+from tests.support.client import ask, error_code
+
+
+@pytest.fixture(scope="module")
+def stack(testdata) -> Iterator[Stack]:
+    base = Path(tempfile.mkdtemp(prefix="pyis-ops-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / "a.cbf")
+    os.chmod(data / "a.cbf", 0o644)
+    stack = Stack(base, ["--dev", str(data), "--metrics", "127.0.0.1:0"], stderr_dir=base).start()
+    yield stack
+    stack.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_metrics_count_requests_by_type_and_outcome(stack):
+    pid = stack.sign_session(dev_user(), [0])
+    assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert error_code(ask(stack.endpoint, {"pid": pid, "fn": "missing.cbf"})) == "not_found"
+    address = stack.procmgr.fields()["metrics"]
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    assert 'pyis_requests_total{outcome="ok",type="jpeg"} 1.0' in text
+    assert 'pyis_requests_total{outcome="not_found",type="jpeg"} 1.0' in text
+    assert 'pyis_request_seconds_bucket{le="0.5",type="jpeg"}' in text
+    assert "pyis_workers 1.0" in text
+
+
+def test_status_reports_workers_cache_and_outcomes(stack):
+    status = json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+    assert status["requests"]["ok"] >= 1
+    (worker,) = status["workers"]
+    assert worker["ready"] and worker["pid"] > 0
+    assert worker["cache"]["misses"] >= 1 and worker["cache"]["max_bytes"] > 0
+
+
+def test_sighup_reloads_and_keeps_serving(stack):
+    stack.procmgr.signal(signal.SIGHUP)
+    pid = stack.sign_session(dev_user(), [0])
+    assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert "SIGHUP" in (Path(stack.workdir) / "procmgr.log").read_text()
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("[procmgr]\nrequest_timout_s = 3\n", "procmgr.request_timout_s"),
+        ('[procmgr]\nworker_threads = "many"\n', "procmgr.worker_threads"),
+        ("[nonsense]\n", "[nonsense]"),
+        ("[procmgr\n", "cannot read config"),
+    ],
+)
+def test_bad_config_is_refused_at_start_naming_the_key(tmp_path, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "procmgr", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert words in result.stderr
