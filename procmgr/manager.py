@@ -22,6 +22,7 @@ from procmgr import identity
 from procmgr.access import AccessChecker
 from procmgr.cacheacl import CacheAcl
 from procmgr.metrics import Metrics
+from procmgr.progress import ProgressChannel
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ProcmgrConfig
@@ -50,6 +51,7 @@ class Manager:
     def __init__(self, cfg: ProcmgrConfig, zygote: ZygoteClient) -> None:
         self.cfg = cfg
         self.access = AccessChecker(cfg)
+        self.progress_channel = ProgressChannel(self.access.redis)
         self.cacheacl = CacheAcl(cfg.cache_redis, cfg.cache_ttl_s) if cfg.cache_redis else None
         self.workers = Workers(cfg, zygote)
         self.zygote = zygote
@@ -168,7 +170,8 @@ class Manager:
             raise Busy("the image server is busy; try again")
         worker = self.workers.get(ident)
         rid = next(self.ids)
-        deadline = t0 + self.cfg.request_timeout_s
+        limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
+        deadline = t0 + limit
         self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0)
         try:
             self.workers.submit(worker, rid, req.to_worker())
@@ -202,6 +205,8 @@ class Manager:
                     return
             elif kind == wire.MSG_REPLY:
                 self.worker_reply(worker, header, payloads)
+            elif kind == wire.MSG_PROGRESS:
+                self.progress(worker, header)
             else:
                 log.warning("%s sent an unexpected %r message", worker.name, str(kind)[:20])
 
@@ -241,11 +246,25 @@ class Manager:
                 job[name] = value
         return [wire.dumps(job), wire.dumps(meta), *payloads]
 
-    def worker_config(self, worker: Worker) -> dict[str, Any] | None:
-        if self.cacheacl is None:
-            return None
-        credential = self.cacheacl.credential(worker.ident.esaf)
-        return {"cache": credential} if credential else None
+    def progress(self, worker: Worker, header: dict[str, Any]) -> None:
+        rid, line = header.get("id"), header.get("line")
+        flight = self.inflight.get(rid) if isinstance(rid, int) else None
+        if flight is None or flight.worker is not worker or not isinstance(line, str):
+            return
+        self.progress_channel.publish(flight.req, {"progress": line[:200], "done": False})
+
+    def worker_config(self, worker: Worker) -> dict[str, Any]:
+        """Settings sent over the worker's private channel, never through the zygote."""
+        config: dict[str, Any] = {
+            "index": {
+                "command": list(self.cfg.index_command),
+                "timeout_s": self.cfg.index_timeout_s,
+            },
+        }
+        credential = self.cacheacl.credential(worker.ident.esaf) if self.cacheacl else None
+        if credential:
+            config["cache"] = credential
+        return config
 
     def worker_lost(self, worker: Worker, why: str) -> None:
         log.warning("%s lost: %s", worker.name, why)
@@ -331,7 +350,9 @@ class Manager:
         self, req: Request | None, code: str, t0: float, why: str = "", tier: str = ""
     ) -> None:
         """One line per request, written before the reply leaves: whoever sees the reply can
-        find its line (stderr is unbuffered)."""
+        find its line (stderr is unbuffered). A long job's subscribers hear it is done."""
+        if req is not None and req.type == "index":
+            self.progress_channel.publish(req, {"done": True, "outcome": code})
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
         self.metrics.observe(req.type if req else "-", code, time.monotonic() - t0)
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"

@@ -51,6 +51,8 @@ class ProcmgrConfig:
     cache_redis: str = ""  # the image host's Redis (admin URL) for tier 2; "" -> LRU only
     cache_ttl_s: int = 600  # a beamtime's images are looked at within minutes of being taken
     worker_cache_bytes: int = 0  # stage-1 LRU per worker; 0 -> 1/32 of RAM, at most 1 GiB
+    index_command: tuple[str, ...] = ()  # the indexer's argv (never a shell); () -> no index
+    index_timeout_s: float = 900.0  # indexing takes minutes; jpeg requests keep their deadline
     metrics_address: str = ""  # host:port of the Prometheus endpoint; "" -> none
     jpeg_quality: int = 90  # libjpeg-turbo at 90 is visually lossless for diffraction frames
 

@@ -36,6 +36,7 @@ MSG_SPAWN = "spawn"  # procmgr -> zygote: fork a worker for (uid, gid, home)
 MSG_SPAWNED = "spawned"  # zygote -> procmgr: the child's pid, or why not
 MSG_EXITED = "exited"  # zygote -> procmgr: a child was reaped
 MSG_STOP = "stop"  # procmgr -> zygote/worker: finish and exit
+MSG_PROGRESS = "progress"  # worker -> procmgr: a progress line of a long job (index)
 MSG_CONFIG = "config"  # procmgr -> worker: settings that must not pass through the zygote
 
 

@@ -1,0 +1,40 @@
+"""Progress of long jobs (index), published on the web host's Redis for the front-end.
+
+The channel is derived from the session and the request's ``tag`` (never an address the client
+chose, as the C server's progressAddress was): ``pyis:progress:<sha256(pid)[:16]>:<tag>``. The
+hash keeps the session id itself off the pub/sub bus. Publishing is best effort.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import redis
+
+from pyis_common.request import Request
+
+log = logging.getLogger("procmgr.progress")
+MAX_TAG = 64
+
+
+def channel(pid: str, tag: Any) -> str:
+    session = hashlib.sha256(pid.encode()).hexdigest()[:16]
+    text = tag if isinstance(tag, str) else json.dumps(tag, sort_keys=True, separators=(",", ":"))
+    clean = "".join(ch for ch in text if ch.isprintable() and not ch.isspace())[:MAX_TAG]
+    return f"pyis:progress:{session}:{clean or '-'}"
+
+
+class ProgressChannel:
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def publish(self, req: Request, message: dict[str, Any]) -> None:
+        tag = req.raw.get("tag")
+        payload = json.dumps(message | {"tag": tag}, sort_keys=True, separators=(",", ":"))
+        try:
+            self.client.publish(channel(req.pid, tag), payload)
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not publish progress: %s", type(exc).__name__)
