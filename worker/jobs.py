@@ -14,7 +14,7 @@ from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
-from worker import formats, paths, reduce, render
+from worker import formats, paths, reduce, render, spots
 from worker.cache import LRU, Key, SingleFlight, default_bytes
 from worker.tier2 import RedisTier
 
@@ -63,6 +63,10 @@ class Pipeline:
         req = parse(job, need_pid=False)
         if req.type == "jpeg":
             return self.jpeg(req)
+        if req.type == "spots":
+            stage1, _, tier = self.stage1(spots.full_image(req))
+            decided, meta = spots.reply(stage1.reduced, stage1.meta)
+            return Result(job=decided, meta=meta, tier=tier)
         if req.type == "meta":
             path, _ = paths.resolve(self.home, req.fn)
             return Result(job={}, meta=formats.read_meta(path))
@@ -70,14 +74,16 @@ class Pipeline:
 
     def jpeg(self, req: Request) -> Result:
         stage1, key, tier = self.stage1(req)
-        white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval)
-        jkey = (key, white, black, req.label, req.label_height, self.quality)
+        auto = stage1.meta.get("auto_levels")  # a DICOM window, say
+        white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
+        label = req.label
+        if stage1.meta.get("first_frame") != stage1.meta.get("last_frame"):
+            label = f"{label} {req.frame}".lstrip()  # which frame, as the C server drew it
+        jkey = (key, white, black, label, req.label_height, self.quality)
         hit = self.jpegs.get(jkey)
         if hit is None:
             # explicit levels (black >= 1, white >= 0) make render() use exactly these
-            hit = render.render(
-                stage1.reduced, black, white, req.label, req.label_height, self.quality
-            )
+            hit = render.render(stage1.reduced, black, white, label, req.label_height, self.quality)
             self.jpegs.put(jkey, hit, len(hit[0]) + 512)
         data, decided = hit
         return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)

@@ -30,13 +30,35 @@ PILLOW_SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
 ENCODERS = ("simplejpeg", "pillow")
 
 
-def levels(stats: dict[str, Any], contrast: float, wval: float) -> tuple[float, float]:
+def _pair(auto: Any) -> tuple[float, float] | None:
+    """Two finite numbers, else None (meta may have crossed Redis as JSON)."""
+    try:
+        white, black = (float(v) for v in auto)
+    except (TypeError, ValueError):
+        return None
+    return (white, black) if math.isfinite(white) and math.isfinite(black) else None
+
+
+def levels(
+    stats: dict[str, Any],
+    contrast: float,
+    wval: float,
+    auto: tuple[float, float] | None = None,
+) -> tuple[float, float]:
     """(white level, black level) as the C server chose them: contrast <= 0 -> mean + stddev,
     wval < 0 -> mean - stddev (truncated like C's int cast), white >= 0, black >= white + 1.
+
+    ``auto`` (white, black) replaces mean -+ stddev when the file names its own display range
+    (a DICOM window): the levels a user of that file expects before touching the contrast.
     """
-    mean, stddev = float(stats.get("mean", 0.0)), float(stats.get("stddev", 0.0))
-    black = float(contrast) if contrast > 0 else float(math.trunc(mean + stddev))
-    white = float(wval) if wval >= 0 else float(math.trunc(mean - stddev))
+    pair = _pair(auto)
+    if pair is not None:
+        auto_white, auto_black = pair
+    else:
+        mean, stddev = float(stats.get("mean", 0.0)), float(stats.get("stddev", 0.0))
+        auto_white, auto_black = float(math.trunc(mean - stddev)), float(math.trunc(mean + stddev))
+    black = float(contrast) if contrast > 0 else auto_black
+    white = float(wval) if wval >= 0 else auto_white
     white = max(0.0, white)
     return white, max(black, white + 1.0)
 
@@ -109,9 +131,10 @@ def render(
     label_height: int = 0,
     quality: int = 90,
     encoder: str = "simplejpeg",
+    auto: tuple[float, float] | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
     """JPEG bytes and what was decided: levels used and the size sent (banner included)."""
-    white, black = levels(reduced.stats, contrast, wval)
+    white, black = levels(reduced.stats, contrast, wval, auto)
     rgb = to_rgb(reduced, white, black)
     if label_height > 0:
         rgb = np.concatenate((banner(label, label_height, rgb.shape[1]), rgb), axis=0)

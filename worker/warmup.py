@@ -6,6 +6,10 @@ ModuleNotFoundError in the middle of a request. So the zygote, still root and st
 secret, renders a small synthetic CBF end to end, builds a Redis client and lock, encodes and
 decodes a cache value, and resolves a loopback name: whatever those import stays imported in
 every child. This also makes the first request of a new session as fast as the tenth.
+
+Every reader runs once: an Eiger master with bitshuffle/LZ4 data files (and its pixel mask),
+DICOM in each transfer syntax we decode (native, RLE, JPEG 2000 through Pillow) and one we
+refuse, a 32-bit TIFF; then a spots job and a meta job on each.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import secrets  # noqa: F401  (redis-py imports it lazily when a pool is made)
 import socket
 import tempfile
 import traceback  # noqa: F401  (the worker prints tracebacks to the procmgr's log)
+from typing import Any
 
 import fabio.cbfimage
+import fabio.tifimage
 import numpy as np
+import pydicom
 
 
 def warm() -> None:
@@ -49,3 +56,44 @@ def warm() -> None:
             pass
         if not result.payloads:
             raise RuntimeError("warm-up rendered nothing")
+        _formats(pipeline, tmp)
+
+
+def _formats(pipeline: Any, tmp: str) -> None:
+    """A jpeg, a spots and a meta job on a tiny file of every other format."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    from pyis_common.errors import NotFound, Unsupported
+    from worker.formats import samples
+
+    frames = np.arange(4 * 24 * 32, dtype=np.uint32).reshape(4, 24, 32)
+    mask = np.zeros((24, 32), np.uint8)
+    mask[3, :] = 1
+    header = {  # fixed-length ASCII (DECTRIS) and variable-length UTF-8 strings decode apart
+        "description": np.bytes_(b"Dectris EIGER warm-up"),
+        "detectorSpecific/software_version": "1.8.0",
+        "beam_center_x": np.float32(16.0),
+    }
+    samples.write_eiger(tmp, "warm", frames, per_file=2, mask=mask, header=header)
+    files = {"warm_master.h5": 3, "warm_data_000002.h5": 2, "warm.tif": 1}  # name: frame
+    for syntax in samples.SYNTAXES:
+        samples.write_dicom(os.path.join(tmp, f"{syntax}.dcm"), frames[:, :8, :8], syntax, (9, 4))
+        files[f"{syntax}.dcm"] = 2
+    fabio.tifimage.TifImage(data=frames[0]).write(os.path.join(tmp, "warm.tif"))
+    for name, frame in files.items():
+        pipeline.run({"type": "jpeg", "fn": name, "frame": frame, "xsize": 16, "labelHeight": 12})
+        pipeline.run({"type": "spots", "fn": name, "xsize": 16})
+        pipeline.run({"type": "meta", "fn": name})
+    samples.write_dicom(os.path.join(tmp, "refused.dcm"), frames[0, :8, :8])
+    refused = pydicom.dcmread(os.path.join(tmp, "refused.dcm"))
+    refused.file_meta.TransferSyntaxUID = JPEGLosslessSV1  # a syntax we have no decoder for
+    refused.PixelData = encapsulate([bytes(16)])  # refused before any decoding is tried
+    refused.save_as(os.path.join(tmp, "refused.dcm"))
+    os.remove(os.path.join(tmp, "warm_data_000001.h5"))
+    for name, error in (("warm_master.h5", NotFound), ("refused.dcm", Unsupported)):
+        try:  # a master without its first data file; a syntax without a decoder
+            pipeline.run({"type": "jpeg", "fn": name})
+        except error:
+            continue
+        raise RuntimeError(f"warm-up: {name} was not refused")

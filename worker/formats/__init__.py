@@ -13,13 +13,23 @@ from typing import Any
 from pyis_common.errors import Forbidden, Internal, NotFound, Unsupported
 from worker.formats.base import HEAD_BYTES, Frame, Reader, basename
 from worker.formats.cbf import CbfReader
+from worker.formats.dicom import DicomReader
+from worker.formats.eiger import EigerReader
 from worker.formats.fabio_generic import FabioReader
 from worker.formats.marccd import MarccdReader
+from worker.formats.tiff import TiffReader
 
 __all__ = ["Frame", "Reader", "READERS", "detect", "read_frame", "read_meta"]
 
-READERS: tuple[Reader, ...] = (CbfReader(), MarccdReader(), FabioReader())  # first claim wins
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+# first claim wins: MarCCD before TIFF (an .mccd is a TIFF), fabio last (it claims everything)
+READERS: tuple[Reader, ...] = (
+    CbfReader(),
+    MarccdReader(),
+    EigerReader(),
+    DicomReader(),
+    TiffReader(),
+    FabioReader(),
+)
 
 
 def _head(path: str) -> bytes:
@@ -46,10 +56,6 @@ def detect(path: str) -> Reader:
     head = _head(path)
     if not head:
         raise Unsupported(f"{basename(path)} is empty")
-    if head.startswith(HDF5_MAGIC):
-        raise Unsupported(f"{basename(path)} is an HDF5 file; HDF5 images are not supported yet")
-    if head[128:132] == b"DICM":
-        raise Unsupported(f"{basename(path)} is a DICOM file, which this server does not read")
     return next(reader for reader in READERS if reader.claims(head, path))
 
 

@@ -1,0 +1,132 @@
+"""Eiger HDF5: a NeXus master whose ``/entry/data/data_NNNNNN`` link to data files, or one data
+file opened on its own (``/entry/data/data``, frames x rows x columns).
+
+Frames are 1-based across the series: each data dataset's ``image_nr_low``/``image_nr_high``
+say which images it holds, else the data files count on from each other. A data file opened on
+its own numbers its own frames from 1 (and reports which images of the series they are). Only
+the requested frame's hyperslab is read (one chunk in DECTRIS files), never the dataset.
+
+Masked pixels: ``pixel_mask`` != 0, and pixels at 2**bits - 1, the value DECTRIS writes for
+"no valid count" (gaps, dead pixels). The second rule matters for a data file without its
+master: without it the module gaps of such a file are drawn as red saturated bars.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import h5py
+import numpy as np
+
+from pyis_common.errors import Unsupported
+from worker.formats import eiger_files as files
+from worker.formats import nexus
+from worker.formats.base import Frame, basename, cannot_read, check_frame, common_meta, native
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+MAGIC_AT = (0, 512, 1024, 2048)  # after a user block the superblock sits at a power of 2 >= 512
+MASK = nexus.SPECIFIC + "/pixel_mask"
+MASKS_KEPT = 2  # a 16M mask is 18 MB as bool and takes ~80 ms to read: keep one or two series'
+SUFFIXES = (".h5", ".hdf5", ".nxs")
+
+_masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
+_masks_lock = threading.Lock()
+
+
+def _geometry(
+    f: h5py.File, path: str, sources: list[files.Source], head: dict[str, Any]
+) -> tuple[tuple[int, int], int, int]:
+    """(rows, columns), bytes per pixel and frame count. A master's header says all three
+    (nimages x ntrigger), so no data file is opened; otherwise the data datasets are asked.
+    """
+    total = nexus.count(f)
+    x = nexus.number(f, nexus.SPECIFIC + "/x_pixels_in_detector")
+    y = nexus.number(f, nexus.SPECIFIC + "/y_pixels_in_detector")
+    if total and x and y and "image_depth" in head and sources[0].file is not None:
+        return (int(y), int(x)), int(head["image_depth"]), total
+    counted = 0
+    for src in sources:
+        with files.opened(f, path, src) as ds:
+            shape, depth = (int(ds.shape[-2]), int(ds.shape[-1])), ds.dtype.itemsize
+            counted += files.stack_size(ds)
+    alone = sources[0].name == "data"
+    return shape, depth, counted if alone else (total or counted)
+
+
+def _meta(f: h5py.File, path: str, sources: list[files.Source]) -> dict[str, Any]:
+    head = nexus.to_meta(f)
+    shape, depth, last = _geometry(f, path, sources, head)
+    meta = head | common_meta(path, "eiger", shape, depth, last)
+    if sources[0].name == "data":  # a data file alone: say which images of the series it holds
+        with files.opened(f, path, sources[0]) as ds:
+            low, high = files.image_numbers(ds, 1)
+        if (low, high) != (1, last):
+            meta["image_nr_low"], meta["image_nr_high"] = low, high
+    return meta
+
+
+def _pixel_mask(f: h5py.File, path: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """``pixel_mask`` != 0 (None when absent or empty), read once per version of the file:
+    paging through a series must not re-read an 18 MB mask for every frame.
+    """
+    st = os.stat(path)
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, shape)
+    with _masks_lock:
+        if key in _masks:
+            _masks.move_to_end(key)
+            return _masks[key]
+    node = nexus.lookup(f, MASK)
+    mask = None
+    if isinstance(node, h5py.Dataset) and node.ndim == 2:
+        if node.shape != shape:
+            raise Unsupported(f"{basename(path)} has a pixel_mask of another size than its images")
+        try:
+            mask = np.not_equal(node[()], 0)
+        except (OSError, ValueError, TypeError) as exc:
+            raise cannot_read(path, "an Eiger pixel mask", exc) from exc
+        mask = mask if mask.any() else None
+        if mask is not None:
+            mask.flags.writeable = False  # shared by every frame and thread
+    with _masks_lock:
+        _masks[key] = mask
+        while len(_masks) > MASKS_KEPT:
+            _masks.popitem(last=False)
+    return mask
+
+
+class EigerReader:
+    """Eiger/NeXus HDF5 through h5py and hdf5plugin's filters."""
+
+    name = "eiger"
+
+    def claims(self, head: bytes, path: str) -> bool:
+        magic = any(head[at : at + 8] == HDF5_MAGIC for at in MAGIC_AT)
+        return magic or path.lower().endswith(SUFFIXES)
+
+    def read_meta(self, path: str) -> dict[str, Any]:
+        """Header datasets only; a master's data files are not opened when it has nimages."""
+        with files.open_file(path) as f:
+            return _meta(f, path, files.data_sources(f, path))
+
+    def read_frame(self, path: str, frame: int = 1) -> Frame:
+        with files.open_file(path) as f:
+            sources = files.data_sources(f, path)
+            meta = _meta(f, path, sources)
+            check_frame(path, frame, meta["last_frame"])
+            data = native(files.read_image(f, path, sources, frame))
+            pixel = _pixel_mask(f, path, data.shape)
+        meta |= common_meta(path, "eiger", data.shape, data.dtype.itemsize, meta["last_frame"])
+        meta["frame"] = frame
+        nexus.frame_angles(meta, frame)
+        mask = data == np.iinfo(data.dtype).max
+        if pixel is not None:
+            mask |= pixel
+        return Frame(
+            data=data,
+            mask=mask if mask.any() else None,
+            saturation=meta.get("saturation"),
+            meta=meta,
+        )

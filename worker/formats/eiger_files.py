@@ -1,0 +1,141 @@
+"""Eiger HDF5 files: which data datasets a master (or a data file) has, where the external
+links lead, and the one hyperslab of a frame.
+
+External links are followed here only, after :func:`link_target` has checked that they stay in the
+master's folder; every other lookup goes through :func:`nexus.lookup`, which never follows one.
+HDF5 itself is never asked to resolve an external link (its search path includes the working
+directory and an environment prefix), so a missing data file is our sentence, not its error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import h5py
+import hdf5plugin  # noqa: F401  registers bitshuffle/LZ4 (32008), LZ4 (32004), ... at import
+import numpy as np
+
+from pyis_common.errors import Forbidden, NotFound, Unsupported
+from worker.formats import nexus
+from worker.formats.base import basename, cannot_read, out_of_memory
+
+DATA = "/entry/data"
+MAX_PIXELS = 1 << 28  # 16x the largest detector (Eiger2 16M); a bigger "frame" is an attack
+_LINK = re.compile(r"data_\d+")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data dataset: in the opened file (``file`` None) or in a checked external file."""
+
+    name: str
+    file: str | None
+    path: str
+
+
+def open_file(path: str) -> h5py.File:
+    """Read-only and without HDF5's file locks: beamline file systems are often read-only."""
+    try:
+        return h5py.File(path, "r", locking=False)
+    except FileNotFoundError as exc:
+        raise NotFound(f"{basename(path)} does not exist") from exc
+    except PermissionError as exc:
+        raise Forbidden(f"{basename(path)} is not readable by this user") from exc
+    except OSError as exc:
+        raise cannot_read(path, "an HDF5 file", exc) from exc
+
+
+def link_target(master: str, filename: str) -> str:
+    """The data file an external link names: beside the master (the Eiger convention) or below
+    it; absolute names, ``..`` and symlinks leading out are refused.
+    """
+    folder = os.path.dirname(os.path.realpath(master))
+    found = os.path.realpath(os.path.join(folder, filename))
+    parts = PurePosixPath(filename).parts
+    if os.path.isabs(filename) or ".." in parts or os.path.commonpath([folder, found]) != folder:
+        raise Forbidden(f"{basename(master)} links to {filename[:200]!r}, outside its folder")
+    return found
+
+
+def data_sources(f: h5py.File, path: str) -> list[Source]:
+    """``data_NNNNNN`` links in series order (a master), else the file's own ``data``."""
+    group = nexus.lookup(f, DATA)
+    names = list(group) if isinstance(group, h5py.Group) else []
+    picked = sorted(n for n in names if _LINK.fullmatch(n)) or [n for n in names if n == "data"]
+    if not picked:
+        raise Unsupported(f"{basename(path)} is an HDF5 file without Eiger images in {DATA}")
+    out = []
+    for name in picked:
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            out.append(Source(name, link_target(path, link.filename), link.path))
+        else:
+            out.append(Source(name, None, f"{DATA}/{name}"))
+    return out
+
+
+def checked_stack(node: Any, path: str) -> h5py.Dataset:
+    """A frame stack we can read: 2-D or 3-D integer counts, raw data inside the file."""
+    name = basename(path)
+    if not isinstance(node, h5py.Dataset) or node.ndim not in (2, 3) or node.dtype.kind not in "iu":
+        raise Unsupported(f"{name} holds no 2-D or 3-D integer image data where Eiger files do")
+    if node.is_virtual or node.external:
+        raise Forbidden(f"{name} keeps its pixels in other files (virtual or external storage)")
+    if node.shape[-1] * node.shape[-2] > MAX_PIXELS:
+        raise Unsupported(f"{name} has frames of {node.shape[-1]}x{node.shape[-2]} pixels")
+    return node
+
+
+@contextmanager
+def opened(f: h5py.File, path: str, src: Source) -> Iterator[h5py.Dataset]:
+    """The source's dataset, its data file open only as long as needed."""
+    if src.file is None:
+        yield checked_stack(nexus.lookup(f, src.path), path)
+        return
+    if not os.path.exists(src.file):
+        raise NotFound(
+            f"{basename(path)} needs the data file {basename(src.file)}, which is missing"
+        )
+    with open_file(src.file) as data_file:
+        yield checked_stack(nexus.lookup(data_file, src.path), src.file)
+
+
+def stack_size(ds: h5py.Dataset) -> int:
+    """Frames in a dataset: a 2-D dataset is one frame."""
+    return int(ds.shape[0]) if ds.ndim == 3 else 1
+
+
+def image_numbers(ds: h5py.Dataset, start: int) -> tuple[int, int]:
+    """Images first..last held by ``ds``: its attributes when they agree with its size."""
+    n = stack_size(ds)
+    try:
+        low, high = int(ds.attrs["image_nr_low"]), int(ds.attrs["image_nr_high"])
+    except (KeyError, TypeError, ValueError, OSError):
+        return start, start + n - 1
+    return (low, high) if high - low + 1 == n and low >= 1 else (start, start + n - 1)
+
+
+def read_image(f: h5py.File, path: str, sources: list[Source], frame: int) -> np.ndarray:
+    """The one hyperslab of ``frame``; data files are opened in order until one holds it."""
+    numbered = sources[0].name != "data"  # a data file alone counts its own frames from 1
+    start = 1
+    for src in sources:
+        with opened(f, path, src) as ds:
+            low, high = (
+                image_numbers(ds, start) if numbered else (start, start + stack_size(ds) - 1)
+            )
+            if low <= frame <= high:
+                try:
+                    return ds[frame - low] if ds.ndim == 3 else ds[()]
+                except MemoryError as exc:
+                    raise out_of_memory(path) from exc
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise cannot_read(src.file or path, "an Eiger frame", exc) from exc
+            start = high + 1
+    raise NotFound(f"{basename(path)} has no data file holding frame {frame}")

@@ -1,0 +1,48 @@
+"""TIFF that is not MarCCD: Eiger monitor images, Pilatus TIFF and plain TIFF, via fabio.
+
+fabio already decodes every TIFF we meet (and reads the Pilatus header of a Pilatus TIFF), so
+this reader only adds what a TIFF cannot say for itself, from the conventions of the detectors
+that write them: a Pilatus marks gaps and bad pixels with negative values, and an Eiger marks a
+pixel with no valid count with 2**32 - 1 in its 32-bit monitor images. Both are masked, so they
+are drawn white, never red, and never counted. 16-bit TIFFs keep 65535 as a real (saturated)
+count: CCDs write those too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from worker.formats.base import Frame
+from worker.formats.fabio_generic import FabioReader
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+SUFFIXES = (".tif", ".tiff")
+NO_COUNT_32 = np.iinfo(np.uint32).max  # Eiger: masked (gap, dead) pixel in 32-bit images
+
+
+class TiffReader:
+    name = "tiff"
+
+    def __init__(self) -> None:
+        self._fabio = FabioReader()
+
+    def claims(self, head: bytes, path: str) -> bool:
+        return head[:4] in TIFF_MAGIC or path.lower().endswith(SUFFIXES)
+
+    def read_meta(self, path: str) -> dict[str, Any]:
+        """fabio has no header-only TIFF read (see FabioReader.read_meta); a TIFF is small."""
+        return self.read_frame(path, 1).meta
+
+    def read_frame(self, path: str, frame: int = 1) -> Frame:
+        got = self._fabio.read_frame(path, frame)
+        if got.meta["format"] == "pilatus-tiff":
+            return got  # negatives already masked, header already read
+        data, meta = got.data, dict(got.meta, format="tiff")
+        if data.dtype.kind == "i":
+            return Frame(data, data < 0, got.saturation, meta, negative_masked=True)
+        if data.dtype == np.uint32:
+            mask = data == NO_COUNT_32
+            return Frame(data, mask if mask.any() else None, got.saturation, meta)
+        return Frame(data, got.mask, got.saturation, meta)
