@@ -36,6 +36,7 @@ class Request:
     type: str
     esaf: int = 0
     fn: str | None = None
+    fn2: str | None = None  # index: a second image
     frame: int = 1
     xsize: int = 512
     ysize: int | None = None
@@ -125,6 +126,7 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         type=jtype,
         esaf=_int(obj, "esaf", 0, 0, MAX_FRAME),
         fn=_str(obj, "fn", MAX_FN),
+        fn2=_str(obj, "fn2", MAX_FN),
         frame=max(frame, 1),
         xsize=_int(obj, "xsize", DEFAULT_XSIZE.get(jtype, 512), MIN_SIZE, MAX_SIZE),
         ysize=None if obj.get("ysize") is None else _int(obj, "ysize", 0, MIN_SIZE, MAX_SIZE),

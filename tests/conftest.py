@@ -94,9 +94,13 @@ def site(testdata: Path) -> Iterator[Site]:
         (home / "escape.cbf").symlink_to(other_home / "thau_0001.cbf")
         logs = base / "logs"
         logs.mkdir()
+        indexer = base / "fake_indexer.py"
+        shutil.copyfile(REPO / "tests" / "fake_indexer.py", indexer)
+        os.chmod(indexer, 0o755)
         config = base / "procmgr.toml"
         config.write_text(
-            '[procmgr]\nrequire_esaf = true\nesaf_group = "e{esaf}"\nrequest_timeout_s = 30.0\n'
+            f'[procmgr]\nindex_command = ["/usr/bin/python3", "{indexer}"]\n'
+            'require_esaf = true\nesaf_group = "e{esaf}"\nrequest_timeout_s = 30.0\n'
         )
         stack = Stack(base, ["--config", str(config)], stderr_dir=logs).start()
         yield Site(stack, acc, user, other_user, esaf, other_esaf, home, other_home, logs)

@@ -9,12 +9,13 @@ changes per request.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
-from worker import formats, paths, reduce, render, spots
+from worker import formats, index, paths, reduce, render, spots
 from worker.cache import LRU, Key, SingleFlight, default_bytes
 from worker.tier2 import RedisTier
 
@@ -56,8 +57,10 @@ class Pipeline:
         # for what it just showed costs a dict lookup, not a JPEG encode
         self.jpegs: LRU[tuple[bytes, dict[str, Any]]] = LRU(JPEG_CACHE_BYTES)
         self.stage1_computed = 0
+        self.index_settings = index.IndexSettings()  # the procmgr's config message fills it
 
-    def run(self, job: Any) -> Result:
+    def run(self, job: Any, progress: Callable[[str], None] | None = None) -> Result:
+        """One job; ``progress`` receives the progress lines of long jobs (index)."""
         if not isinstance(job, dict):
             raise BadRequest("job must be a JSON object")
         req = parse(job, need_pid=False)
@@ -70,6 +73,11 @@ class Pipeline:
         if req.type == "meta":
             path, _ = paths.resolve(self.home, req.fn)
             return Result(job={}, meta=formats.read_meta(path))
+        if req.type == "index":
+            names = [req.fn, *([req.fn2] if req.fn2 else [])]
+            files = [paths.resolve(self.home, fn)[0] for fn in names]
+            result = index.run(self.index_settings, files, progress or (lambda _line: None))
+            return Result(job={}, meta=result)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
 
     def jpeg(self, req: Request) -> Result:

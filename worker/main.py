@@ -18,6 +18,7 @@ from typing import Any
 from pyis_common import wire
 from pyis_common.errors import PyisError
 from worker import jobs
+from worker.index import IndexSettings
 from worker.tier2 import RedisTier
 
 log = logging.getLogger("worker")
@@ -60,7 +61,14 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
 
 
 def configure(pipeline: jobs.Pipeline, config: dict[str, Any]) -> None:
-    """The shared cache tier, if the procmgr gave us a credential for it."""
+    """The shared cache tier, if the procmgr gave us a credential for it, and the indexer."""
+    settings = config.get("index")
+    if isinstance(settings, dict):
+        command = settings.get("command")
+        if isinstance(command, list) and all(isinstance(a, str) for a in command):
+            pipeline.index_settings = IndexSettings(
+                command=tuple(command), timeout_s=float(settings.get("timeout_s", 600.0))
+            )
     cache = config.get("cache")
     if isinstance(cache, dict) and isinstance(cache.get("url"), str):
         pipeline.tier2 = RedisTier(
@@ -68,10 +76,17 @@ def configure(pipeline: jobs.Pipeline, config: dict[str, Any]) -> None:
         )
 
 
+def _progress(chan: wire.Channel, rid: Any, line: str) -> None:
+    try:
+        chan.send({"t": wire.MSG_PROGRESS, "id": rid, "line": line})
+    except OSError:
+        pass
+
+
 def _run(chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any]) -> None:
     rid = header.get("id")
     try:
-        result = pipeline.run(header.get("job"))
+        result = pipeline.run(header.get("job"), progress=lambda line: _progress(chan, rid, line))
         reply = {
             "t": wire.MSG_REPLY,
             "id": rid,

@@ -31,6 +31,7 @@ def warm() -> None:
     from pyis_common.errors import NotFound
     from pyis_common.request import parse
     from worker import jobs
+    from worker.index import IndexSettings
     from worker.tier2 import RedisTier, decode, encode
 
     "127.0.0.1".encode("idna")  # socket.getaddrinfo encodes host names with the idna codec
@@ -56,6 +57,9 @@ def warm() -> None:
             pass
         if not result.payloads:
             raise RuntimeError("warm-up rendered nothing")
+        # the index path: subprocess, a private temp dir, the progress relay thread
+        pipeline.index_settings = IndexSettings(("/bin/sh", "-c", "echo warm >&2; echo {}", "sh"))
+        pipeline.run({"type": "index", "fn": "warm.cbf"}, progress=lambda _line: None)
         _formats(pipeline, tmp)
 
 

@@ -1,0 +1,26 @@
+"""A stand-in for the real indexer (rapd.index): progress on stderr, a JSON result on stdout.
+
+It reports exactly the argv it was given, so the tests can show that file names reach it as
+data and never as shell code. An image whose name starts with ``wait`` makes it block until
+the test writes to the FIFO ``release`` beside that image (a long run, without sleeping).
+"""
+
+import json
+import os
+import sys
+
+args = sys.argv[1:]
+files = args[args.index("--") + 1 :] if "--" in args else []
+for step in (1, 2, 3):
+    print(f"indexing step {step}/3", file=sys.stderr, flush=True)
+if files and os.path.basename(files[0]).startswith("wait"):
+    with open(os.path.join(os.path.dirname(files[0]), "release")) as fifo:
+        fifo.read()
+result = {
+    "argv": args,
+    "files": files,
+    "cwd": os.getcwd(),
+    "uid": os.getuid(),
+    "env": sorted(os.environ),
+}
+print(json.dumps(result))

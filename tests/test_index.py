@@ -1,0 +1,118 @@
+"""The index job: argv only, inside the ESAF home, private temp dir, progress, responsiveness."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from procmgr.progress import channel
+from pyis_common.errors import Unsupported
+from tests.support.client import ask, error_code, meta_of
+from worker import jobs
+
+HOSTILE_NAMES = [
+    "a;touch PWNED1.cbf",
+    "$(touch PWNED2).cbf",
+    "`touch PWNED3`.cbf",
+    "b' ; rm -rf ~ ; '.cbf",
+]
+
+
+def _copy(site, name: str) -> Path:
+    dst = site.home / name
+    shutil.copyfile(site.home / "thau_0001.cbf", dst)
+    shutil.chown(dst, "root", f"e{site.esaf}")
+    os.chmod(dst, 0o640)
+    return dst
+
+
+def _index(site, fn: str, **extra) -> list[bytes]:
+    return ask(
+        site.endpoint,
+        {"pid": site.session(), "esaf": site.esaf, "type": "index", "fn": fn, **extra},
+    )
+
+
+def test_index_runs_as_the_user_in_a_private_directory_that_is_removed(site):
+    reply = _index(site, "thau_0001.cbf")
+    _, result = meta_of(reply)
+    assert result["files"] == [str(site.home / "thau_0001.cbf")]
+    assert result["uid"] == pwd.getpwnam(site.user).pw_uid
+    assert Path(result["cwd"]).name.startswith("pyis-index-")
+    assert not Path(result["cwd"]).exists()
+    assert "REDIS" not in " ".join(result["env"]) and "PYIS" not in " ".join(result["env"])
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_file_names_are_arguments_never_shell(site, name):
+    path = _copy(site, name)
+    _, result = meta_of(_index(site, name))
+    assert result["files"] == [str(path)]
+    assert result["argv"][-2:] == ["--", str(path)]
+    for where in (site.home, Path("/tmp")):
+        assert not list(where.glob("PWNED*"))
+    assert (site.home / "thau_0001.cbf").exists()
+
+
+def test_index_paths_must_stay_inside_the_esaf_home(site):
+    assert error_code(_index(site, "../../etc/passwd")) == "forbidden"
+    assert error_code(_index(site, "thau_0001.cbf", fn2="/etc/hostname")) == "forbidden"
+
+
+def test_progress_is_published_on_the_session_channel(site):
+    pid = site.session()
+    tag = "progress-test"
+    pubsub = site.stack.redis.pubsub()
+    pubsub.subscribe(channel(pid, tag))
+    pubsub.get_message(timeout=5)  # the subscribe confirmation
+    reply = ask(
+        site.endpoint,
+        {"pid": pid, "esaf": site.esaf, "type": "index", "fn": "thau_0001.cbf", "tag": tag},
+    )
+    assert reply[0] == b""
+    messages = []
+    while not messages or not messages[-1].get("done"):
+        msg = pubsub.get_message(timeout=10)
+        assert msg is not None, f"progress stopped after {messages}"
+        if msg["type"] == "message":
+            messages.append(json.loads(msg["data"]))
+    pubsub.close()
+    lines = [m["progress"] for m in messages if "progress" in m]
+    assert lines == [f"indexing step {i}/3" for i in (1, 2, 3)]
+    assert messages[-1] == {"done": True, "outcome": "ok", "tag": tag}
+
+
+def test_worker_answers_other_requests_while_indexing(site):
+    wait = _copy(site, "wait_0001.cbf")
+    fifo = site.home / "release"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+        shutil.chown(fifo, "root", f"e{site.esaf}")
+        os.chmod(fifo, 0o660)
+    replies: list[list[bytes]] = []
+    runner = threading.Thread(target=lambda: replies.append(_index(site, wait.name)))
+    runner.start()
+    status = {"pid": "monitor", "type": "status"}
+    deadline = time.monotonic() + 30
+    while not any(w["in_flight"] for w in meta_of(ask(site.endpoint, status))[1]["workers"]):
+        assert runner.is_alive() and time.monotonic() < deadline
+    jpeg = ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    assert jpeg[0] == b"" and not replies  # answered while the index still runs
+    with open(fifo, "w") as fh:
+        fh.write("go")
+    runner.join(60)
+    assert meta_of(replies[0])[1]["files"] == [str(wait)]
+
+
+def test_index_without_a_configured_indexer_is_unsupported(tmp_path):
+    pipeline = jobs.Pipeline(home=str(tmp_path))
+    (tmp_path / "a.cbf").write_bytes(b"x")
+    with pytest.raises(Unsupported, match="not configured"):
+        pipeline.run({"type": "index", "fn": "a.cbf"})
