@@ -273,6 +273,19 @@ def test_saturated_pixel_is_red(testdata: Path) -> None:
     assert to_rgb(reduced, white, black)[y, x].tolist() == [255, 0, 0]
 
 
+def test_jpeg_is_grey_without_saturation_and_colour_with_it(testdata: Path) -> None:
+    hot = reduce_max(read_frame(str(testdata / THAU_HOT)), 512)
+    ((y, x),) = np.argwhere(hot.saturated)
+    colour = Image.open(io.BytesIO(render(hot, 0.0, -1.0)[0]))
+    assert colour.mode == "RGB"
+    r, g, b = colour.getpixel((int(x), int(y)))
+    assert r > 200 and g < 80 and b < 80  # still red after JPEG (4:4:4)
+    calm = reduce_max(read_frame(str(testdata / "cbf/thau_3_2_0001.cbf")), 512)
+    assert calm.stats["nSaturated"] == 0
+    grey = Image.open(io.BytesIO(render(calm, 0.0, -1.0, label="x", label_height=20)[0]))
+    assert grey.mode == "L" and grey.size == (512, calm.data.shape[0] + 20)
+
+
 def test_zoom_segment_is_the_bottom_right_quarter(thau: Frame) -> None:
     zoomed = reduce_max(thau, 256, zoom=4.0, segcol=3.0, segrow=3.0)
     rows, cols = slice(631 * 3, 631 * 4), slice(615 * 3, 615 * 4)  # 2527 // 4, 2463 // 4

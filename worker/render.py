@@ -88,6 +88,17 @@ def to_rgb(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
     return rgb
 
 
+def to_pixels(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
+    """(h, w, 1) grey when nothing is saturated (most frames), else (h, w, 3) with red.
+
+    A one-channel JPEG encodes in about a third of the time and bytes of an RGB one, and
+    shows the same picture; colour is only needed to draw saturated pixels red.
+    """
+    if reduced.stats.get("nSaturated", 1) and reduced.saturated.any():
+        return to_rgb(reduced, wval, bval)
+    return grey(reduced, wval, bval)[:, :, None]
+
+
 @lru_cache(maxsize=MAX_LABEL_HEIGHT)
 def _font(height: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's built-in font (embedded, no file to open after the privilege drop)."""
@@ -98,27 +109,34 @@ _font(16)  # load FreeType now, in the zygote, not after the fork
 Image.preinit()  # Pillow imports its JPEG plugin on first save; do it before the fork too
 
 
-def banner(label: str, height: int, width: int) -> np.ndarray:
-    """(height, width, 3) white rows with ``label`` in black, left aligned, centred vertically."""
+def banner(label: str, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """(height, width, channels) white rows with ``label`` in black, left aligned, centred
+    vertically."""
     if not 0 < height <= MAX_LABEL_HEIGHT:
         raise BadRequest(f"'labelHeight' must be between 0 and {MAX_LABEL_HEIGHT}")
     image = Image.new("L", (width, height), 255)
     if label:
         draw = ImageDraw.Draw(image)
         draw.text((MARGIN, height / 2), label, fill=0, font=_font(height), anchor="lm")
-    return np.repeat(np.asarray(image)[:, :, None], 3, axis=2)
+    return np.repeat(np.asarray(image)[:, :, None], channels, axis=2)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 90, encoder: str = "simplejpeg") -> bytes:
-    """libjpeg-turbo through simplejpeg (no PIL Image round trip); Pillow kept for comparison."""
+    """libjpeg-turbo through simplejpeg (no PIL Image round trip); Pillow kept for comparison.
+
+    ``rgb`` is (h, w, 3) colour or (h, w, 1) grey."""
     quality = int(min(max(quality, 1), 100))
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    gray = rgb.ndim == 3 and rgb.shape[2] == 1
     if encoder == "simplejpeg":
+        if gray:
+            return simplejpeg.encode_jpeg(rgb, quality=quality, colorspace="GRAY")
         return simplejpeg.encode_jpeg(rgb, quality=quality, colorsubsampling=SUBSAMPLING)
     if encoder == "pillow":
         out = io.BytesIO()
         subsampling = PILLOW_SUBSAMPLING[SUBSAMPLING]
-        Image.fromarray(rgb, "RGB").save(out, "JPEG", quality=quality, subsampling=subsampling)
+        image = Image.fromarray(rgb[:, :, 0], "L") if gray else Image.fromarray(rgb, "RGB")
+        image.save(out, "JPEG", quality=quality, subsampling=subsampling)
         return out.getvalue()
     raise ValueError(f"unknown JPEG encoder {encoder!r}; use one of {ENCODERS}")
 
@@ -135,9 +153,10 @@ def render(
 ) -> tuple[bytes, dict[str, Any]]:
     """JPEG bytes and what was decided: levels used and the size sent (banner included)."""
     white, black = levels(reduced.stats, contrast, wval, auto)
-    rgb = to_rgb(reduced, white, black)
+    rgb = to_pixels(reduced, white, black)
     if label_height > 0:
-        rgb = np.concatenate((banner(label, label_height, rgb.shape[1]), rgb), axis=0)
+        top = banner(label, label_height, rgb.shape[1], rgb.shape[2])
+        rgb = np.concatenate((top, rgb), axis=0)
     decided = {
         "wval_used": white,
         "bval_used": black,
