@@ -28,6 +28,7 @@ log = logging.getLogger("procmgr.workers")
 ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can take seconds
 SEND_TIMEOUT_S = 1.0  # a worker that does not take a tiny job within this is stuck
 RECV_CHUNK = 1 << 20
+CRASH_WINDOW_S = 60.0
 
 
 class ZygoteClient:
@@ -64,6 +65,7 @@ class ZygoteClient:
             "threads": cfg.worker_threads,
             "quality": cfg.jpeg_quality,
             "cache_bytes": cfg.worker_cache_bytes,
+            "memory_bytes": cfg.worker_memory_bytes,
         }
         self.chan.send_fds(spec, [fd])
 
@@ -118,6 +120,7 @@ class Workers:
         self.backoff: dict[tuple[int, int], float] = {}
         self.exit_codes: dict[int, int] = {}
         self.start_ms: collections.deque[float] = collections.deque(maxlen=100)
+        self.crashes: dict[tuple[int, int], list[float]] = {}
 
     @staticmethod
     def key_of(ident: Identity) -> str:
@@ -209,11 +212,22 @@ class Workers:
                 os.kill(worker.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        now = time.monotonic()
         if not worker.ready:
-            self.backoff[worker.ident.key] = time.monotonic() + self.cfg.worker_backoff_s
+            self.backoff[worker.ident.key] = now + self.cfg.worker_backoff_s
+        elif lost:
+            self._count_crash(worker.ident.key, now)
         lost = set(worker.inflight)
         worker.inflight.clear()
         return lost
+
+    def _count_crash(self, key: tuple[int, int], now: float) -> None:
+        """No respawn storms (circus's flapping): too many crashes in a minute -> back off."""
+        recent = [t for t in self.crashes.get(key, []) if now - t < CRASH_WINDOW_S] + [now]
+        self.crashes[key] = recent
+        if len(recent) > self.cfg.worker_max_crashes:
+            self.backoff[key] = now + self.cfg.worker_backoff_s
+            log.warning("worker for uid %d, ESAF %d keeps crashing; backing off", *key)
 
     def stale(self, now: float) -> list[tuple[Worker, str]]:
         """Workers to retire: never became ready in time, or idle too long."""

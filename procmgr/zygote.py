@@ -13,6 +13,7 @@ away (EOF) or says ``stop`` it terminates its children (SIGTERM, a deadline, SIG
 from __future__ import annotations
 
 import os
+import resource
 import select
 import signal
 import socket
@@ -86,6 +87,9 @@ class Zygote:
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             self.chan.sock.close()
+            limit = int(spec.get("memory_bytes") or 0)
+            if limit > 0:  # a runaway decoder fails with MemoryError, not the OOM killer
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             privdrop.drop(int(spec["uid"]), int(spec["gid"]), str(spec["home"]))
             code = worker_main.serve(fd, spec)
         except privdrop.PrivDropError as exc:

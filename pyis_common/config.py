@@ -48,6 +48,8 @@ class ProcmgrConfig:
     worker_start_timeout_s: float = 10.0  # fork + privilege drop takes milliseconds
     worker_backoff_s: float = 5.0  # after a worker failed to start, refuse quickly this long
     worker_idle_s: float = 900.0  # stop a worker nobody used for this long
+    worker_memory_bytes: int = 8 << 30  # RLIMIT_AS: a 16M frame, its mask and the LRU fit
+    worker_max_crashes: int = 3  # more crashes than this within a minute -> back off
     cache_redis: str = ""  # the image host's Redis (admin URL) for tier 2; "" -> LRU only
     cache_ttl_s: int = 600  # a beamtime's images are looked at within minutes of being taken
     worker_cache_bytes: int = 0  # stage-1 LRU per worker; 0 -> 1/32 of RAM, at most 1 GiB

@@ -121,3 +121,15 @@ def test_a_stalled_user_does_not_hold_up_another(stack):
     os.kill(pid, signal.SIGKILL)
     threads[0].join(30)
     assert error_code(replies[0]) == "internal"
+
+
+def test_a_crashing_worker_is_backed_off_not_respawned_in_a_storm(stack):
+    for _ in range(4):  # worker_max_crashes is 3
+        pid = worker_pid(stack, 17)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(w["pid"] == pid for w in status(stack)["workers"]):
+            assert time.monotonic() < deadline, "the procmgr did not notice the crash"
+    reply = ask(stack.endpoint, job(stack, 17))
+    assert error_code(reply) == "busy" and "try again" in reply[0].decode()
+    assert "keeps crashing" in (Path(stack.workdir) / "procmgr.log").read_text()

@@ -6,7 +6,7 @@ import grp
 import pwd
 from pathlib import Path
 
-from tests.support.client import ask, error_code
+from tests.support.client import ask, error_code, meta_of
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -99,3 +99,17 @@ def test_esaf_group_with_gid_0_is_refused(site):
 def test_missing_esaf_is_refused_by_policy(site):
     pid = site.session()
     assert error_code(ask(site.endpoint, {"pid": pid, "fn": "thau_0001.cbf"})) == "forbidden"
+
+
+def test_worker_has_an_address_space_limit(site):
+    pid = site.session()
+    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
+    uid = pwd.getpwnam(site.user).pw_uid
+    (worker,) = [
+        w["pid"]
+        for w in meta_of(ask(site.endpoint, {"pid": "m", "type": "status"}))[1]["workers"]
+        if w["uid"] == uid and w["esaf"] == site.esaf
+    ]
+    limits = Path(f"/proc/{worker}/limits").read_text()
+    (line,) = [ln for ln in limits.splitlines() if ln.startswith("Max address space")]
+    assert line.split()[3] == str(8 << 30)
