@@ -1,0 +1,214 @@
+"""Soak: many requests from concurrent clients, some hostile, with workers killed on purpose.
+
+N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile, and one worker
+SIGKILLed every 1,000 requests. Every request must get exactly one reply: a lost reply (none
+within the client's timeout) or a wrong one (a hostile request served, a good one answered with
+a malformed reply) is counted; ``internal:`` for a request caught in a killed worker is the
+right answer and is counted separately. Prints p50/p99 latency and the RSS of the procmgr and
+of the workers after warm-up and at the end. Writes bench/results/soak.json.
+
+    python bench/soak.py [--requests 10000] [--clients 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import TESTDATA, write_json  # noqa: E402
+from procmgr.__main__ import dev_user  # noqa: E402
+from pyis_common.devstack import Stack  # noqa: E402
+
+FILES = [
+    "cbf/thau_3_2_0001.cbf",
+    "cbf/l-cyst_01_00001.cbf",
+    "marccd/somedata_0001.mccd",
+    "eiger/eiger2_simread7_2datafiles_4images_bslz4_data_000001.h5",
+    "dicom/MR_small.dcm",
+    "smv/TIMEPIX_SU_512-stdgoni_0001.img",
+    "other/F2K_Seb_Lyso0675.edf",
+]
+HOSTILE = [
+    b"not json",
+    b"[1,2]",
+    b'{"pid": 5}',
+    b'{"pid":"x","type":"rsync_transfer"}',
+    b'{"pid":"x","xsize":1e9}',
+    None,
+]  # None: a path traversal with a valid session
+TIMEOUT_MS = 30000
+KILL_EVERY = 1000
+
+
+class Soak:
+    def __init__(self, stack: Stack, total: int, clients: int) -> None:
+        self.stack, self.total, self.clients = stack, total, clients
+        self.pid = stack.sign_session(dev_user(), [0])
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.counts = {"ok": 0, "expected_error": 0, "killed": 0, "lost": 0, "wrong": 0}
+        self.latencies: list[float] = []
+        self.rss_start: dict[str, int] = {}
+
+    def next_job(self, rng: random.Random) -> tuple[bytes, bool]:
+        """(request frame, is hostile)."""
+        if rng.random() < 0.05:
+            raw = rng.choice(HOSTILE)
+            if raw is None:
+                raw = json.dumps({"pid": self.pid, "fn": "../../etc/shadow"}).encode()
+            return raw, True
+        name = Path(rng.choice(FILES)).name
+        job = {
+            "pid": self.pid,
+            "fn": name,
+            "xsize": rng.choice([256, 384, 512]),
+            "contrast": rng.choice([0, 50, 200]),
+            "tag": rng.randrange(1 << 30),
+        }
+        return json.dumps(job).encode(), False
+
+    def client(self, seed: int) -> None:
+        rng = random.Random(seed)
+        ctx = zmq.Context.instance()
+        sock = None
+        while True:
+            with self.lock:
+                if self.sent >= self.total:
+                    break
+                self.sent += 1
+                n = self.sent
+            if sock is None:
+                sock = ctx.socket(zmq.REQ)
+                sock.setsockopt(zmq.LINGER, 0)
+                sock.connect(self.stack.endpoint)
+            raw, hostile = self.next_job(rng)
+            t0 = time.perf_counter()
+            sock.send(raw)
+            if not sock.poll(TIMEOUT_MS, zmq.POLLIN):
+                self.count("lost")
+                sock.close(0)
+                sock = None  # a REQ socket without its reply cannot send again
+                continue
+            reply = sock.recv_multipart()
+            self.latencies.append((time.perf_counter() - t0) * 1000)
+            self.count(self.judge(raw, hostile, reply))
+            if n % KILL_EVERY == 0 and n < self.total:
+                self.kill_a_worker(rng)
+            if n == min(500, self.total // 4):
+                self.rss_start = self.rss()
+        if sock is not None:
+            sock.close(0)
+
+    def judge(self, raw: bytes, hostile: bool, reply: list[bytes]) -> str:
+        if reply[0] != b"":
+            if len(reply) != 1:
+                return "wrong"
+            if hostile:
+                return "expected_error"
+            return "killed" if reply[0].startswith(b"internal:") else "wrong"
+        if hostile or len(reply) != 4 or not reply[3].startswith(b"\xff\xd8"):
+            return "wrong"
+        return "ok" if json.loads(reply[1]).get("tag") == json.loads(raw)["tag"] else "wrong"
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            self.counts[what] += 1
+
+    def kill_a_worker(self, rng: random.Random) -> None:
+        status = self.status()
+        pids = [w["pid"] for w in status["workers"] if w["pid"]]
+        if pids:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+
+    def status(self) -> dict:
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.stack.endpoint)
+        try:
+            sock.send(b'{"pid":"soak","type":"status"}')
+            if not sock.poll(TIMEOUT_MS, zmq.POLLIN):
+                return {"workers": []}
+            return json.loads(sock.recv_multipart()[2])
+        finally:
+            sock.close(0)
+
+    def rss(self) -> dict[str, int]:
+        workers = [w["pid"] for w in self.status()["workers"] if w["pid"]]
+        return {
+            "procmgr_kib": rss_kib(self.stack.procmgr.pid),
+            "workers_kib": sum(rss_kib(p) for p in workers),
+            "workers": len(workers),
+        }
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--clients", type=int, default=8)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pyis-soak-") as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)
+        data = base / "data"
+        data.mkdir(mode=0o755)
+        for rel in FILES:
+            (data / Path(rel).name).write_bytes((TESTDATA / rel).read_bytes())
+            (data / Path(rel).name).chmod(0o644)
+        stack = Stack(base, ["--dev", str(data)]).start()
+        try:
+            soak = Soak(stack, args.requests, args.clients)
+            t0 = time.perf_counter()
+            threads = [threading.Thread(target=soak.client, args=(i,)) for i in range(args.clients)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            seconds = time.perf_counter() - t0
+            rss_end = soak.rss()
+        finally:
+            stack.stop()
+    lat = sorted(soak.latencies)
+    report = {
+        "requests": args.requests,
+        "clients": args.clients,
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(args.requests / seconds, 1),
+        **soak.counts,
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(lat[int(len(lat) * 0.99)], 2),
+        "rss_after_warmup": soak.rss_start,
+        "rss_end": rss_end,
+    }
+    start, end = soak.rss_start.get("procmgr_kib", 0), rss_end["procmgr_kib"]
+    report["procmgr_rss_growth"] = round((end - start) / start, 3) if start else None
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    print("written", write_json("soak", report))
+    return 0 if soak.counts["lost"] == soak.counts["wrong"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
