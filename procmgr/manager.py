@@ -218,6 +218,7 @@ class Manager:
             return
         del self.inflight[flight.rid]
         worker.inflight.discard(flight.rid)
+        worker.served += 1
         cache = header.get("cache")
         if isinstance(cache, dict):
             worker.cache = {str(k)[:32]: v for k, v in cache.items() if type(v) is int}

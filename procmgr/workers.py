@@ -29,6 +29,7 @@ ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can t
 SEND_TIMEOUT_S = 1.0  # a worker that does not take a tiny job within this is stuck
 RECV_CHUNK = 1 << 20
 CRASH_WINDOW_S = 60.0
+FLAP_MIN_SERVED = 10
 
 
 class ZygoteClient:
@@ -102,6 +103,7 @@ class Worker:
     ready: bool = False
     last_used: float = 0.0
     last_heard: float = 0.0  # monotonic time of the last bytes from the worker
+    served: int = 0  # replies received from it
     inflight: set[int] = field(default_factory=set)
     queued: list[bytes] = field(default_factory=list)
     cache: dict[str, int] = field(default_factory=dict)  # the worker's last reported counters
@@ -215,14 +217,17 @@ class Workers:
         now = time.monotonic()
         if not worker.ready:
             self.backoff[worker.ident.key] = now + self.cfg.worker_backoff_s
-        elif lost:
+        elif lost and worker.served < FLAP_MIN_SERVED:
             self._count_crash(worker.ident.key, now)
         lost = set(worker.inflight)
         worker.inflight.clear()
         return lost
 
     def _count_crash(self, key: tuple[int, int], now: float) -> None:
-        """No respawn storms (circus's flapping): too many crashes in a minute -> back off."""
+        """No respawn storms (circus's flapping): a worker that dies before it has served
+        FLAP_MIN_SERVED requests is flapping (a poison file, a broken install); too many of
+        those in a minute back the (user, ESAF) off. A worker killed after real work (the OOM
+        killer, an operator) is simply replaced."""
         recent = [t for t in self.crashes.get(key, []) if now - t < CRASH_WINDOW_S] + [now]
         self.crashes[key] = recent
         if len(recent) > self.cfg.worker_max_crashes:
