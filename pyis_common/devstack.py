@@ -57,6 +57,14 @@ class Stack:
         return open(self.stderr_dir / f"{name}.log", "ab")  # noqa: SIM115 (child owns it)
 
     def start(self) -> Stack:
+        """Start everything, or nothing: a part that fails to start stops the others."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Stack:
         self.redis_proc, self.redis_port = procs.redis_server(self.workdir)
         self.procs.append(self.redis_proc)
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"

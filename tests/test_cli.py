@@ -1,0 +1,485 @@
+"""``is-cli`` as staff and scripts run it: a real subprocess against the real stack.
+
+Exit codes are the interface scripts test, so every path checks one. Where the server side does
+not exist yet (``index``) a REP socket in the test stands in for it and checks the request the
+CLI sends. The Lazy Pirate is shown against a proxy that swallows a request and then restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import zmq
+from PIL import Image
+
+from procmgr import progress
+from procmgr.__main__ import dev_user
+from pyis_common import client, procs
+from pyis_common.devstack import Stack
+from tests.conftest import CBF, REPO
+
+CLI = [sys.executable, "-m", "pyis_common.cli"]
+FN = "thau_0001.cbf"
+RUN_TIMEOUT_S = 60.0  # a whole CLI run: a cold worker start on a loaded CI box, with margin
+WAIT_S = 20.0  # for a condition we caused to become observable
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME of its own, so a real ~/.config/pyis/cli.toml on this machine cannot interfere."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+def cli_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYIS_")}
+    env.pop("XDG_CONFIG_HOME", None)
+    return env | {"HOME": str(home)} | (extra or {})
+
+
+def cli(
+    args: list[str], home: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        env=cli_env(home, env),
+        cwd=REPO,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def on(site: Any, pid: str | None = None) -> list[str]:
+    """Endpoint, session and ESAF as flags."""
+    pid = pid or site.session()
+    return ["--endpoint", site.endpoint, "--pid", pid, "--esaf", str(site.esaf)]
+
+
+def decoded(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "JPEG"
+    return image
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll a condition the test caused, with a deadline (never a sleep standing in for it)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+# -- against the real stack --------------------------------------------------------------
+
+
+def test_jpeg_to_a_file(site, home, tmp_path):
+    out = tmp_path / "out.jpg"
+    done = cli(["jpeg", FN, *on(site), "--xsize", "256", "--label", "thau", "-o", str(out)], home)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b""
+    assert decoded(out.read_bytes()).width == 256
+    echoed = json.loads(done.stderr)  # the job, as the server decided it
+    assert echoed["xsize"] == 256 and echoed["label"] == "thau" and "wval_used" in echoed
+
+
+def test_jpeg_to_stdout_with_levels(site, home):
+    args = ["jpeg", FN, *on(site), "--xsize", "200", "--contrast", "50", "--wval", "2", "-o", "-"]
+    done = cli(args, home)
+    assert done.returncode == 0, done.stderr
+    assert decoded(done.stdout).width == 200
+    echoed = json.loads(done.stderr)
+    assert (echoed["wval_used"], echoed["bval_used"]) == (2, 50)
+
+
+def test_meta_is_pretty_json(site, home):
+    done = cli(["meta", FN, *on(site)], home)
+    assert done.returncode == 0, done.stderr
+    assert b'\n  "' in done.stdout  # indented, one key a line
+    meta = json.loads(done.stdout)
+    assert (meta["x_pixels_in_detector"], meta["y_pixels_in_detector"]) == (2463, 2527)
+
+
+def test_status_needs_no_session(site, home):
+    done = cli(["status", "--endpoint", site.endpoint], home)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert "workers" in status and "in_flight" in status
+
+
+def test_error_replies_become_exit_codes(site, home):
+    missing = cli(["meta", "nope.cbf", *on(site)], home)
+    assert missing.returncode == 13
+    assert missing.stderr.startswith(b"is-cli: not_found: ")
+    other = ["meta", FN, *on(site), "--esaf", str(site.other_esaf)]  # the later --esaf wins
+    forbidden = cli(other, home)
+    assert forbidden.returncode == 12
+    assert forbidden.stderr.startswith(b"is-cli: forbidden: ")
+    assert cli(["meta", FN, *on(site, pid="no-such-session")], home).returncode == 11
+
+
+def test_spots_prints_counts_or_the_servers_error(site, home):
+    """The server may not serve spots yet: then the CLI reports ``unsupported`` (14)."""
+    done = cli(["spots", FN, *on(site)], home)
+    if done.returncode == 14:
+        assert done.stderr.startswith(b"is-cli: unsupported: ")
+        return
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 17 and lines[-1].startswith("total ")
+    assert [int(line.split()[0]) for line in lines[:-1]] == list(range(1, 17))
+
+
+def test_index_through_the_stack_shows_progress_then_prints_the_result(site, home):
+    """The site's procmgr runs tests/fake_indexer.py and publishes on the session Redis."""
+    done = cli(["index", FN, *on(site), "--redis", site.stack.redis_url], home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"] == [str(site.home / FN)]
+    shown = [line for line in done.stderr.decode().splitlines() if "progress:" in line]
+    assert shown == [f"is-cli: progress: indexing step {i}/3" for i in (1, 2, 3)]
+
+
+def test_progress_channel_is_the_one_the_procmgr_publishes_on():
+    for tag in ("3f2a9c0d11e4b7a8", "run 7\tb", "x" * 100, " \n", "épreuve"):
+        assert client.progress_channel("sess", tag) == progress.channel("sess", tag)
+
+
+def test_inline_token_from_the_environment_is_sent_and_never_printed(site, home):
+    pid, token = site.stack.token(site.user, [site.esaf])
+    env = {
+        "PYIS_ENDPOINT": site.endpoint,
+        "PYIS_PID": pid,
+        "PYIS_ESAF": str(site.esaf),
+        "PYIS_AUTH": token,
+    }
+    runs = [
+        cli(["jpeg", FN, "--xsize", "64", "-o", "-"], home, env),
+        cli(["meta", FN], home, env),
+        cli(["meta", "nope.cbf"], home, env),
+        cli(["meta", FN, "--esaf", str(site.other_esaf)], home, env),
+    ]
+    assert [r.returncode for r in runs] == [0, 0, 13, 12], [r.stderr for r in runs]
+    assert decoded(runs[0].stdout).width == 64
+    for run in runs:
+        assert token.encode() not in run.stdout + run.stderr
+    assert b'"auth"' not in runs[0].stderr  # the echoed job
+    # the session holds no access object: only the inline token made those requests work
+    without = cli(["meta", FN], home, {k: v for k, v in env.items() if k != "PYIS_AUTH"})
+    assert without.returncode == 11
+
+
+def test_token_on_the_command_line_is_never_printed(site, home, tmp_path):
+    pid, token = site.stack.token(site.user, [site.esaf])
+    out = tmp_path / "t.jpg"
+    runs = [
+        cli(["jpeg", FN, *on(site, pid), "--auth", token, "--xsize", "64", "-o", str(out)], home),
+        cli([f"--auth={token}", "meta", "nope.cbf", *on(site, pid)], home),
+        cli(["--auth", token, "status", token], home),  # argparse quotes the stray word
+        cli(["--auth", token, "meta"], home),
+    ]
+    assert [r.returncode for r in runs] == [0, 13, 2, 2], [r.stderr for r in runs]
+    assert decoded(out.read_bytes()).width == 64
+    for run in runs:
+        assert token.encode() not in run.stdout + run.stderr
+    assert b"unrecognized arguments: ***" in runs[2].stderr
+
+
+def test_config_file_then_environment_then_flags(site, home, tmp_path):
+    good = site.session()
+    default = home / ".config" / "pyis" / "cli.toml"
+    default.parent.mkdir(parents=True)
+    default.write_text(f'endpoint = "{site.endpoint}"\npid = "{good}"\nesaf = {site.esaf}\n')
+    assert cli(["meta", FN], home).returncode == 0  # the file alone (the default path)
+    bad_pid = {"PYIS_PID": "no-such-session"}
+    assert cli(["meta", FN], home, bad_pid).returncode == 11  # environment over file
+    assert cli(["meta", FN, "--pid", good], home, bad_pid).returncode == 0  # flag over env
+    other = {"PYIS_ESAF": str(site.other_esaf)}
+    assert cli(["meta", FN], home, other).returncode == 12
+    assert cli(["meta", FN, "--esaf", str(site.esaf)], home, other).returncode == 0
+    # --config replaces the default file; its timeout and retries apply
+    nowhere = f"ipc://{tmp_path}/nobody"
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text(f'endpoint = "{nowhere}"\npid = "{good}"\ntimeout = 0.2\nretries = 2\n')
+    args = ["meta", FN, "--config", str(explicit), "--esaf", str(site.esaf)]
+    done = cli(args, home)
+    assert done.returncode == 20
+    assert b"after 2 tries of 0.2 s each" in done.stderr
+    assert cli(args, home, {"PYIS_ENDPOINT": site.endpoint}).returncode == 0
+
+
+# -- the Lazy Pirate ---------------------------------------------------------------------
+
+
+def test_nothing_listening_exits_20_after_the_retries(home, tmp_path):
+    endpoint = f"ipc://{tmp_path}/nobody"
+    t0 = time.monotonic()
+    args = ["status", "--endpoint", endpoint, "--timeout", "0.3", "--retries", "3"]
+    done = cli(args, home)
+    assert done.returncode == 20
+    assert time.monotonic() - t0 >= 0.9
+    err = done.stderr.decode()
+    assert err.count("retrying on a new socket") == 2
+    assert f"no reply from {endpoint} after 3 tries of 0.3 s each" in err
+
+
+@pytest.fixture
+def dev_stack(testdata: Path) -> Iterator[Stack]:
+    """A stack of its own: this test stops and replaces its proxy."""
+    base = Path(tempfile.mkdtemp(prefix="pyis-cli-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / "a.cbf")
+    os.chmod(data / "a.cbf", 0o644)
+    stack = Stack(base, ["--dev", str(data)], stderr_dir=base)
+    try:
+        yield stack.start()
+    finally:  # also a half-started stack: its redis and proxy must not outlive the test
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def control(stack: Stack, command: str) -> str:
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(stack.control)
+        sock.send_string(command)
+        assert sock.poll(int(WAIT_S * 1000)), f"the proxy did not answer {command}"
+        return sock.recv_string()
+    finally:
+        sock.close(linger=0)
+
+
+def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(dev_stack, home, tmp_path):
+    out = tmp_path / "a.jpg"
+    pid = dev_stack.sign_session(dev_user(), [21])
+    args = [*CLI, "jpeg", "a.cbf", "--endpoint", dev_stack.endpoint, "--pid", pid]
+    args += ["--esaf", "21", "--xsize", "64", "-o", str(out)]
+    warm = subprocess.run(args, capture_output=True, env=cli_env(home), cwd=REPO, timeout=60)
+    assert warm.returncode == 0, warm.stderr  # worker started and image cached: 1 s is plenty
+    # a paused proxy takes the request and never forwards it: the first try is lost for good
+    assert control(dev_stack, "PAUSE") == "OK"
+    retrying = procs.Proc(
+        [*args, "--timeout", "1", "--retries", "10"],
+        lambda line: "retrying on a new socket" in line,
+        stderr=subprocess.STDOUT,
+        env=cli_env(home),
+    )
+    replacement = None
+    try:
+        retrying.wait_ready(WAIT_S)
+        assert control(dev_stack, "TERMINATE") == "OK"
+        assert dev_stack.proxy.proc.wait(WAIT_S) == 0
+        replacement = procs.Proc(
+            [
+                *procs.pyis_command("is_proxy"),
+                "--frontend",
+                dev_stack.endpoint,
+                "--backend",
+                dev_stack.backend,
+                "--control",
+                "tcp://127.0.0.1:*",
+            ],
+            lambda line: line.startswith("READY"),
+        )
+        replacement.wait_ready()
+        assert retrying.proc.wait(RUN_TIMEOUT_S) == 0, "\n".join(retrying.lines)
+    finally:
+        retrying.stop()
+        if replacement is not None:
+            replacement.stop()
+    assert decoded(out.read_bytes()).width == 64
+    assert sum("retrying on a new socket" in line for line in retrying.lines) >= 1
+
+
+# -- what the server does not serve yet: a REP socket in its place ------------------------
+
+
+class FakeServer:
+    """A REP socket on an ephemeral port: sees the CLI's request, answers what a test says."""
+
+    def __init__(self) -> None:
+        self.sock = zmq.Context.instance().socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def receive(self) -> dict[str, Any]:
+        assert self.sock.poll(int(WAIT_S * 1000)), "the CLI sent nothing"
+        frames = self.sock.recv_multipart()
+        assert len(frames) == 1, "a request is one frame"
+        return json.loads(frames[0])
+
+    def reply(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    server = FakeServer()
+    yield server
+    server.close()
+
+
+def start_cli(args: list[str], home: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(home),
+        cwd=REPO,
+    )
+
+
+def test_index_sends_both_images_and_a_tag_and_reports_an_error_reply(fake, home):
+    args = ["index", "a.cbf", "--fn2", "b.cbf", "--frame", "3", "--frame2", "4"]
+    run = start_cli([*args, "--endpoint", fake.endpoint, "--pid", "s1", "--esaf", "7"], home)
+    request = fake.receive()
+    tag = request.pop("tag")
+    assert len(tag) == 16 and int(tag, 16) >= 0  # generated: it names the progress channel
+    assert request == {
+        "pid": "s1",
+        "esaf": 7,
+        "type": "index",
+        "fn": "a.cbf",
+        "fn2": "b.cbf",
+        "frame": 3,
+        "frame2": 4,
+    }
+    fake.reply([b"unsupported: job type 'index' is not served by this server yet"])
+    out, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 14
+    assert err.startswith(b"is-cli: unsupported: job type 'index'") and out == b""
+
+
+def test_index_keeps_a_given_tag(fake, home):
+    run = start_cli(["index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s1"], home)
+    assert "fn2" not in fake.receive()
+    fake.reply([b"timeout: indexing took too long"])
+    run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 16
+    run = start_cli(
+        ["index", "a.cbf", "--tag", "t-9", "--endpoint", fake.endpoint, "--pid", "s"], home
+    )
+    assert fake.receive()["tag"] == "t-9"
+    fake.reply([b"busy: try again"])
+    run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 15
+
+
+@pytest.fixture(scope="module")
+def progress_redis() -> Iterator[tuple[str, redis.Redis]]:
+    with tempfile.TemporaryDirectory(prefix="pyis-cli-redis-") as tmp:
+        proc, port = procs.redis_server(Path(tmp))
+        url = f"redis://127.0.0.1:{port}/0"
+        yield url, redis.Redis.from_url(url)
+        proc.stop()
+
+
+def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_redis):
+    url, conn = progress_redis
+    run = procs.Proc(
+        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "sess-1", "--redis", url],
+        lambda line: False,
+        stderr=subprocess.STDOUT,
+        env=cli_env(home),
+    )
+    try:
+        request = fake.receive()
+        digest = hashlib.sha256(b"sess-1").hexdigest()[:16]
+        channel = f"pyis:progress:{digest}:{request['tag']}"
+        assert client.progress_channel("sess-1", request["tag"]) == channel
+        # subscribed before the request went out, so the first line cannot be missed
+        assert conn.pubsub_numsub(channel) == [(channel.encode(), 1)], "\n".join(run.lines)
+        for n, line in enumerate(["COLSPOT: 1234 strong spots", "IDXREF: P4(3)2(1)2"]):
+            conn.publish(channel, json.dumps({"progress": line, "done": n == 1}))
+            wait_until(lambda line=line: f"is-cli: progress: {line}" in run.lines, line)
+        result = {"spacegroup": "P43212", "cell": [57.8, 57.8, 150.2, 90, 90, 90]}
+        fake.reply([b"", json.dumps(request).encode(), json.dumps(result).encode()])
+        assert run.proc.wait(RUN_TIMEOUT_S) == 0, run.lines
+        wait_until(lambda: run.lines and run.lines[-1] == "}", "the whole output")
+    finally:
+        run.stop()
+    printed = "\n".join(run.lines[run.lines.index("{") :])
+    assert json.loads(printed) == result
+
+
+def test_index_goes_on_without_progress_when_redis_is_unreachable(fake, home):
+    nowhere = "redis://127.0.0.1:1/0"  # port 1: nothing listens, the connect fails at once
+    run = start_cli(
+        ["index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s", "--redis", nowhere], home
+    )
+    fake.receive()
+    fake.reply([b"", b"{}", b'{"spacegroup": "P1"}'])
+    out, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0 and json.loads(out) == {"spacegroup": "P1"}
+    assert b"is-cli: no progress shown: ConnectionError" in err
+
+
+def test_spots_output_is_one_line_per_bin_then_the_total(fake, home):
+    run = start_cli(["spots", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s"], home)
+    assert fake.receive()["type"] == "spots"
+    meta = {"spots": list(range(16)), "spots_total": 120, "wavelength": 1.0}
+    fake.reply([b"", b'{"type":"spots"}', json.dumps(meta).encode()])
+    out, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].split() == ["1", "0"] and lines[15].split() == ["16", "15"]
+    assert lines[16] == "total 120" and len(lines) == 17
+
+
+def test_a_success_reply_without_what_was_asked_is_internal(fake, home):
+    run = start_cli(["spots", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s"], home)
+    fake.receive()
+    fake.reply([b"", b"{}", b'{"wavelength": 1.0}'])
+    _, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 17 and b"no spot counts" in err
+
+
+# -- usage and settings, without a server ------------------------------------------------
+
+
+def test_usage_errors_exit_2(home, tmp_path):
+    assert cli(["meta", FN], home).returncode == 2  # no session id anywhere
+    bad_esaf = cli(["meta", FN, "--pid", "p"], home, {"PYIS_ESAF": "e42"})
+    assert bad_esaf.returncode == 2 and b"PYIS_ESAF must be an integer" in bad_esaf.stderr
+    typo = tmp_path / "typo.toml"
+    typo.write_text('endpiont = "tcp://x:1"\n')
+    done = cli(["status", "--config", str(typo)], home)
+    assert done.returncode == 2 and b"unknown key 'endpiont'" in done.stderr
+    assert cli(["status", "--config", str(tmp_path / "none.toml")], home).returncode == 2
+    assert cli(["status", "--endpoint", "not-an-endpoint"], home).returncode == 2
+    assert cli(["status", "--retries", "0"], home).returncode == 2
+    assert cli(["jpeg"], home).returncode == 2
+
+
+def test_settings_precedence_and_the_index_timeout():
+    file = {"endpoint": "tcp://file:1", "pid": "file", "timeout": 2, "retries": 4}
+    env = {"PYIS_PID": "env", "PYIS_ESAF": "5", "PYIS_ENDPOINT": ""}
+    flags = {"esaf": 6, "command": "meta", "fn": "x"}
+    settings = client.resolve(flags, env, file)
+    assert (settings.endpoint, settings.pid, settings.esaf) == ("tcp://file:1", "env", 6)
+    assert (settings.timeout, settings.retries) == (2.0, 4)
+    assert client.resolve({}, {}, {}) == client.Settings()
+    # a long job raises a file's or the default timeout, but a flag is taken as given
+    assert client.resolve({}, {}, file, timeout_floor=600).timeout == 600
+    assert client.resolve({"timeout": 1.5}, {}, file, timeout_floor=600).timeout == 1.5
+    with_token = client.resolve({}, {"PYIS_AUTH": "s3cr3t"}, {})
+    assert with_token.auth == "s3cr3t" and "s3cr3t" not in repr(with_token)
