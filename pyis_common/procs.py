@@ -104,11 +104,11 @@ def redis_server(
     if exe is None:
         raise StartError("redis-server is not installed (apt-get install redis-server)")
     for _ in range(20 if port is None else 1):
-        port = port or random.randint(20000, 60000)
+        try_port = port or random.randint(20000, 32000)  # below Linux's ephemeral range
         argv = [
             exe,
             "--port",
-            str(port),
+            str(try_port),
             "--bind",
             "127.0.0.1",
             "--save",
@@ -124,7 +124,7 @@ def redis_server(
         proc = Proc(argv, lambda line: "Ready to accept connections" in line)
         try:
             proc.wait_ready(20.0)
-            return proc, port
+            return proc, try_port
         except StartError as exc:
             if "Address already in use" not in str(exc):
                 raise
