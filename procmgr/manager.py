@@ -8,6 +8,7 @@ dropped, so a client never gets two answers.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import logging
@@ -34,6 +35,7 @@ log = logging.getLogger("procmgr")
 MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 5000)  # upper bounds; the user's 500
 DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
 
 
@@ -66,6 +68,7 @@ class Manager:
         self.ids = itertools.count(1)
         self.started = time.monotonic()
         self.outcomes: dict[str, int] = {}
+        self.latency: dict[str, list[int]] = {}  # per job type, counts per LATENCY_BUCKETS_MS
         self.stopping_since: float | None = None
         self.metrics = Metrics()
         self.metrics_address = (
@@ -151,16 +154,16 @@ class Manager:
                 raise BadRequest(f"request is larger than {self.cfg.max_message_bytes} bytes")
             req = parse_frame(body[0])
             if req.type == "status":
-                self.log_request(req, "ok", t0)
+                self.log_request(envelope, req, "ok", t0)
                 self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
                 return
             self.route(envelope, req, t0)
         except PyisError as exc:
-            self.log_request(req, exc.code, t0, str(exc))
+            self.log_request(envelope, req, exc.code, t0, str(exc))
             self.reply(envelope, [wire_text(exc.code, str(exc))])
         except Exception:
             log.exception("request failed")
-            self.log_request(req, "internal", t0)
+            self.log_request(envelope, req, "internal", t0)
             self.reply(envelope, [wire_text("internal", "the image server failed")])
 
     def route(self, envelope: list[bytes], req: Request, t0: float) -> None:
@@ -185,7 +188,7 @@ class Manager:
             log.warning("could not send a reply: %s", exc)
 
     def answer_error(self, flight: InFlight, code: str, sentence: str) -> None:
-        self.log_request(flight.req, code, flight.t0, sentence)
+        self.log_request(flight.envelope, flight.req, code, flight.t0, sentence)
         self.reply(flight.envelope, [wire_text(code, sentence)])
 
     # -- workers ---------------------------------------------------------------------------
@@ -231,7 +234,9 @@ class Manager:
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return
         tier = header.get("tier")
-        self.log_request(flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else "")
+        self.log_request(
+            flight.envelope, flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else ""
+        )
         self.reply(flight.envelope, [b"", *frames])
 
     @staticmethod
@@ -338,6 +343,8 @@ class Manager:
             "worker_start_ms": list(self.workers.start_ms)[-10:],
             "cache": self._cache_totals(),
             "requests": dict(self.outcomes),
+            "latency_ms_buckets": [*LATENCY_BUCKETS_MS, "inf"],
+            "latency": {k: list(v) for k, v in self.latency.items()},
         }
 
     def _cache_totals(self) -> dict[str, int]:
@@ -348,22 +355,35 @@ class Manager:
         return totals
 
     def log_request(
-        self, req: Request | None, code: str, t0: float, why: str = "", tier: str = ""
+        self,
+        envelope: list[bytes],
+        req: Request | None,
+        code: str,
+        t0: float,
+        why: str = "",
+        tier: str = "",
     ) -> None:
         """One line per request, written before the reply leaves: whoever sees the reply can
-        find its line (stderr is unbuffered). A long job's subscribers hear it is done."""
+        find its line (stderr is unbuffered). The session is logged as a hash, never the id.
+        A long job's subscribers hear that it is done."""
+        seconds = time.monotonic() - t0
+        jtype = req.type if req else "-"
         if req is not None and req.type == "index":
             self.progress_channel.publish(req, {"done": True, "outcome": code})
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
-        self.metrics.observe(req.type if req else "-", code, time.monotonic() - t0)
+        self.metrics.observe(jtype, code, seconds)
+        buckets = self.latency.setdefault(jtype, [0] * (len(LATENCY_BUCKETS_MS) + 1))
+        buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, seconds * 1000)] += 1
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
+        client = envelope[1].hex()[:10] if len(envelope) > 1 else "-"
         log.info(
-            "request session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",
+            "request client=%s session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",
+            client,
             session,
             req.esaf if req else "-",
-            req.type if req else "-",
+            jtype,
             code,
-            (time.monotonic() - t0) * 1000,
+            seconds * 1000,
             f" why={why[:120]!r}" if why and code != "ok" else "",
             f" tier={tier[:10]}" if tier else "",
         )

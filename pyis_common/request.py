@@ -61,9 +61,7 @@ class Request:
 
 def _int(obj: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     value = obj.get(name, default)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, int):  # 256.0 too: JS never sends it
         raise BadRequest(f"'{name}' must be an integer")
     if not lo <= value <= hi:
         raise BadRequest(f"'{name}' must be between {lo} and {hi}")

@@ -86,5 +86,5 @@ def test_pid_naming_a_non_hash_key_is_unauthorized(site):
 def test_refusals_are_logged_without_the_session_id(site):
     ask(site.endpoint, _job(site, "logged-refusal-session"))
     text = site.log_text()
-    assert "outcome=unauthorized" in text
+    assert "outcome=unauthorized" in text and "client=" in text
     assert "logged-refusal-session" not in text

@@ -29,6 +29,8 @@ CASES = [
     ("obsolete type", {"job": {"pid": "x", "type": "rsync_transfer"}}, "bad_request"),
     ("xsize 0", {"job": {"pid": "x", "xsize": 0}}, "bad_request"),
     ("xsize -5", {"job": {"pid": "x", "xsize": -5}}, "bad_request"),
+    ("xsize 256.0", {"job": {"pid": "x", "xsize": 256.0}}, "bad_request"),
+    ("json number", {"raw": b"42"}, "bad_request"),
     ("xsize string", {"job": {"pid": "x", "xsize": "x"}}, "bad_request"),
     ("xsize 1e9", {"job": {"pid": "x", "xsize": 1e9}}, "bad_request"),
     ("xsize 10001", {"job": {"pid": "x", "xsize": 10001}}, "bad_request"),
@@ -88,6 +90,23 @@ def test_dealer_without_delimiter_gets_one_error_and_stack_stays_up(site):
     assert b"delimiter" in reply[0]
     status = ask(site.endpoint, {"pid": "monitor", "type": "status"})
     assert status[0] == b""
+
+
+def test_seventeen_envelope_frames_get_one_error(site):
+    frames = [b"hop"] * 17 + [b"", json.dumps({"pid": "x"}).encode()]
+    reply = ask_dealer(site.endpoint, frames)
+    assert error_code(reply) == "bad_request"
+    assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+
+
+def test_a_100_mb_frame_is_refused_by_the_size_cap_and_the_stack_stays_up(site):
+    """libzmq drops the connection of a peer that exceeds MAXMSGSIZE: no reply can go back,
+    and nothing of it reaches the procmgr; everyone else is served as before."""
+    with pytest.raises(TimeoutError):
+        ask(site.endpoint, None, raw=b"x" * (100 << 20), timeout_ms=3000)
+    assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+    pid = site.session()
+    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
 
 
 def test_garbage_is_logged(site):

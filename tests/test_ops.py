@@ -53,6 +53,8 @@ def test_status_reports_workers_cache_and_outcomes(stack):
     (worker,) = status["workers"]
     assert worker["ready"] and worker["pid"] > 0
     assert worker["cache"]["misses"] >= 1 and worker["cache"]["max_bytes"] > 0
+    assert sum(status["latency"]["jpeg"]) >= 2
+    assert len(status["latency"]["jpeg"]) == len(status["latency_ms_buckets"])
 
 
 def test_sighup_reloads_and_keeps_serving(stack):

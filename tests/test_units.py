@@ -65,8 +65,9 @@ def test_request_refusals_name_the_field(obj, words):
         parse(obj)
 
 
-def test_request_float_integers_are_accepted():
-    assert parse({"pid": "s", "xsize": 256.0}).xsize == 256
+def test_request_reals_are_not_integers():
+    with pytest.raises(BadRequest, match="xsize"):
+        parse({"pid": "s", "xsize": 256.0})
 
 
 def test_request_frame_refuses_nan():
