@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from procmgr.manager import Manager
 
     try:
-        manager = Manager(cfg.procmgr, zygote)
+        manager = Manager(cfg.procmgr, zygote, lambda: config.load(args.config, overrides).procmgr)
     except Exception as exc:  # a bad key, root or CRL file: say which, exit non-zero
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         zygote.stop(timeout_s=5.0)

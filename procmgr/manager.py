@@ -9,11 +9,13 @@ dropped, so a client never gets two answers.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
-from pyis_common.config import ProcmgrConfig
+from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, Internal, PyisError, wire_text
 from pyis_common.request import Request, parse_frame
 from pyis_common.signals import SignalQueue
@@ -36,6 +38,19 @@ MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a r
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 5000)  # upper bounds; the user's 500
+# bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
+RESTART_KEYS = (
+    "proxies",
+    "auth_redis",
+    "compat_enabled",
+    "compat_pubkey",
+    "trust_root",
+    "trust_certs",
+    "trust_crl",
+    "cache_redis",
+    "metrics_address",
+    "dev_user",
+)
 DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
 
 
@@ -50,8 +65,14 @@ class InFlight:
 
 
 class Manager:
-    def __init__(self, cfg: ProcmgrConfig, zygote: ZygoteClient) -> None:
+    def __init__(
+        self,
+        cfg: ProcmgrConfig,
+        zygote: ZygoteClient,
+        load_config: Callable[[], ProcmgrConfig] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.load_config = load_config
         self.access = AccessChecker(cfg)
         self.progress_channel = ProgressChannel(self.access.redis)
         self.cacheacl = CacheAcl(cfg.cache_redis, cfg.cache_ttl_s) if cfg.cache_redis else None
@@ -116,10 +137,30 @@ class Manager:
             if signum in (signal.SIGTERM, signal.SIGINT):
                 self.shutdown(signal.Signals(signum).name)
             elif signum == signal.SIGHUP:
-                log.info("SIGHUP: reloading signing certificates and CRL")
+                log.info("SIGHUP: reloading the configuration, signing certificates and CRL")
+                self.reload_config()
                 self.access.reload()
                 if self.cacheacl is not None:
                     self.cacheacl.ensure(force=True)
+
+    def reload_config(self) -> None:
+        """Apply a changed config file; keys bound at start (sockets, keys, Redis URLs) keep
+        their value until a restart, and a broken file changes nothing."""
+        if self.load_config is None:
+            return
+        try:
+            new = self.load_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: config not reloaded: %s", exc)
+            return
+        kept = {
+            k: getattr(self.cfg, k) for k in RESTART_KEYS if getattr(new, k) != getattr(self.cfg, k)
+        }
+        for key in kept:
+            log.warning("SIGHUP: changing procmgr.%s needs a restart; kept the old value", key)
+        self.cfg = dataclasses.replace(new, **kept)
+        self.workers.cfg = self.access.cfg = self.cfg
+        log.info("SIGHUP: configuration reloaded")
 
     def shutdown(self, why: str) -> None:
         """The one way out: stop taking work, let in-flight requests finish, then close."""

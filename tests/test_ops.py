@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,38 @@ def test_bad_config_is_refused_at_start_naming_the_key(tmp_path, text, words):
     )
     assert result.returncode == 2
     assert words in result.stderr
+
+
+def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata, tmp_path):
+    base = Path(tempfile.mkdtemp(prefix="pyis-hup-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / "a.cbf")
+    os.chmod(data / "a.cbf", 0o644)
+    config = base / "procmgr.toml"
+    config.write_text("[procmgr]\nmax_message_bytes = 65536\n")
+    stack = Stack(base, ["--dev", str(data), "--config", str(config)], stderr_dir=base).start()
+    log = base / "procmgr.log"
+    try:
+        pid = stack.sign_session(dev_user(), [0])
+        job = {"pid": pid, "fn": "a.cbf", "xsize": 64, "label": "x" * 200}
+        assert ask(stack.endpoint, job)[0] == b""
+        config.write_text('[procmgr]\nmax_message_bytes = 100\nmetrics_address = "127.0.0.1:0"\n')
+        stack.procmgr.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "configuration reloaded" not in log.read_text():
+            assert time.monotonic() < deadline
+            ask(stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
+        reply = ask(stack.endpoint, job)
+        assert error_code(reply) == "bad_request" and b"100 bytes" in reply[0]
+        assert "metrics_address needs a restart" in log.read_text()
+        config.write_text("[procmgr\n")
+        stack.procmgr.signal(signal.SIGHUP)
+        while "config not reloaded" not in log.read_text():
+            assert time.monotonic() < deadline
+            ask(stack.endpoint, {"pid": "monitor", "type": "status"})
+        assert error_code(ask(stack.endpoint, job)) == "bad_request"  # the last good config
+    finally:
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
