@@ -7,7 +7,7 @@ import logging
 import sys
 
 from is_proxy.proxy import Proxy
-from pyis_common import config
+from pyis_common import config, daemonize
 from pyis_common.logsetup import setup_logging
 
 
@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", help="procmgrs connect here (default tcp://127.0.0.1:60203)")
     ap.add_argument("--control", help="control socket (default tcp://127.0.0.1:60204)")
     ap.add_argument("--log-level", default="INFO")
+    daemonize.add_arguments(ap)
     args = ap.parse_args(argv)
-    setup_logging("is-proxy", args.log_level)
     try:
         cfg = config.load(
             args.config,
@@ -31,10 +31,17 @@ def main(argv: list[str] | None = None) -> int:
                 }
             },
         )
-        proxy = Proxy(cfg.proxy)
-    except (config.ConfigError, OSError) as exc:
+    except config.ConfigError as exc:
         print(f"is-proxy: {exc}", file=sys.stderr)
         return 2
+    with daemonize.context(args):
+        return serve(cfg, args.log_level)
+
+
+def serve(cfg: config.Config, log_level: str) -> int:
+    setup_logging("is-proxy", log_level)
+    try:
+        proxy = Proxy(cfg.proxy)
     except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint
         print(f"is-proxy: cannot bind: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,10 @@ import logging
 import os
 import pwd
 import sys
+from collections.abc import Callable
+from typing import Any
 
-from pyis_common import config
+from pyis_common import config, daemonize
 from pyis_common.logsetup import setup_logging
 
 
@@ -17,7 +19,7 @@ def dev_user() -> str:
     return "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="is-procmgr", description=__doc__)
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--proxy", action="append", help="proxy backend endpoint (repeatable)")
@@ -26,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--dev",
         metavar="DATA_DIR",
-        help="serve DATA_DIR as every ESAF home, as "
-        "the current user (nobody when root); no ESAF needed",
+        help="serve DATA_DIR as every ESAF home, as the current user (nobody when root); "
+        "no ESAF needed",
     )
     ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
     ap.add_argument("--metrics", help="host:port for the Prometheus endpoint (port 0: any)")
@@ -35,46 +37,68 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
     ap.add_argument("--trust-crl", help="the root's CRL")
     ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    setup_logging("is-procmgr", args.log_level)
-    overrides = {
-        "procmgr": {
-            "proxies": args.proxy,
-            "auth_redis": args.auth_redis,
-            "compat_pubkey": args.compat_pubkey,
-            "cache_redis": args.cache_redis,
-            "metrics_address": args.metrics,
-            "trust_root": args.trust_root,
-            "trust_certs": args.trust_certs,
-            "trust_crl": args.trust_crl,
-        }
+    daemonize.add_arguments(ap)
+    return ap
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Flags win over the environment and the file."""
+    procmgr: dict[str, Any] = {
+        "proxies": args.proxy,
+        "auth_redis": args.auth_redis,
+        "compat_pubkey": args.compat_pubkey,
+        "cache_redis": args.cache_redis,
+        "metrics_address": args.metrics,
+        "trust_root": args.trust_root,
+        "trust_certs": args.trust_certs,
+        "trust_crl": args.trust_crl,
     }
     if args.dev:
-        overrides["procmgr"] |= {
+        procmgr |= {
             "dev_user": dev_user(),
             "esaf_home": os.path.abspath(args.dev),
             "require_esaf": False,
         }
+    return {"procmgr": procmgr}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    overrides = overrides_from(args)
     try:
-        cfg = config.load(args.config, overrides)
+        cfg = config.load(args.config, overrides)  # refused here, on the terminal, not later
     except config.ConfigError as exc:
         print(f"is-procmgr: {exc}", file=sys.stderr)
         return 2
+    with daemonize.context(args):
+        return serve(cfg.procmgr, lambda: config.load(args.config, overrides).procmgr, args)
+
+
+def serve(
+    cfg: config.ProcmgrConfig,
+    load_config: Callable[[], config.ProcmgrConfig],
+    args: argparse.Namespace,
+) -> int:
+    setup_logging("is-procmgr", args.log_level)
     # the zygote first: before any zmq.Context, key or Redis connection exists in this process
     from procmgr.workers import ZygoteClient
 
-    zygote = ZygoteClient()
+    try:
+        zygote = ZygoteClient()
+    except (RuntimeError, OSError) as exc:
+        print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
+        return 2
     from procmgr.manager import Manager
 
     try:
-        manager = Manager(cfg.procmgr, zygote, lambda: config.load(args.config, overrides).procmgr)
+        manager = Manager(cfg, zygote, load_config)
     except Exception as exc:  # a bad key, root or CRL file: say which, exit non-zero
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         zygote.stop(timeout_s=5.0)
         return 2
     metrics = f" metrics={manager.metrics_address}" if manager.metrics_address else ""
-    print(f"READY proxies={','.join(cfg.procmgr.proxies)} pid={os.getpid()}{metrics}", flush=True)
-    logging.getLogger("procmgr").info("serving via %s", ", ".join(cfg.procmgr.proxies))
+    print(f"READY proxies={','.join(cfg.proxies)} pid={os.getpid()}{metrics}", flush=True)
+    logging.getLogger("procmgr").info("serving via %s", ", ".join(cfg.proxies))
     return manager.run()
 
 

@@ -37,7 +37,10 @@ class ZygoteClient:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        # our own tree first on the path: a daemon runs from "/", where "-m" finds nothing
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "procmgr.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
