@@ -116,3 +116,29 @@ def test_requests_survive_a_dead_cache_and_the_tier_comes_back(site):
     other = ask(site.endpoint, job | {"pid": site.session(user=site.other_user), "xsize": 203})
     assert other[0] == b""
     assert "tier=redis" in [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln][-1]
+
+
+def test_a_file_still_being_written_is_not_cached(tmp_path, monkeypatch):
+    """In process: the file grows while stage 1 reads it, as a detector writing a frame."""
+    from worker import formats, jobs
+
+    path = tmp_path / "growing.cbf"
+    shutil.copyfile(TESTDATA / "cbf/thau_3_2_0001.cbf", path)
+    real_read = formats.read_frame
+
+    def read_while_written(p, frame=1):
+        result = real_read(p, frame)
+        with open(path, "ab") as fh:  # the writer appends after we started reading
+            fh.write(b"\0" * 4096)
+        return result
+
+    monkeypatch.setattr(formats, "read_frame", read_while_written)
+    pipeline = jobs.Pipeline(home=str(tmp_path))
+    job = {"type": "jpeg", "fn": "growing.cbf", "xsize": 128}
+    pipeline.run(job)
+    assert pipeline.counters()["entries"] == 0  # not cached: its identity changed meanwhile
+    monkeypatch.setattr(formats, "read_frame", real_read)
+    pipeline.run(job)
+    pipeline.run(job)
+    assert pipeline.counters()["stage1_computed"] == 2  # the settled file is cached once
+    assert pipeline.counters()["hits"] == 1
