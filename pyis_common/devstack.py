@@ -202,10 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                         args.output,
                     ]
                 )
+            jwt_pid, token = stack.token(dev_user(), [0], lifetime_s=3600)
             print(
                 f"pyis dev stack up: serving {data}\n"
-                f"  export PYIS_ENDPOINT={stack.endpoint} PYIS_PID={pid}\n"
+                f"  export PYIS_ENDPOINT={stack.endpoint} PYIS_REDIS={stack.redis_url}\n"
+                f"  # a signed isAuth session (the C server's form):\n"
+                f"  export PYIS_PID={pid}\n"
+                f"  # or a JWT session certified by this stack's throwaway CA (valid 1 h):\n"
+                f"  # export PYIS_PID={jwt_pid} PYIS_AUTH={token}\n"
                 f"  is-cli jpeg <file relative to {data}> -o out.jpg\n"
+                f"  (the CA, the signing certificate and the CRL are in {stack.workdir})\n"
                 "Ctrl-C stops it.",
                 flush=True,
             )
