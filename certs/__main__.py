@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from authsign.keys import load_public
 from certs import ca
 
 
@@ -26,6 +27,9 @@ def run(args: argparse.Namespace) -> list[Path]:
         return [args.ca_dir / ca.ROOT_KEY, args.ca_dir / ca.ROOT_CERT]
     if args.command == "issue":
         return list(ca.issue_signing(args.ca_dir, args.kid, args.out, args.days))
+    if args.command == "certify":
+        key = load_public(args.pubkey)
+        return [ca.certify(args.ca_dir, args.kid, key, args.out, args.days)]
     if args.command == "rotate":
         return list(ca.rotate(args.ca_dir, args.kid, args.out, args.days))
     if args.command == "revoke":
@@ -41,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     commands = {
         "init": ("create the root key and certificate", 3650),
-        "issue": ("certify a new signing key named by --kid", 365),
+        "issue": ("make and certify a new signing key named by --kid", 365),
+        "certify": ("certify a signing key the auth server made (is-authsign keygen)", 365),
         "rotate": ("issue the next signing key; revoke the old one when it is retired", 365),
         "revoke": ("revoke a signing certificate (takes effect with the next CRL)", None),
         "crl": ("write the CRL signed by the root", 7),
@@ -51,12 +56,13 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--ca-dir", type=Path, required=True, help="the CA's private directory")
         if days is not None:
             p.add_argument("--days", type=int, default=days, help=f"validity (default {days})")
-        if name in ("issue", "rotate"):
+        if name in ("issue", "certify", "rotate"):
             p.add_argument("--kid", required=True, help="key id, e.g. auth-2025a")
-        if name in ("issue", "rotate", "crl"):
+        if name in ("issue", "certify", "rotate", "crl"):
             p.add_argument("--out", type=Path, required=True, help="output directory or file")
     sub.choices["init"].add_argument("--name", default="pyis offline CA", help="root CN")
     sub.choices["revoke"].add_argument("--cert", type=Path, required=True)
+    sub.choices["certify"].add_argument("--pubkey", type=Path, required=True, help="PEM")
     return ap
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
 from authsign.keys import load_private, save_private
@@ -69,21 +69,43 @@ def issue_signing(
     ``not_before``/``not_after`` override the validity period (tests make expired certs);
     the certificate never outlives the root.
     """
+    key = Ed25519PrivateKey.generate()
+    cert_path = certify(
+        ca_dir, kid, key.public_key(), out_dir, days, not_before=not_before, not_after=not_after
+    )
+    key_path = out_dir / f"{kid}-key.pem"
+    save_private(key, key_path)
+    return key_path, cert_path
+
+
+def certify(
+    ca_dir: Path,
+    kid: str,
+    public_key: Ed25519PublicKey,
+    out_dir: Path,
+    days: int = 365,
+    *,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> Path:
+    """The certificate ``<kid>.pem`` for a key the auth server made itself (the private key
+    never has to leave that server)."""
     if not valid_kid(kid):
         raise ValueError(f"kid must match {KID_RE.pattern}")
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise ValueError("signing keys are Ed25519")
     root_key, root = load_ca(ca_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    key_path, cert_path = out_dir / f"{kid}-key.pem", out_dir / f"{kid}.pem"
+    cert_path = out_dir / f"{kid}.pem"
     if cert_path.exists():
         raise FileExistsError(f"{cert_path} exists; a kid names one key forever")
     start = not_before or datetime.now(UTC) - BACKDATE
     end = min(not_after or start + timedelta(days=days), root.not_valid_after_utc)
-    key = Ed25519PrivateKey.generate()
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)]))
         .issuer_name(root.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -99,9 +121,8 @@ def issue_signing(
         )
         .sign(root_key, None)
     )
-    save_private(key, key_path)
     _atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
+    return cert_path
 
 
 def rotate(ca_dir: Path, new_kid: str, out_dir: Path, days: int = 365) -> tuple[Path, Path]:

@@ -160,7 +160,7 @@ def test_keygen_ed25519_writes_a_0600_key_and_its_public_key(cli: Run, tmp_path:
     one_line_error(cli("keygen", "--ed25519", "--kid", "../x", "--out", out), "--kid must match")
 
 
-def test_an_uncertified_keygen_key_signs_but_the_procmgr_does_not_trust_it(
+def test_a_keygen_key_is_trusted_once_the_ca_certifies_it(
     cli: Run, pki: Pki, tmp_path: Path, pid: str
 ):
     assert cli("keygen", "--ed25519", "--kid", "auth-new", "--out", tmp_path).returncode == 0
@@ -172,6 +172,23 @@ def test_an_uncertified_keygen_key_signs_but_the_procmgr_does_not_trust_it(
     refused(
         cli(*verify_jwt(pki, pid, "--token", token)), "unauthorized: token signed by an unknown key"
     )
+    certify = [
+        sys.executable,
+        "-m",
+        "certs",
+        "certify",
+        "--ca-dir",
+        str(pki.ca_dir),
+        "--kid",
+        "auth-new",
+        "--pubkey",
+        str(tmp_path / "auth-new-pubkey.pem"),
+        "--out",
+        str(pki.certs),
+    ]
+    done = subprocess.run(certify, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == str(pki.certs / "auth-new.pem")
+    assert cli(*verify_jwt(pki, pid, "--token", token)).returncode == 0
 
 
 # --- the compatible form -----------------------------------------------------------------------
