@@ -136,8 +136,11 @@ def lru_memory(stack: Stack, user: str, esaf: int, distinct: int) -> dict:
     uid = pwd.getpwnam(user).pw_uid
     (worker,) = [w["pid"] for w in status["workers"] if w["uid"] == uid and w["esaf"] == esaf]
     before = rss_kib(worker)
+    curve = []  # RSS every 10 % of the run: bounded means it levels off, not that it is small
     for i in range(distinct):
         client(job | {"xsize": 200 + i % 800, "zoom": 1.0 + (i // 800)})
+        if (i + 1) % max(1, distinct // 10) == 0:
+            curve.append(rss_kib(worker))
     after = rss_kib(worker)
     workers = json.loads(client({"pid": "m", "type": "status"})[2])["workers"]
     (cache,) = [w["cache"] for w in workers if w["pid"] == worker]
@@ -148,6 +151,8 @@ def lru_memory(stack: Stack, user: str, esaf: int, distinct: int) -> dict:
         "worker_rss_kib_before": before,
         "worker_rss_kib_after": after,
         "rss_growth_kib": after - before,
+        "rss_kib_every_10_percent": curve,
+        "rss_growth_second_half_kib": after - curve[len(curve) // 2 - 1] if curve else None,
     }
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without inst
 from bench.common import TESTDATA, table, write_json  # noqa: E402
 from worker.formats import Frame, read_frame  # noqa: E402
 from worker.reduce import reduce_max  # noqa: E402
-from worker.render import encode_jpeg, levels, to_rgb  # noqa: E402
+from worker.render import encode_jpeg, levels, to_pixels  # noqa: E402
 
 DEFAULT_IMAGE = TESTDATA / "cbf" / "thau_3_2_0001.cbf"
 COLUMNS = ["stage", "median ms", "min ms", "x copy"]
@@ -38,7 +38,7 @@ def stages(path: str, frame: Frame, xsize: int, quality: int) -> dict[str, Calla
     """One closure per stage; each works on the previous stage's output made once up front."""
     reduced = reduce_max(frame, xsize)
     white, black = levels(reduced.stats, 0.0, -1.0)
-    rgb = to_rgb(reduced, white, black)
+    pixels = to_pixels(reduced, white, black)  # grey, or RGB when something is saturated
     target = np.empty_like(frame.data)
     return {
         "copy (baseline)": lambda: np.copy(frame.data),
@@ -46,9 +46,9 @@ def stages(path: str, frame: Frame, xsize: int, quality: int) -> dict[str, Calla
         "copy, no allocation": lambda: np.copyto(target, frame.data),
         "read + decode": lambda: read_frame(path),
         f"reduce ({xsize} px)": lambda: reduce_max(frame, xsize),
-        "map (levels + rgb)": lambda: to_rgb(reduced, *levels(reduced.stats, 0.0, -1.0)),
-        "encode simplejpeg": lambda: encode_jpeg(rgb, quality),
-        "encode pillow": lambda: encode_jpeg(rgb, quality, encoder="pillow"),
+        "map (levels + pixels)": lambda: to_pixels(reduced, *levels(reduced.stats, 0.0, -1.0)),
+        "encode simplejpeg": lambda: encode_jpeg(pixels, quality),
+        "encode pillow": lambda: encode_jpeg(pixels, quality, encoder="pillow"),
     }
 
 
