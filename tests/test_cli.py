@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,8 @@ from procmgr import progress
 from procmgr.__main__ import dev_user
 from pyis_common import client, procs
 from pyis_common.devstack import Stack
-from tests.conftest import CBF, REPO
+from tests.conftest import REPO
+from tests.support.devsite import dev_stack
 
 CLI = [sys.executable, "-m", "pyis_common.cli"]
 FN = "thau_0001.cbf"
@@ -236,20 +236,10 @@ def test_nothing_listening_exits_20_after_the_retries(home, tmp_path):
 
 
 @pytest.fixture
-def dev_stack(testdata: Path) -> Iterator[Stack]:
+def own_stack(testdata: Path) -> Iterator[Stack]:
     """A stack of its own: this test stops and replaces its proxy."""
-    base = Path(tempfile.mkdtemp(prefix="pyis-cli-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    stack = Stack(base, ["--dev", str(data)], stderr_dir=base)
-    try:
-        yield stack.start()
-    finally:  # also a half-started stack: its redis and proxy must not outlive the test
-        stack.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with dev_stack(testdata) as stack:
+        yield stack
 
 
 def control(stack: Stack, command: str) -> str:
@@ -264,15 +254,15 @@ def control(stack: Stack, command: str) -> str:
         sock.close(linger=0)
 
 
-def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(dev_stack, home, tmp_path):
+def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(own_stack, home, tmp_path):
     out = tmp_path / "a.jpg"
-    pid = dev_stack.sign_session(dev_user(), [21])
-    args = [*CLI, "jpeg", "a.cbf", "--endpoint", dev_stack.endpoint, "--pid", pid]
+    pid = own_stack.sign_session(dev_user(), [21])
+    args = [*CLI, "jpeg", "a.cbf", "--endpoint", own_stack.endpoint, "--pid", pid]
     args += ["--esaf", "21", "--xsize", "64", "-o", str(out)]
     warm = subprocess.run(args, capture_output=True, env=cli_env(home), cwd=REPO, timeout=60)
     assert warm.returncode == 0, warm.stderr  # worker started and image cached: 1 s is plenty
     # a paused proxy takes the request and never forwards it: the first try is lost for good
-    assert control(dev_stack, "PAUSE") == "OK"
+    assert control(own_stack, "PAUSE") == "OK"
     retrying = procs.Proc(
         [*args, "--timeout", "1", "--retries", "10"],
         lambda line: "retrying on a new socket" in line,
@@ -282,15 +272,15 @@ def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(dev_stack,
     replacement = None
     try:
         retrying.wait_ready(WAIT_S)
-        assert control(dev_stack, "TERMINATE") == "OK"
-        assert dev_stack.proxy.proc.wait(WAIT_S) == 0
+        assert control(own_stack, "TERMINATE") == "OK"
+        assert own_stack.proxy.proc.wait(WAIT_S) == 0
         replacement = procs.Proc(
             [
                 *procs.pyis_command("is_proxy"),
                 "--frontend",
-                dev_stack.endpoint,
+                own_stack.endpoint,
                 "--backend",
-                dev_stack.backend,
+                own_stack.backend,
                 "--control",
                 "tcp://127.0.0.1:*",
             ],

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,26 +14,16 @@ import pytest
 
 from procmgr.__main__ import dev_user
 from pyis_common.devstack import Stack
-from tests.conftest import CBF
 from tests.support.client import ask, error_code
+from tests.support.devsite import dev_stack
 
 TIMEOUT_S = 2.0  # a short request deadline, so that stalls are answered quickly
 
 
 @pytest.fixture(scope="module")
 def stack(testdata) -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="pyis-faults-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    config = base / "procmgr.toml"
-    config.write_text(f"[procmgr]\nrequest_timeout_s = {TIMEOUT_S}\nmax_in_flight = 3\n")
-    stack = Stack(base, ["--dev", str(data), "--config", str(config)], stderr_dir=base).start()
-    yield stack
-    stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with dev_stack(testdata, f"request_timeout_s = {TIMEOUT_S}\nmax_in_flight = 3") as stack:
+        yield stack
 
 
 def job(stack: Stack, esaf: int, **extra) -> dict:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
 from authsign import keys, tokens
 from certs import ca
-from pyis_common.devstack import Stack
-from tests.conftest import CBF
 from tests.support.client import ask, error_code
+from tests.support.devsite import dev_stack
 
 FN = "thau_0001.cbf"
 
@@ -118,20 +114,13 @@ def test_key_certified_by_another_root_is_refused(site, tmp_path):
 
 
 @pytest.fixture
-def dev_stack(testdata):
-    base = Path(tempfile.mkdtemp(prefix="pyis-jwt-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / FN)
-    os.chmod(data / FN, 0o644)
-    stack = Stack(base, ["--dev", str(data)]).start()
-    yield stack
-    stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+def own_stack(testdata):
+    with dev_stack(testdata, name=FN) as stack:
+        yield stack
 
 
-def test_key_rotation_and_revocation_without_restart(dev_stack):
+def test_key_rotation_and_revocation_without_restart(own_stack):
+    dev_stack = own_stack
     from procmgr.__main__ import dev_user
 
     user = dev_user()

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
-import tempfile
 from pathlib import Path
 
-from pyis_common.devstack import Stack
-from tests.conftest import CBF, need_root
+from procmgr.__main__ import dev_user
+from tests.conftest import need_root
 from tests.support.client import ask
+from tests.support.devsite import dev_stack
 from tests.test_privsep import _children
 
 
-def test_sigterm_stops_procmgr_zygote_and_workers(site, testdata):
+def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
     need_root()
-    base = Path(tempfile.mkdtemp(prefix="pyis-life-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    stack = Stack(base, ["--dev", str(data)]).start()
-    try:
+    with dev_stack(testdata) as stack:
         for esaf in (0, 1, 2):  # three workers (one per ESAF)
-            pid = stack.sign_session("nobody", [esaf])
+            pid = stack.sign_session(dev_user(), [esaf])
             assert ask(stack.endpoint, {"pid": pid, "esaf": esaf, "fn": "a.cbf"})[0] == b""
         procmgr = stack.procmgr
         zygotes = _children(procmgr.pid)
@@ -36,6 +27,3 @@ def test_sigterm_stops_procmgr_zygote_and_workers(site, testdata):
         assert procmgr.proc.wait(30) == 0
         for pid in [*zygotes, *workers]:
             assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived the procmgr"
-    finally:
-        stack.stop()
-        shutil.rmtree(base, ignore_errors=True)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,22 +15,14 @@ import pytest
 
 from procmgr.__main__ import dev_user
 from pyis_common.devstack import Stack
-from tests.conftest import CBF
 from tests.support.client import ask, error_code
+from tests.support.devsite import dev_stack
 
 
 @pytest.fixture(scope="module")
 def stack(testdata) -> Iterator[Stack]:
-    base = Path(tempfile.mkdtemp(prefix="pyis-ops-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    stack = Stack(base, ["--dev", str(data), "--metrics", "127.0.0.1:0"], stderr_dir=base).start()
-    yield stack
-    stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with dev_stack(testdata, args=("--metrics", "127.0.0.1:0")) as stack:
+        yield stack
 
 
 def test_metrics_count_requests_by_type_and_outcome(stack):
@@ -87,18 +76,9 @@ def test_bad_config_is_refused_at_start_naming_the_key(tmp_path, text, words):
     assert words in result.stderr
 
 
-def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata, tmp_path):
-    base = Path(tempfile.mkdtemp(prefix="pyis-hup-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    config = base / "procmgr.toml"
-    config.write_text("[procmgr]\nmax_message_bytes = 65536\n")
-    stack = Stack(base, ["--dev", str(data), "--config", str(config)], stderr_dir=base).start()
-    log = base / "procmgr.log"
-    try:
+def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata):
+    with dev_stack(testdata, "max_message_bytes = 65536") as stack:
+        config, log = stack.workdir / "procmgr.toml", stack.workdir / "procmgr.log"
         pid = stack.sign_session(dev_user(), [0])
         job = {"pid": pid, "fn": "a.cbf", "xsize": 64, "label": "x" * 200}
         assert ask(stack.endpoint, job)[0] == b""
@@ -117,6 +97,3 @@ def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata, tmp
             assert time.monotonic() < deadline
             ask(stack.endpoint, {"pid": "monitor", "type": "status"})
         assert error_code(ask(stack.endpoint, job)) == "bad_request"  # the last good config
-    finally:
-        stack.stop()
-        shutil.rmtree(base, ignore_errors=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,30 +16,16 @@ import zmq
 
 from procmgr.__main__ import dev_user
 from pyis_common.devstack import Stack
-from tests.conftest import CBF
 from tests.support.client import ask, error_code
+from tests.support.devsite import dev_stack
 
 SESSIONS = 130  # the C server's process table held 128
 
 
-def make_stack(testdata: Path, config: str) -> tuple[Stack, Path]:
-    base = Path(tempfile.mkdtemp(prefix="pyis-workers-", dir="/tmp"))
-    os.chmod(base, 0o755)
-    data = base / "data"
-    data.mkdir()
-    shutil.copyfile(testdata / CBF, data / "a.cbf")
-    os.chmod(data / "a.cbf", 0o644)
-    (base / "procmgr.toml").write_text(f"[procmgr]\n{config}")
-    args = ["--dev", str(data), "--config", str(base / "procmgr.toml")]
-    return Stack(base, args, stderr_dir=base).start(), base
-
-
 @pytest.fixture
 def stack(testdata) -> Iterator[Stack]:
-    stack, base = make_stack(testdata, "worker_idle_s = 5.0\nmax_in_flight = 512\n")
-    yield stack
-    stack.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with dev_stack(testdata, "worker_idle_s = 5.0\nmax_in_flight = 512") as stack:
+        yield stack
 
 
 def status(stack: Stack) -> dict:
@@ -113,8 +97,7 @@ def test_proxy_terminate_exits_cleanly(stack):
 
 
 def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(testdata):
-    stack, base = make_stack(testdata, "")
-    try:
+    with dev_stack(testdata) as stack:
         pid = stack.sign_session(dev_user(), [0])
         assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"})[0] == b""
         (worker,) = [w["pid"] for w in status(stack)["workers"]]
@@ -137,6 +120,3 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(testdata):
         assert replies and replies[0][0] == b"" and len(replies[0]) == 4
         assert stack.procmgr.proc.wait(30) == 0
         assert not Path(f"/proc/{worker}").exists()
-    finally:
-        stack.stop()
-        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""A --dev stack serving one copy of a test image: for tests that need a stack of their own
+(a short deadline, metrics, a config to reload, one to kill) beside the shared ``site``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyis_common.devstack import Stack
+
+CBF = "cbf/thau_3_2_0001.cbf"
+
+
+@contextmanager
+def dev_stack(
+    testdata: Path, config: str = "", args: tuple[str, ...] = (), name: str = "a.cbf"
+) -> Iterator[Stack]:
+    """``config`` is the body of a ``[procmgr]`` section; logs go to ``stack.workdir``."""
+    base = Path(tempfile.mkdtemp(prefix="pyis-dev-", dir="/tmp"))
+    os.chmod(base, 0o755)  # the worker (nobody) must reach the data through it
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / name)
+    os.chmod(data / name, 0o644)
+    argv = ["--dev", str(data), *args]
+    if config:
+        (base / "procmgr.toml").write_text(f"[procmgr]\n{config}\n")
+        argv += ["--config", str(base / "procmgr.toml")]
+    stack = Stack(base, argv, stderr_dir=base).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
