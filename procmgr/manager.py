@@ -8,9 +8,7 @@ dropped, so a client never gets two answers.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import hashlib
 import itertools
 import logging
 import signal
@@ -23,21 +21,21 @@ import zmq
 
 from procmgr import identity
 from procmgr.access import AccessChecker
+from procmgr.accounting import Accounting
 from procmgr.cacheacl import CacheAcl
+from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ConfigError, ProcmgrConfig
-from pyis_common.errors import BadRequest, Busy, Internal, PyisError, wire_text
+from pyis_common.errors import BadRequest, Busy, PyisError, wire_text
 from pyis_common.request import Request, parse_frame
 from pyis_common.signals import SignalQueue
 
 log = logging.getLogger("procmgr")
-MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 5000)  # upper bounds; the user's 500
 # bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
 RESTART_KEYS = (
     "proxies",
@@ -51,7 +49,6 @@ RESTART_KEYS = (
     "metrics_address",
     "dev_user",
 )
-DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
 
 
 @dataclass
@@ -88,10 +85,9 @@ class Manager:
         self.inflight: dict[int, InFlight] = {}
         self.ids = itertools.count(1)
         self.started = time.monotonic()
-        self.outcomes: dict[str, int] = {}
-        self.latency: dict[str, list[int]] = {}  # per job type, counts per LATENCY_BUCKETS_MS
         self.stopping_since: float | None = None
         self.metrics = Metrics()
+        self.accounting = Accounting(self.metrics)
         self.metrics_address = (
             self.metrics.serve(cfg.metrics_address) if cfg.metrics_address else ""
         )
@@ -270,7 +266,7 @@ class Manager:
             self.answer_error(flight, str(header.get("code")), str(header.get("error", ""))[:500])
             return
         try:
-            frames = self.reply_frames(flight.req, header, payloads)
+            frames = reply_frames(flight.req, header, payloads)
         except (TypeError, ValueError):
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return
@@ -279,19 +275,6 @@ class Manager:
             flight.envelope, flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else ""
         )
         self.reply(flight.envelope, [b"", *frames])
-
-    @staticmethod
-    def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
-        """Rebuild the reply from checked parts: the worker may only add decided numbers."""
-        decided, meta = header.get("job"), header.get("meta")
-        if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > 1:
-            raise ValueError("malformed reply")
-        job = req.echo()
-        for name in DECIDED_FIELDS:
-            value = decided.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                job[name] = value
-        return [wire.dumps(job), wire.dumps(meta), *payloads]
 
     def progress(self, worker: Worker, header: dict[str, Any]) -> None:
         rid, line = header.get("id"), header.get("line")
@@ -354,7 +337,9 @@ class Manager:
                 self.worker_lost(worker, f"silent for {silent:.1f} s")
 
     def refresh_metrics(self) -> None:
-        self.metrics.refresh(len(self.workers.by_key), len(self.inflight), self._cache_totals)
+        self.metrics.refresh(
+            len(self.workers.by_key), len(self.inflight), self.workers.cache_totals
+        )
 
     def retire_workers(self) -> None:
         if self.cacheacl is not None:
@@ -369,31 +354,11 @@ class Manager:
     def status(self) -> dict[str, Any]:
         return {
             "uptime_s": round(time.monotonic() - self.started, 3),
-            "workers": [
-                {
-                    "pid": w.pid,
-                    "uid": w.ident.uid,
-                    "esaf": w.ident.esaf,
-                    "ready": w.ready,
-                    "in_flight": len(w.inflight),
-                    "cache": w.cache,
-                }
-                for w in self.workers.all()
-            ],
+            "workers": self.workers.describe(),
             "in_flight": len(self.inflight),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
-            "cache": self._cache_totals(),
-            "requests": dict(self.outcomes),
-            "latency_ms_buckets": [*LATENCY_BUCKETS_MS, "inf"],
-            "latency": {k: list(v) for k, v in self.latency.items()},
-        }
-
-    def _cache_totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for worker in self.workers.all():
-            for name, value in worker.cache.items():
-                totals[name] = totals.get(name, 0) + value
-        return totals
+            "cache": self.workers.cache_totals(),
+        } | self.accounting.snapshot()
 
     def log_request(
         self,
@@ -404,30 +369,11 @@ class Manager:
         why: str = "",
         tier: str = "",
     ) -> None:
-        """One line per request, written before the reply leaves: whoever sees the reply can
-        find its line (stderr is unbuffered). The session is logged as a hash, never the id.
-        A long job's subscribers hear that it is done."""
-        seconds = time.monotonic() - t0
-        jtype = req.type if req else "-"
+        """Account for a finished request (before its reply leaves); a long job's progress
+        subscribers hear that it is done."""
         if req is not None and req.type == "index":
             self.progress_channel.publish(req, {"done": True, "outcome": code})
-        self.outcomes[code] = self.outcomes.get(code, 0) + 1
-        self.metrics.observe(jtype, code, seconds)
-        buckets = self.latency.setdefault(jtype, [0] * (len(LATENCY_BUCKETS_MS) + 1))
-        buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, seconds * 1000)] += 1
-        session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
-        client = envelope[1].hex()[:10] if len(envelope) > 1 else "-"
-        log.info(
-            "request client=%s session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",
-            client,
-            session,
-            req.esaf if req else "-",
-            jtype,
-            code,
-            seconds * 1000,
-            f" why={why[:120]!r}" if why and code != "ok" else "",
-            f" tier={tier[:10]}" if tier else "",
-        )
+        self.accounting.record(envelope, req, code, t0, why, tier)
 
     def close(self) -> int:
         for flight in list(self.inflight.values()):
@@ -440,21 +386,3 @@ class Manager:
         self.router.close(linger=1000)
         self.ctx.term()
         return 0
-
-
-def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes] | None]:
-    """``[proxy-id][client-id]...[""]`` + body.
-
-    Without a delimiter in the first MAX_ENVELOPE frames (a DEALER client, a forged route) the
-    body is None and the route is the two identity frames the ROUTERs added, so even that
-    client gets its one error reply instead of the C server's exit(-1).
-    """
-    for i, frame in enumerate(frames[: MAX_ENVELOPE + 1]):
-        if frame == b"":
-            return (frames[: i + 1], frames[i + 1 :]) if i >= 1 else (None, None)
-    if len(frames) >= 3:
-        return frames[:2], None
-    return None, None
-
-
-__all__ = ["Internal", "Manager", "split_envelope"]

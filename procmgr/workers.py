@@ -251,6 +251,28 @@ class Workers:
                 out.append((worker, "idle"))
         return out
 
+    def describe(self) -> list[dict[str, Any]]:
+        """For the status request."""
+        return [
+            {
+                "pid": w.pid,
+                "uid": w.ident.uid,
+                "esaf": w.ident.esaf,
+                "ready": w.ready,
+                "in_flight": len(w.inflight),
+                "cache": w.cache,
+            }
+            for w in self.by_key.values()
+        ]
+
+    def cache_totals(self) -> dict[str, int]:
+        """Each worker's last reported cache counters, summed."""
+        totals: dict[str, int] = {}
+        for worker in self.by_key.values():
+            for name, value in worker.cache.items():
+                totals[name] = totals.get(name, 0) + value
+        return totals
+
     def all(self) -> list[Worker]:
         return list(self.by_key.values())
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from authsign import compat
-from procmgr.manager import split_envelope
+from procmgr.frames import split_envelope
 from pyis_common import config, wire
 from pyis_common.errors import BadRequest, parse_wire_text, wire_text
 from pyis_common.request import parse, parse_frame

@@ -1,0 +1,43 @@
+"""The frames around a request and a reply, at the procmgr's ROUTER.
+
+A request arrives as ``[proxy-id][client-id]...[""][JSON]``; a success reply leaves as
+``[route...][""][job JSON][meta JSON][payload?]``. Both are built here from checked parts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyis_common import wire
+from pyis_common.request import Request
+
+MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
+DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes] | None]:
+    """``[proxy-id][client-id]...[""]`` + body.
+
+    Without a delimiter in the first MAX_ENVELOPE frames (a DEALER client, a forged route) the
+    body is None and the route is the two identity frames the ROUTERs added, so even that
+    client gets its one error reply instead of the C server's exit(-1).
+    """
+    for i, frame in enumerate(frames[: MAX_ENVELOPE + 1]):
+        if frame == b"":
+            return (frames[: i + 1], frames[i + 1 :]) if i >= 1 else (None, None)
+    if len(frames) >= 3:
+        return frames[:2], None
+    return None, None
+
+
+def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
+    """Rebuild the reply from checked parts: the worker may only add decided numbers."""
+    decided, meta = header.get("job"), header.get("meta")
+    if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > 1:
+        raise ValueError("malformed reply")
+    job = req.echo()
+    for name in DECIDED_FIELDS:
+        value = decided.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            job[name] = value
+    return [wire.dumps(job), wire.dumps(meta), *payloads]
