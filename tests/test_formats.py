@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from PIL import Image
 from pyis_common.errors import Forbidden, NotFound, Unsupported
 from tests.conftest import TESTDATA
 from worker import jobs, render, spots
-from worker.formats import Frame, read_frame, read_meta
+from worker.formats import Frame, bslz4, read_frame, read_meta
 from worker.reduce import reduce_max
 
 # README summary table: file -> (W, H, dtype, frames); dtype None: not decodable here
@@ -268,11 +269,20 @@ def test_eiger_reads_only_the_frame_hyperslab(
             selections.append(key)
         return original(self, key, *args)
 
+    original_direct = bslz4.read_frame
+
+    def spy_direct(ds: h5py.Dataset, index: int) -> object:
+        selections.append(index)
+        return original_direct(ds, index)
+
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    monkeypatch.setattr(bslz4, "read_frame", spy_direct)
     read_meta(str(master))
     assert selections == []  # the header says it all: no data file is read
-    read_frame(str(master), 5)
-    assert selections == [1]  # frame 5 = the second image of the second data file
+    frame = read_frame(str(master), 5)
+    # frame 5 = the second image of the second data file, read as one raw chunk
+    assert selections == [1]
+    assert np.array_equal(frame.data, series[1][4])
 
 
 def test_eiger_data_file_alone(testdata: Path) -> None:
@@ -598,3 +608,21 @@ print(sorted(set(sys.modules) - loaded))
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_corrupt_bitshuffle_chunk_is_refused_cleanly(tmp_path: Path) -> None:
+    """The fast path decodes raw chunks itself, so it checks their header first."""
+    path = tmp_path / "corrupt_data_000001.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(
+            "entry/data/data",
+            (2, 30, 40),
+            np.uint32,
+            chunks=(1, 30, 40),
+            **hdf5plugin.Bitshuffle(),
+        )
+        ds[0] = np.arange(1200, dtype=np.uint32).reshape(30, 40)
+        ds.id.write_direct_chunk((1, 0, 0), struct.pack(">QI", 999, 8192) + b"\0" * 64)
+    assert np.array_equal(read_frame(str(path), 1).data, np.arange(1200).reshape(30, 40))
+    with pytest.raises(Unsupported):
+        read_frame(str(path), 2)

@@ -113,6 +113,9 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(testdata):
         while status(stack)["in_flight"] < 1:
             assert time.monotonic() < deadline
         stack.procmgr.signal(signal.SIGTERM)
+        log = stack.workdir / "procmgr.log"
+        while "shutting down (SIGTERM)" not in log.read_text():  # the signal is handled
+            assert time.monotonic() < deadline + 20
         late = ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"})
         assert error_code(late) == "busy" and b"shutting down" in late[0]
         os.kill(worker, signal.SIGCONT)

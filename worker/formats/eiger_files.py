@@ -22,7 +22,7 @@ import hdf5plugin  # noqa: F401  registers bitshuffle/LZ4 (32008), LZ4 (32004), 
 import numpy as np
 
 from pyis_common.errors import Forbidden, NotFound, Unsupported
-from worker.formats import nexus
+from worker.formats import bslz4, nexus
 from worker.formats.base import basename, cannot_read, out_of_memory
 
 DATA = "/entry/data"
@@ -132,7 +132,10 @@ def read_image(f: h5py.File, path: str, sources: list[Source], frame: int) -> np
             )
             if low <= frame <= high:
                 try:
-                    return ds[frame - low] if ds.ndim == 3 else ds[()]
+                    if ds.ndim != 3:
+                        return ds[()]
+                    direct = bslz4.read_frame(ds, frame - low)
+                    return direct if direct is not None else ds[frame - low]
                 except MemoryError as exc:
                     raise out_of_memory(path) from exc
                 except (OSError, ValueError, RuntimeError) as exc:
