@@ -626,3 +626,14 @@ def test_a_corrupt_bitshuffle_chunk_is_refused_cleanly(tmp_path: Path) -> None:
     assert np.array_equal(read_frame(str(path), 1).data, np.arange(1200).reshape(30, 40))
     with pytest.raises(Unsupported):
         read_frame(str(path), 2)
+
+
+def test_marccd_pixels_are_read_directly_only_for_plain_16_bit_strips(testdata: Path) -> None:
+    from worker.formats import marccd
+
+    corkcont = str(testdata / "marccd/corkcont2_H_0089.mccd")
+    direct = marccd._raw_pixels(corkcont, (2048, 2048))
+    assert direct is not None and np.array_equal(direct, fabio.open(corkcont).data)
+    assert marccd._raw_pixels(corkcont, (1024, 1024)) is None  # not what the header says
+    pilatus_tiff = str(testdata / "other/CeO2_Pilatus1M.tif")  # 32-bit: fabio's path
+    assert marccd._raw_pixels(pilatus_tiff, (1043, 981)) is None
