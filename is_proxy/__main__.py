@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frontend", help="clients connect here (default tcp://127.0.0.1:60202)")
     ap.add_argument("--backend", help="procmgrs connect here (default tcp://127.0.0.1:60203)")
     ap.add_argument("--control", help="control socket (default tcp://127.0.0.1:60204)")
+    ap.add_argument("--curve-secret", help="CURVE certificate (.key_secret) for the backend")
+    ap.add_argument("--curve-clients", help="directory of procmgr public certificates")
     ap.add_argument("--log-level", default="INFO")
     daemonize.add_arguments(ap)
     args = ap.parse_args(argv)
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                     "frontend": args.frontend,
                     "backend": args.backend,
                     "control": args.control,
+                    "curve_secret": args.curve_secret,
+                    "curve_clients": args.curve_clients,
                 }
             },
         )
@@ -43,7 +47,7 @@ def serve(cfg: config.Config, log_level: str) -> int:
     try:
         proxy = Proxy(cfg.proxy)
     except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint
-        print(f"is-proxy: cannot bind: {exc}", file=sys.stderr)
+        print(f"is-proxy: cannot start: {exc}", file=sys.stderr)
         return 2
     eps = proxy.endpoints()
     print("READY " + " ".join(f"{k}={v}" for k, v in eps.items()), flush=True)

@@ -16,6 +16,7 @@ import time
 
 import zmq
 
+from pyis_common import curve
 from pyis_common.config import ProxyConfig
 from pyis_common.signals import SignalQueue
 
@@ -32,6 +33,11 @@ class Proxy:
         self.frontend = self._socket(zmq.ROUTER, cfg.max_message_bytes)
         self.backend = self._socket(zmq.DEALER, MAX_REPLY_BYTES)
         self.control = self._socket(zmq.REP, 4096)
+        self.auth = (
+            curve.serve(self.ctx, self.backend, cfg.curve_secret, cfg.curve_clients)
+            if cfg.curve_secret
+            else None
+        )
         self.frontend.bind(cfg.frontend)
         self.backend.bind(cfg.backend)
         self.control.bind(cfg.control)
@@ -120,3 +126,5 @@ class Proxy:
     def close(self) -> None:
         for sock in (self.frontend, self.backend, self.control):
             sock.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()

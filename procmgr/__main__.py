@@ -33,6 +33,8 @@ def parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
     ap.add_argument("--metrics", help="host:port for the Prometheus endpoint (port 0: any)")
+    ap.add_argument("--curve-secret", help="our CURVE certificate for the proxy link")
+    ap.add_argument("--proxy-curve-public", help="the proxy's public CURVE certificate")
     ap.add_argument("--trust-root", help="offline CA root certificate (enables JWT objects)")
     ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
     ap.add_argument("--trust-crl", help="the root's CRL")
@@ -48,6 +50,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "auth_redis": args.auth_redis,
         "compat_pubkey": args.compat_pubkey,
         "cache_redis": args.cache_redis,
+        "curve_secret": args.curve_secret,
+        "proxy_curve_public": args.proxy_curve_public,
         "metrics_address": args.metrics,
         "trust_root": args.trust_root,
         "trust_certs": args.trust_certs,

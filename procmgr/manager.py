@@ -27,7 +27,7 @@ from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.workers import Worker, Workers, ZygoteClient
-from pyis_common import wire
+from pyis_common import curve, wire
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, wire_text
 from pyis_common.request import Request, parse_frame
@@ -38,6 +38,8 @@ POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 # bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
 RESTART_KEYS = (
+    "curve_secret",
+    "proxy_curve_public",
     "proxies",
     "auth_redis",
     "compat_enabled",
@@ -80,6 +82,8 @@ class Manager:
         self.router.setsockopt(zmq.LINGER, 1000)
         # no MAXMSGSIZE here: libzmq would drop the whole proxy connection, and with it every
         # reply in flight; the proxy caps sizes per client, and handle_request per request
+        if cfg.proxy_curve_public:
+            curve.connect_as_client(self.router, cfg.curve_secret, cfg.proxy_curve_public)
         for endpoint in cfg.proxies:
             self.router.connect(endpoint)
         self.inflight: dict[int, InFlight] = {}

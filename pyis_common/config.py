@@ -24,11 +24,15 @@ class ProxyConfig:
     control: str = "tcp://127.0.0.1:60204"  # pause/resume/terminate/statistics
     max_message_bytes: int = 1 << 20  # a request is < 1 KB; a reply is a JPEG of a few MB
     hwm: int = 1000  # per-peer queue bound: memory stays bounded under a flood
+    curve_secret: str = ""  # the proxy's CURVE certificate (.key_secret); "" -> plaintext
+    curve_clients: str = ""  # directory of the procmgrs' public certificates allowed in
 
 
 @dataclass(frozen=True)
 class ProcmgrConfig:
     proxies: tuple[str, ...] = ("tcp://127.0.0.1:60203",)
+    curve_secret: str = ""  # our CURVE certificate (.key_secret) for the proxy link
+    proxy_curve_public: str = ""  # the proxy's public certificate, pinned; "" -> plaintext
     auth_redis: str = "redis://127.0.0.1:6379/0"  # the web host's Redis holding <pid> hashes
     compat_enabled: bool = True  # accept the C server's isAuth/isAuthSig (RSA) objects
     compat_pubkey: str = "/etc/pyis/isauth-pubkey.pem"  # verifies isAuthSig

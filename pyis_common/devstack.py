@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import redis
 from authsign import compat, keys, tokens
 from certs import ca
 from procmgr.__main__ import dev_user
-from pyis_common import cli, procs
+from pyis_common import cli, curve, procs
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
 
@@ -49,6 +50,16 @@ class Stack:
         self.signing_key = keys.load_private(key_path)
         key_path.unlink()  # the procmgr reads this directory: only certificates belong in it
         self.crl = ca.write_crl(self.ca_dir, workdir / "crl.pem")
+        # CURVE on the proxy <-> procmgr link: the proxy admits only the procmgr's key
+        curve_dir = workdir / "curve"
+        _, self.proxy_secret = curve.make_certificates(curve_dir / "proxy", "proxy")
+        self.proxy_public = curve_dir / "proxy" / "proxy.key"
+        self.procmgr_public, self.procmgr_secret = curve.make_certificates(
+            curve_dir / "procmgr", "procmgr"
+        )
+        self.curve_clients = curve_dir / "clients"
+        self.curve_clients.mkdir()
+        shutil.copy(self.procmgr_public, self.curve_clients)
         self.procs: list[procs.Proc] = []
 
     def _stderr(self, name: str):
@@ -81,6 +92,7 @@ class Stack:
                 any_port,
                 "--control",
                 any_port,
+                *self.proxy_curve_args(),
             ],
         )
         fields = self.proxy.fields()
@@ -101,6 +113,15 @@ class Stack:
         self.cache_redis_url = f"redis://127.0.0.1:{self.cache_redis_port}/0"
         self.cache_redis = redis.Redis.from_url(self.cache_redis_url)
 
+    def proxy_curve_args(self) -> list[str]:
+        """What a proxy on this stack's backend needs to admit its procmgr (and no other)."""
+        return [
+            "--curve-secret",
+            str(self.proxy_secret),
+            "--curve-clients",
+            str(self.curve_clients),
+        ]
+
     def start_procmgr(self) -> procs.Proc:
         self.procmgr = self._run(
             "procmgr",
@@ -114,6 +135,10 @@ class Stack:
                 str(self.pubkey),
                 "--cache-redis",
                 self.cache_redis_url,
+                "--curve-secret",
+                str(self.procmgr_secret),
+                "--proxy-curve-public",
+                str(self.proxy_public),
                 "--trust-root",
                 str(self.ca_dir / ca.ROOT_CERT),
                 "--trust-certs",

@@ -283,6 +283,7 @@ def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(own_stack,
                 own_stack.backend,
                 "--control",
                 "tcp://127.0.0.1:*",
+                *own_stack.proxy_curve_args(),
             ],
             lambda line: line.startswith("READY"),
         )
