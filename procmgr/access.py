@@ -28,6 +28,7 @@ from pyis_common.request import Request
 
 log = logging.getLogger("procmgr.access")
 REDIS_TIMEOUT_S = 0.25  # the whole request budget is 500 ms; a slower store is a failure
+STORE_RETRY_S = 1.0  # after a failed lookup, answer busy: at once for this long
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
 FIELDS = ("isAuth", "isAuthSig", "isToken", "revoked")
 
@@ -55,6 +56,7 @@ class AccessChecker:
             socket_connect_timeout=REDIS_TIMEOUT_S,
         )
         self._verified: dict[bytes, Access] = {}
+        self._store_down_until = 0.0
 
     def reload(self) -> None:
         """SIGHUP: re-read signing certificates and the CRL now."""
@@ -121,7 +123,13 @@ class AccessChecker:
         return access
 
     def _fetch(self, pid: str) -> tuple[bool, list[bytes | None]]:
-        """(the session hash exists, its fields), in one round trip."""
+        """(the session hash exists, its fields), in one round trip.
+
+        The call blocks the procmgr's loop for up to REDIS_TIMEOUT_S; after a failure the
+        store is not asked again for STORE_RETRY_S, so an outage costs every other user one
+        quick ``busy:`` instead of a stalled loop (a circuit breaker)."""
+        if time.monotonic() < self._store_down_until:
+            raise Busy("the access object store is unavailable; try again")
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.exists(pid)
@@ -133,6 +141,7 @@ class AccessChecker:
             raise Unauthorized("no access object for this session") from None
         except redis.exceptions.RedisError as exc:
             log.warning("access object store unavailable: %s", type(exc).__name__)
+            self._store_down_until = time.monotonic() + STORE_RETRY_S
             raise Busy("the access object store is unavailable; try again") from None
 
     def _policy(self, req: Request, access: Access) -> None:

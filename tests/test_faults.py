@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from procmgr.__main__ import dev_user
+from pyis_common import procs
 from pyis_common.devstack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
@@ -121,3 +122,22 @@ def test_a_crashing_worker_is_backed_off_not_respawned_in_a_storm(stack):
     reply = ask(stack.endpoint, job(stack, 17))
     assert error_code(reply) == "busy" and "try again" in reply[0].decode()
     assert "keeps crashing" in (Path(stack.workdir) / "procmgr.log").read_text()
+
+
+def test_a_dead_session_store_answers_busy_quickly_and_recovers(testdata):
+    with dev_stack(testdata) as stack:
+        job = {"pid": stack.sign_session(dev_user(), [0]), "fn": "a.cbf", "xsize": 64}
+        assert ask(stack.endpoint, job)[0] == b""
+        port = stack.redis_port
+        stack.redis_proc.stop()
+        stack.procs.remove(stack.redis_proc)
+        for _ in range(5):  # one reply each, none waits on the dead store for long
+            reply = ask(stack.endpoint, job, timeout_ms=5000)
+            assert error_code(reply) == "busy" and b"store is unavailable" in reply[0]
+        assert ask(stack.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+        stack.redis_proc, _ = procs.redis_server(stack.workdir, port=port)
+        stack.procs.append(stack.redis_proc)
+        job["pid"] = stack.sign_session(dev_user(), [0])  # the new store starts empty
+        deadline = time.monotonic() + 20
+        while ask(stack.endpoint, job)[0] != b"":  # the breaker closes after a second
+            assert time.monotonic() < deadline, "the procmgr never used the store again"
