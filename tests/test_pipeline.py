@@ -384,3 +384,17 @@ print(sorted(set(sys.modules) - loaded))
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int16, np.float32])
+def test_in_place_masking_of_a_scratch_frame_gives_the_same_reduction(dtype) -> None:
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 1000, (97, 131)).astype(dtype)
+    mask = rng.random((97, 131)) < 0.3
+    mask[:20, :20] = True  # whole boxes masked
+    copy = reduce_max(Frame(data.copy(), mask, None, {}), 16)
+    scratch_data = data.copy()
+    in_place = reduce_max(Frame(scratch_data, mask, None, {}, scratch=True), 16)
+    assert np.array_equal(copy.data[copy.valid], in_place.data[in_place.valid])
+    assert np.array_equal(copy.valid, in_place.valid) and copy.stats == in_place.stats
+    assert not np.array_equal(scratch_data, data)  # it really was written in place

@@ -212,8 +212,9 @@ def _masked_pool(
     - no mask: every box is valid;
     - ``negative_masked`` (Pilatus -1/-2): pool the data as is; masked pixels are negative and
       lose to any valid one, so a box is valid exactly when its max is >= 0. No masked copy;
-    - any other mask: pool a copy with masked pixels at the dtype's minimum (so they never win),
-      and pool the inverted mask as uint8 to learn which boxes hold a valid pixel.
+    - any other mask: pool the data with masked pixels at the dtype's minimum (so they never
+      win) -- written in place when the frame is this request's ``scratch`` copy, else into a
+      copy -- and pool the inverted mask as uint8 to learn which boxes hold a valid pixel.
     """
     data = frame.data[rows, cols]
     floats = data.dtype.kind == "f"
@@ -227,7 +228,11 @@ def _masked_pool(
     if floats:
         mask = mask | np.isnan(data)  # a NaN is no data, like a masked pixel
     low = -np.inf if floats else np.iinfo(data.dtype).min
-    out = _pool(np.where(mask, low, data), pr, pc, op)
+    if frame.scratch and data.flags.writeable:
+        np.putmask(data, mask, low)  # 10 ms instead of a 17 ms copy for a 16M frame
+        out = _pool(data, pr, pc, op)
+    else:
+        out = _pool(np.where(mask, low, data), pr, pc, op)
     return out, _pool((~mask).view(np.uint8), pr, pc, np.maximum).view(bool)
 
 

@@ -26,6 +26,10 @@ class Frame:
     convention). Stage 1 then never reads ``mask``: a negative pixel loses every maximum to a
     valid (>= 0) one, and a box whose maximum is still negative is all masked. That saves a
     masked copy of a 25 MB frame per reduction.
+
+    ``scratch`` is True when ``data`` was decoded for this request alone (nobody else holds
+    it): stage 1 may then write the masked pixels' floor value into it in place instead of
+    making a masked copy (a 70 MB copy for an Eiger 16M frame).
     """
 
     data: np.ndarray
@@ -33,6 +37,7 @@ class Frame:
     saturation: float | None
     meta: dict[str, Any]
     negative_masked: bool = False
+    scratch: bool = False
 
 
 class Reader(Protocol):

@@ -129,4 +129,5 @@ class EigerReader:
             mask=mask if mask.any() else None,
             saturation=meta.get("saturation"),
             meta=meta,
+            scratch=True,  # decoded for this request: stage 1 may mask it in place
         )
