@@ -7,24 +7,23 @@ hash keeps the session id itself off the pub/sub bus. Publishing is best effort.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from typing import Any
 
 import redis
 
+from pyis_common.client import progress_channel
 from pyis_common.request import Request
 
 log = logging.getLogger("procmgr.progress")
-MAX_TAG = 64
 
 
 def channel(pid: str, tag: Any) -> str:
-    session = hashlib.sha256(pid.encode()).hexdigest()[:16]
+    """The client's channel name (one definition, in pyis_common.client); a tag that is not a
+    string is named by its compact JSON."""
     text = tag if isinstance(tag, str) else json.dumps(tag, sort_keys=True, separators=(",", ":"))
-    clean = "".join(ch for ch in text if ch.isprintable() and not ch.isspace())[:MAX_TAG]
-    return f"pyis:progress:{session}:{clean or '-'}"
+    return progress_channel(pid, text)
 
 
 class ProgressChannel:

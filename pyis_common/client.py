@@ -50,7 +50,7 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
 }
 MAX_REPLY_BYTES = 256 << 20  # the proxy's own cap on a reply (a 10000 px JPEG at quality 100)
 PROGRESS_POLL_S = 0.2  # how often the progress thread looks at its stop flag (and ticks)
-MAX_TAG = 64  # the procmgr's cap on the tag in a channel name
+MAX_TAG = 64  # cap on the tag in a progress channel name
 DONE_GRACE_S = 0.5  # the procmgr publishes "done" just before it replies: let it arrive
 REDIS_TIMEOUT_S = 2.0  # progress is a nicety: a slow or absent Redis must not delay the job
 
@@ -187,7 +187,7 @@ def _try_once(ctx: zmq.Context, endpoint: str, body: bytes, timeout_s: float) ->
 
 def progress_channel(pid: str, tag: str) -> str:
     """The Redis channel the procmgr publishes a job's progress on (``procmgr/progress.py``
-    makes it the same way; a test holds the two together).
+    calls this for string tags).
 
     The pid is hashed because channel names are visible to every client of that Redis
     (``PUBSUB CHANNELS``) and the pid names a session's access object; the tag loses spaces
