@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from procmgr.identity import Identity
-from procmgr.privdrop import EXIT_PRIVDROP
 from pyis_common import wire
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Busy
@@ -123,7 +122,6 @@ class Workers:
         self.by_key: dict[str, Worker] = {}
         self.by_fd: dict[int, Worker] = {}
         self.backoff: dict[tuple[int, int], float] = {}
-        self.exit_codes: dict[int, int] = {}
         self.start_ms: collections.deque[float] = collections.deque(maxlen=100)
         self.crashes: dict[tuple[int, int], list[float]] = {}
 
@@ -200,7 +198,6 @@ class Workers:
     def on_exited(self, header: dict[str, Any]) -> None:
         pid, code = int(header.get("pid", 0)), int(header.get("code", 0))
         log.info("worker pid %d exited with %s", pid, code)
-        self.exit_codes[pid] = code
 
     def remove(self, worker: Worker, *, lost: bool = False) -> set[int]:
         """Forget a worker; returns its unanswered request ids.
@@ -275,6 +272,3 @@ class Workers:
 
     def all(self) -> list[Worker]:
         return list(self.by_key.values())
-
-
-__all__ = ["EXIT_PRIVDROP", "Worker", "Workers", "ZygoteClient"]

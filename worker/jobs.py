@@ -9,6 +9,7 @@ changes per request.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ class Pipeline:
         # for what it just showed costs a dict lookup, not a JPEG encode
         self.jpegs: LRU[tuple[bytes, dict[str, Any]]] = LRU(JPEG_CACHE_BYTES)
         self.stage1_computed = 0
+        self._count_lock = threading.Lock()
         self.index_settings = index.IndexSettings()  # the procmgr's config message fills it
 
     def run(self, job: Any, progress: Callable[[str], None] | None = None) -> Result:
@@ -141,7 +143,8 @@ class Pipeline:
     def _compute(self, req: Request, path: str, key: Key) -> Stage1:
         frame = formats.read_frame(path, req.frame)
         reduced = reduce.reduce_max(frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
-        self.stage1_computed += 1
+        with self._count_lock:  # jobs run on several threads; += is not atomic
+            self.stage1_computed += 1
         return Stage1(reduced, dict(frame.meta) | dict(reduced.stats))
 
     def counters(self) -> dict[str, int]:
