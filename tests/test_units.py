@@ -148,3 +148,14 @@ def test_config_layers_and_errors(tmp_path):
     path.write_text('[procmgr]\nworker_threads = "many"\n')
     with pytest.raises(config.ConfigError, match="worker_threads"):
         config.load(path)
+
+
+def test_worker_failure_bookkeeping_is_forgotten_after_its_window():
+    from procmgr.workers import CRASH_WINDOW_S, Workers
+
+    workers = Workers(config.ProcmgrConfig(), zygote=None)  # no worker is started here
+    workers.backoff[(1000, 7)] = 100.0
+    workers.crashes[(1000, 7)] = [50.0]
+    assert workers.stale(99.0) == [] and (1000, 7) in workers.backoff
+    workers.stale(50.0 + CRASH_WINDOW_S + 1)
+    assert workers.backoff == {} and workers.crashes == {}
