@@ -60,8 +60,16 @@ class AccessChecker:
 
     def reload(self) -> None:
         """SIGHUP: re-read signing certificates and the CRL now."""
-        if self.trust is not None and self.trust.reload_if_changed():
+        if self._trust_changed():
             log.info("trust store reloaded: kids %s", ", ".join(self.trust.kids()) or "none")
+
+    def _trust_changed(self) -> bool:
+        """Re-stat the trust files; when they changed, nothing verified under the old trust
+        may be used again (whether SIGHUP or a request noticed the change first)."""
+        if self.trust is None or not self.trust.reload_if_changed():
+            return False
+        self._verified.clear()
+        return True
 
     def check(self, req: Request) -> Access:
         """The grant for this request, or Unauthorized/Forbidden/Busy naming the reason."""
@@ -92,10 +100,7 @@ class AccessChecker:
     def _jwt(self, req: Request, token: str) -> Access:
         if self.trust is None:
             raise AccessError("unauthorized", "this server accepts no token access objects")
-        # a stat per file: a rotation or revocation takes effect without a restart, and
-        # nothing verified under the old trust survives it
-        if self.trust.reload_if_changed():
-            self._verified.clear()
+        self._trust_changed()  # a stat per file: rotation and revocation need no restart
         trust = self.trust
         return self._memo(
             (req.pid, req.type, token),

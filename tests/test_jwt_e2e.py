@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import signal
 import time
 
 import pytest
@@ -145,3 +146,21 @@ def test_key_rotation_and_revocation_without_restart(own_stack):
     assert error_code(refused) == "unauthorized" and "unknown key" in refused[0].decode()
     assert ask(dev_stack.endpoint, job(new_pid, new_token))[0] == b""
     assert dev_stack.procmgr.pid == procmgr_pid and dev_stack.procmgr.proc.poll() is None
+
+
+def test_a_revocation_noticed_on_sighup_also_drops_verified_tokens(own_stack):
+    from procmgr.__main__ import dev_user
+
+    pid, token = own_stack.token(dev_user(), [0])
+    job = {"pid": pid, "fn": FN, "xsize": 64, "auth": token}
+    assert ask(own_stack.endpoint, job)[0] == b""  # verified, and remembered
+    ca.revoke(own_stack.ca_dir, own_stack.signing_dir / "dev-1.pem")
+    ca.write_crl(own_stack.ca_dir, own_stack.crl)
+    own_stack.procmgr.signal(signal.SIGHUP)  # the signal, not a request, sees the change
+    log = own_stack.workdir / "procmgr.log"
+    deadline = time.monotonic() + 20
+    while "trust store reloaded" not in log.read_text():
+        assert time.monotonic() < deadline
+        ask(own_stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
+    refused = ask(own_stack.endpoint, job)
+    assert error_code(refused) == "unauthorized" and "unknown key" in refused[0].decode()
