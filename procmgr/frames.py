@@ -6,6 +6,7 @@ A request arrives as ``[proxy-id][client-id]...[""][JSON]``; a success reply lea
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pyis_common import wire
@@ -13,6 +14,8 @@ from pyis_common.request import Request
 
 MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
 DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
+WORKER_STEPS = ("queue", "read", "reduce", "map", "encode", "worker")  # worker/timings.py
+MAX_MS = 1e7  # a step longer than ~3 hours is a lie
 
 
 def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes] | None]:
@@ -30,8 +33,26 @@ def split_envelope(frames: list[bytes]) -> tuple[list[bytes] | None, list[bytes]
     return None, None
 
 
-def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) -> list[bytes]:
-    """Rebuild the reply from checked parts: the worker may only add decided numbers."""
+def timings_ms(reported: Any, seen: dict[str, float]) -> dict[str, float]:
+    """The job's ``timings_ms``: the worker's steps (each a sane number, else 0) and what the
+    procmgr saw itself (``access``, ``total``)."""
+    steps = reported if isinstance(reported, dict) else {}
+    out = {}
+    for name in WORKER_STEPS:
+        value = steps.get(name)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        out[name] = float(value) if ok and math.isfinite(value) and 0 <= value <= MAX_MS else 0.0
+    return out | {k: round(v, 3) for k, v in seen.items()}
+
+
+def reply_frames(
+    req: Request,
+    header: dict[str, Any],
+    payloads: list[bytes],
+    seen_ms: dict[str, float] | None = None,
+) -> list[bytes]:
+    """Rebuild the reply from checked parts: the worker may only add decided numbers and its
+    step timings."""
     decided, meta = header.get("job"), header.get("meta")
     if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > 1:
         raise ValueError("malformed reply")
@@ -40,4 +61,5 @@ def reply_frames(req: Request, header: dict[str, Any], payloads: list[bytes]) ->
         value = decided.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             job[name] = value
+    job["timings_ms"] = timings_ms(header.get("timings"), seen_ms or {})
     return [wire.dumps(job), wire.dumps(meta), *payloads]

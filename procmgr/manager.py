@@ -61,6 +61,7 @@ class InFlight:
     worker: Worker
     deadline: float
     t0: float
+    access_ms: float = 0.0  # the access check and identity lookup, for timings_ms
 
 
 class Manager:
@@ -208,15 +209,17 @@ class Manager:
             self.reply(envelope, [wire_text("internal", "the image server failed")])
 
     def route(self, envelope: list[bytes], req: Request, t0: float) -> None:
+        t_access = time.monotonic()
         grant = self.access.check(req)
         ident = identity.resolve(self.cfg, grant.user, req.esaf)
+        access_ms = (time.monotonic() - t_access) * 1000
         if len(self.inflight) >= self.cfg.max_in_flight:
             raise Busy("the image server is busy; try again")
         worker = self.workers.get(ident)
         rid = next(self.ids)
         limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
         deadline = t0 + limit
-        self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0)
+        self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0, access_ms)
         try:
             self.workers.submit(worker, rid, req.to_worker())
         except OSError:
@@ -270,7 +273,8 @@ class Manager:
             self.answer_error(flight, str(header.get("code")), str(header.get("error", ""))[:500])
             return
         try:
-            frames = reply_frames(flight.req, header, payloads)
+            seen = {"access": flight.access_ms, "total": (time.monotonic() - flight.t0) * 1000}
+            frames = reply_frames(flight.req, header, payloads, seen)
         except (TypeError, ValueError):
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return

@@ -502,9 +502,11 @@ def test_multi_frame_label_carries_the_frame(
     labels: list[str] = []
     original = render.render
 
-    def spy(reduced: object, contrast: float, wval: float, label: str, *rest: object) -> object:
+    def spy(
+        reduced: object, contrast: float, wval: float, label: str, *rest: object, **kw: object
+    ) -> object:
         labels.append(label)
-        return original(reduced, contrast, wval, label, *rest)
+        return original(reduced, contrast, wval, label, *rest, **kw)
 
     monkeypatch.setattr(render, "render", spy)
     pipeline = jobs.Pipeline(home=str(testdata), cache_bytes=1 << 24)

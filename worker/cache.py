@@ -32,6 +32,19 @@ def default_bytes() -> int:
 
 
 @dataclass(frozen=True)
+class FrameKey:
+    """One version of one frame: what a frame's pyramid (worker/pyramid.py) depends on."""
+
+    esaf: int
+    path: str  # relative to the ESAF home
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    frame: int
+
+
+@dataclass(frozen=True)
 class Key:
     """Everything stage 1 depends on; contrast is not here (stage 2 runs per request)."""
 
@@ -47,6 +60,12 @@ class Key:
     segrow: float
     xsize: int
     ysize: int | None
+
+    @property
+    def frame_key(self) -> FrameKey:
+        return FrameKey(
+            self.esaf, self.path, self.dev, self.ino, self.size, self.mtime_ns, self.frame
+        )
 
 
 class LRU(Generic[V]):
@@ -70,18 +89,28 @@ class LRU(Generic[V]):
             return item[0]
 
     def put(self, key: Hashable, value: V, nbytes: int) -> None:
+        with self._lock:
+            self._store(key, value, nbytes)
+
+    def resize(self, key: Hashable, nbytes: int) -> None:
+        """A value held here grew (a pyramid built a level): evict others, or it, to stay bound."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._store(key, item[0], nbytes)
+
+    def _store(self, key: Hashable, value: V, nbytes: int) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
         if nbytes > self.max_bytes:
             return  # would evict everything and still not fit
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.bytes -= old[1]
-            while self._items and self.bytes + nbytes > self.max_bytes:
-                _, (_, size) = self._items.popitem(last=False)
-                self.bytes -= size
-                self.evictions += 1
-            self._items[key] = (value, nbytes)
-            self.bytes += nbytes
+        while self._items and self.bytes + nbytes > self.max_bytes:
+            _, (_, size) = self._items.popitem(last=False)
+            self.bytes -= size
+            self.evictions += 1
+        self._items[key] = (value, nbytes)
+        self.bytes += nbytes
 
     def counters(self) -> dict[str, int]:
         with self._lock:
@@ -100,9 +129,9 @@ class SingleFlight(Generic[V]):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flights: dict[Key, _Flight[V]] = {}
+        self._flights: dict[Hashable, _Flight[V]] = {}
 
-    def run(self, key: Key, compute: Callable[[], V]) -> tuple[V, bool]:
+    def run(self, key: Hashable, compute: Callable[[], V]) -> tuple[V, bool]:
         """(value, led): ``led`` is True for the caller that computed it."""
         with self._lock:
             existing = self._flights.get(key)

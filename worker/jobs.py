@@ -2,14 +2,16 @@
 
 The job dict comes from the procmgr, which is more trusted than the web side but still parsed
 again here: the worker must not crash or misbehave on any input. Stage 1 (read + reduce) is
-cached per worker; stage 2 (levels, colours, JPEG) runs for every request because contrast
-changes per request.
+cached per worker: each frame read is kept as a max-pyramid (worker/pyramid.py), so a new size,
+zoom or segment of it is reduced from a level without reading the file again, and each
+reduction is kept too, so a new contrast costs stage 2 only (levels, colours, JPEG).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +19,10 @@ from typing import Any
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import formats, index, paths, reduce, render, spots
-from worker.cache import LRU, Key, SingleFlight, default_bytes
+from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
+from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
+from worker.timings import Timings, since_ms
 
 JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one user
 
@@ -39,7 +43,8 @@ class Result:
     job: dict[str, Any]  # what the server decided (wval_used, bval_used, xsize, ysize)
     meta: dict[str, Any]
     payloads: list[bytes] = field(default_factory=list)
-    tier: str = "none"  # where stage 1 came from: "lru", "flight" (shared), "file"
+    tier: str = "none"  # where stage 1 came from: lru, flight (shared), pyramid, redis, file
+    timings: dict[str, float] = field(default_factory=dict)  # ms per step (worker/timings.py)
 
 
 class Pipeline:
@@ -53,28 +58,43 @@ class Pipeline:
         self.quality = quality
         self.lru: LRU[Stage1] = LRU(default_bytes() if cache_bytes is None else cache_bytes)
         self.flights: SingleFlight[tuple[Stage1, str]] = SingleFlight()
+        self.reads: SingleFlight[Pyramid] = SingleFlight()  # one read per frame, not per size
         self.tier2: RedisTier | None = None  # set when the procmgr hands us a credential
         # exact repeats (same image, levels and label) skip stage 2 too: a browser re-asking
         # for what it just showed costs a dict lookup, not a JPEG encode
         self.jpegs: LRU[tuple[bytes, dict[str, Any]]] = LRU(JPEG_CACHE_BYTES)
-        self.stage1_computed = 0
+        self.stage1_computed = self.frames_read = 0
         self._count_lock = threading.Lock()
         self.index_settings = index.IndexSettings()  # the procmgr's config message fills it
 
-    def run(self, job: Any, progress: Callable[[str], None] | None = None) -> Result:
-        """One job; ``progress`` receives the progress lines of long jobs (index)."""
+    def run(
+        self,
+        job: Any,
+        progress: Callable[[str], None] | None = None,
+        clock: Timings | None = None,
+    ) -> Result:
+        """One job; ``progress`` receives the progress lines of long jobs (index), ``clock``
+        the time of each step (the result's ``timings``)."""
+        clock = clock or Timings()
+        result = self._run(job, progress, clock)
+        result.timings = clock.ms
+        return result
+
+    def _run(self, job: Any, progress: Callable[[str], None] | None, clock: Timings) -> Result:
         if not isinstance(job, dict):
             raise BadRequest("job must be a JSON object")
         req = parse(job, need_pid=False)
         if req.type == "jpeg":
-            return self.jpeg(req)
+            return self.jpeg(req, clock)
         if req.type == "spots":
-            stage1, _, tier = self.stage1(spots.full_image(req))
-            decided, meta = spots.reply(stage1.reduced, stage1.meta)
+            stage1, _, tier = self.stage1(spots.full_image(req), clock)
+            with clock.step("map"):
+                decided, meta = spots.reply(stage1.reduced, stage1.meta)
             return Result(job=decided, meta=meta, tier=tier)
         if req.type == "meta":
             path, _ = paths.resolve(self.home, req.fn)
-            return Result(job={}, meta=formats.read_meta(path))
+            with clock.step("read"):
+                return Result(job={}, meta=formats.read_meta(path))
         if req.type == "index":
             names = [req.fn, *([req.fn2] if req.fn2 else [])]
             files = [paths.resolve(self.home, fn)[0] for fn in names]
@@ -82,8 +102,10 @@ class Pipeline:
             return Result(job={}, meta=result)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
 
-    def jpeg(self, req: Request) -> Result:
-        stage1, key, tier = self.stage1(req)
+    def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
+        clock = clock or Timings()
+        stage1, key, tier = self.stage1(req, clock)
+        t0 = time.perf_counter()
         auto = stage1.meta.get("auto_levels")  # a DICOM window, say
         white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
         label = req.label
@@ -93,12 +115,16 @@ class Pipeline:
         hit = self.jpegs.get(jkey)
         if hit is None:
             # explicit levels (black >= 1, white >= 0) make render() use exactly these
-            hit = render.render(stage1.reduced, black, white, label, req.label_height, self.quality)
+            hit = render.render(
+                stage1.reduced, black, white, label, req.label_height, self.quality, clock=clock
+            )
             self.jpegs.put(jkey, hit, len(hit[0]) + 512)
+        clock.add("map", since_ms(t0) - clock.ms["encode"])
         data, decided = hit
         return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)
 
-    def stage1(self, req: Request) -> tuple[Stage1, Key, str]:
+    def stage1(self, req: Request, clock: Timings | None = None) -> tuple[Stage1, Key, str]:
+        clock = clock or Timings()
         path, st = paths.resolve(self.home, req.fn)
         key = Key(
             self.esaf,
@@ -117,14 +143,20 @@ class Pipeline:
         cached = self.lru.get(key)
         if cached is not None:
             return cached, key, "lru"
-        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, path, key))
+        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, path, key, clock))
         return value, key, tier if led else "flight"
 
-    def _tiered(self, req: Request, path: str, key: Key) -> tuple[Stage1, str]:
-        """Tier 2, else read the file (once across this ESAF's workers), then fill tier 1."""
+    def _tiered(self, req: Request, path: str, key: Key, clock: Timings) -> tuple[Stage1, str]:
+        """The frame's pyramid in tier 1, else tier 2, else read the file (once across this
+        ESAF's workers); then fill tier 1. A held pyramid beats a Redis round trip."""
         tier2 = self.tier2
-        if tier2 is None:
-            stage1, tier = self._compute(req, path, key), "file"
+        pyramid = self.lru.get(key.frame_key)
+        if pyramid is not None:
+            stage1, tier = self._reduce(pyramid, req, key, clock), "pyramid"
+            if tier2 is not None:
+                tier2.put(key, _pair(stage1))  # for this ESAF's other users
+        elif tier2 is None:
+            stage1, tier = self._compute(req, path, key, clock), "file"
         else:
             hit = tier2.get(key)
             if hit is not None:
@@ -132,23 +164,42 @@ class Pipeline:
             else:
                 pair, tier = tier2.produce(
                     key,
-                    lambda: _pair(self._compute(req, path, key)),
+                    lambda: _pair(self._compute(req, path, key, clock)),
                     cacheable=lambda: _unchanged(path, key),
                 )
                 stage1 = Stage1(*pair)
-        if tier == "redis" or _unchanged(path, key):  # a file still being written is not cached
+        if tier != "file" or _unchanged(path, key):  # a file still being written is not cached
             self.lru.put(key, stage1, stage1.nbytes)
         return stage1, tier
 
-    def _compute(self, req: Request, path: str, key: Key) -> Stage1:
-        frame = formats.read_frame(path, req.frame)
-        reduced = reduce.reduce_max(frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
+    def _compute(self, req: Request, path: str, key: Key, clock: Timings) -> Stage1:
+        """Read the frame into its pyramid (once across this worker's threads), reduce it."""
+        fkey = key.frame_key
+        pyramid, _ = self.reads.run(fkey, lambda: self._read(path, fkey, key, clock))
+        return self._reduce(pyramid, req, key, clock)
+
+    def _read(self, path: str, fkey: FrameKey, key: Key, clock: Timings) -> Pyramid:
+        with clock.step("read"):
+            frame = formats.read_frame(path, fkey.frame)
+        with clock.step("reduce"):  # masking the frame in place is the first step of pooling
+            pyramid = Pyramid(frame, dict(frame.meta))
+        if _unchanged(path, key):  # a file still being written is not cached
+            self.lru.put(fkey, pyramid, pyramid.nbytes)
+        with self._count_lock:
+            self.frames_read += 1
+        return pyramid
+
+    def _reduce(self, pyramid: Pyramid, req: Request, key: Key, clock: Timings) -> Stage1:
+        with clock.step("reduce"):
+            reduced = pyramid.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
+        self.lru.resize(key.frame_key, pyramid.nbytes)  # it may have built a level
         with self._count_lock:  # jobs run on several threads; += is not atomic
             self.stage1_computed += 1
-        return Stage1(reduced, dict(frame.meta) | dict(reduced.stats))
+        return Stage1(reduced, pyramid.meta | dict(reduced.stats))
 
     def counters(self) -> dict[str, int]:
-        out = self.lru.counters() | {"stage1_computed": self.stage1_computed}
+        counts = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
+        out = self.lru.counters() | counts
         return out | self.tier2.counters() if self.tier2 is not None else out
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +21,7 @@ from pyis_common.errors import PyisError
 from worker import jobs
 from worker.index import IndexSettings
 from worker.tier2 import RedisTier
+from worker.timings import Timings, since_ms
 
 log = logging.getLogger("worker")
 MAX_THREADS = 32
@@ -54,7 +56,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
             if msg is None or msg[0].get("t") == wire.MSG_STOP:
                 break
             if msg[0].get("t") == wire.MSG_JOB:
-                pool.submit(_run, chan, pipeline, msg[0])
+                pool.submit(_run, chan, pipeline, msg[0], time.perf_counter())
             elif msg[0].get("t") == wire.MSG_CONFIG:
                 configure(pipeline, msg[0])
     return 0
@@ -83,10 +85,17 @@ def _progress(chan: wire.Channel, rid: Any, line: str) -> None:
         pass
 
 
-def _run(chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any]) -> None:
+def _run(
+    chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any], received: float
+) -> None:
+    """One job on a pool thread; ``received`` is when the loop read it (the queue time)."""
     rid = header.get("id")
+    clock = Timings()
+    clock.add("queue", since_ms(received))
     try:
-        result = pipeline.run(header.get("job"), progress=lambda line: _progress(chan, rid, line))
+        result = pipeline.run(
+            header.get("job"), progress=lambda line: _progress(chan, rid, line), clock=clock
+        )
         reply = {
             "t": wire.MSG_REPLY,
             "id": rid,
@@ -111,6 +120,8 @@ def _run(chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any]) ->
         }
         payloads = []
     reply["cache"] = pipeline.counters()
+    clock.add("worker", since_ms(received))
+    reply["timings"] = clock.rounded()
     try:
         chan.send(reply, payloads)
     except OSError:

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from pyis_common.errors import BadRequest
 from worker.reduce import Reduced
+from worker.timings import Timings
 
 RED = (255, 0, 0)
 MAX_LABEL_HEIGHT = 64  # the wire's cap; the C server's 9x15 font looked right up to here
@@ -150,8 +151,10 @@ def render(
     quality: int = 90,
     encoder: str = "simplejpeg",
     auto: tuple[float, float] | None = None,
+    clock: Timings | None = None,
 ) -> tuple[bytes, dict[str, Any]]:
-    """JPEG bytes and what was decided: levels used and the size sent (banner included)."""
+    """JPEG bytes and what was decided: levels used and the size sent (banner included);
+    ``clock`` gets the encode time."""
     white, black = levels(reduced.stats, contrast, wval, auto)
     rgb = to_pixels(reduced, white, black)
     if label_height > 0:
@@ -163,4 +166,7 @@ def render(
         "xsize": int(rgb.shape[1]),
         "ysize": int(rgb.shape[0]),
     }
-    return encode_jpeg(rgb, quality, encoder), decided
+    if clock is None:
+        return encode_jpeg(rgb, quality, encoder), decided
+    with clock.step("encode"):
+        return encode_jpeg(rgb, quality, encoder), decided

@@ -118,6 +118,11 @@ class RedisTier:
         self.hits += 1
         return value
 
+    def put(self, key: Key, value: tuple[Reduced, dict[str, Any]]) -> None:
+        """Share a result computed without the lock (from a held pyramid) with this ESAF."""
+        blob = encode(*value)
+        self._call(lambda: self.client.set(self.name(key), blob, ex=self.ttl_s))
+
     def produce(
         self,
         key: Key,
@@ -141,8 +146,7 @@ class RedisTier:
                     return value, "redis"
             value = compute()
             if cacheable():  # a file still being written is not cached
-                blob = encode(*value)
-                self._call(lambda: self.client.set(name, blob, ex=self.ttl_s))
+                self.put(key, value)
             return value, "file"
         finally:
             if locked:

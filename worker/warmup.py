@@ -95,6 +95,7 @@ def _formats(pipeline: Any, tmp: str) -> None:
     refused.PixelData = encapsulate([bytes(16)])  # refused before any decoding is tried
     refused.save_as(os.path.join(tmp, "refused.dcm"))
     os.remove(os.path.join(tmp, "warm_data_000001.h5"))
+    pipeline = type(pipeline)(home=tmp, cache_bytes=1 << 20)  # frame 1 is held: read it again
     for name, error in (("warm_master.h5", NotFound), ("refused.dcm", Unsupported)):
         try:  # a master without its first data file; a syntax without a decoder
             pipeline.run({"type": "jpeg", "fn": name})

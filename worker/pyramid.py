@@ -1,0 +1,175 @@
+"""A max-pyramid per frame: the frame at full depth and its power-of-two max-pooled levels.
+
+A viewer that changes ``xsize``, zooms or pans asks for the same frame again and again; the C
+server kept the raw frame per session, pyis read the file again. A :class:`Pyramid` keeps,
+in the stage-1 LRU, level 0 (the frame, masked pixels already at the dtype's floor) and, built
+on first use from the nearest finer level, level k: the maximum of each 2^k x 2^k block (partial
+blocks at the bottom and right edges), with its validity where the frame has a mask. A request
+is reduced from level k, 2^k being the largest power of two not wider than its narrowest box,
+so a new size costs a reduction of a frame 4^k times smaller, a zoom segment a reduction of its
+window, and neither reads the file.
+
+Every pixel of the frame belongs to exactly one block of each level and every block to exactly
+one output box, so a one-pixel spot survives at its full value, as in :func:`reduce.reduce_max`.
+The price of the shortcut: a box's edges fall on the level's 2^k grid, so up to 2^k - 1 source
+pixels at an edge (less than one box) belong to the neighbouring box. Cold and cached requests
+take the same path, so a served image is the one a fresh reduction gives, pixel for pixel.
+
+Saturation needs no level of its own: a box is saturated exactly when the maximum of its valid
+pixels reaches the level, and masked pixels sit below every valid value.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from worker import reduce
+from worker.formats import Frame
+
+Rule = str  # how a box's validity is known: "all", "nan", "negative" or "mask" (a valid level)
+
+
+@dataclass(frozen=True)
+class Level:
+    data: np.ndarray  # the max of each block at full depth; masked pixels at the dtype's floor
+    valid: np.ndarray | None  # bool, only under the "mask" rule: the block holds a valid pixel
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes + (self.valid.nbytes if self.valid is not None else 0)
+
+
+def level_for(win_w: int, win_h: int, dst_w: int, dst_h: int) -> int:
+    """k of the coarsest level whose blocks are no wider than the narrowest output box."""
+    narrowest = min(win_w // dst_w, win_h // dst_h)
+    return max(narrowest, 1).bit_length() - 1
+
+
+def _segments(n: int, f: int) -> list[tuple[slice, int]]:
+    """An axis of ``n`` pixels as (source slice, blocks): the whole blocks, then the partial one."""
+    whole = n // f
+    out = [(slice(0, whole * f), whole)] if whole else []
+    return out + [(slice(whole * f, n), 1)] if n % f else out
+
+
+def pool_fine(x: np.ndarray, rows: reduce.Plan, cols: reduce.Plan, op: np.ufunc) -> np.ndarray:
+    """:func:`reduce.pool`, with a shortcut for what a level usually needs: boxes of one or two
+    pixels each way (a level is chosen so), i.e. the max of each box's first and last pixel.
+    Two gathers per axis need no run planning, which costs more than the pooling here."""
+    if rows.kind != "down" or cols.kind != "down" or rows.span != 1 or cols.span != 1:
+        return reduce.pool(x, rows, cols, op)
+    out = np.take(x, rows.starts, axis=0)
+    if rows.ends is not None:
+        op(out, np.take(x, rows.ends, axis=0), out=out)
+    part = np.take(out, cols.starts, axis=1)
+    if cols.ends is not None:
+        op(part, np.take(out, cols.ends, axis=1), out=part)
+    return part
+
+
+def blocks(x: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
+    """The ``op`` (maximum) of each f x f block of ``x``; partial blocks at the edges."""
+    out = np.empty((-(-x.shape[0] // f), -(-x.shape[1] // f)), x.dtype)
+    row = 0
+    for rows, nr in _segments(x.shape[0], f):
+        col = 0
+        for cols, nc in _segments(x.shape[1], f):
+            part = x[rows, cols]
+            plan_r, plan_c = reduce.plan(part.shape[0], nr), reduce.plan(part.shape[1], nc)
+            out[row : row + nr, col : col + nc] = reduce.pool(part, plan_r, plan_c, op)
+            col += nc
+        row += nr
+    return out
+
+
+class Pyramid:
+    """One frame's levels; thread-safe, built lazily, immutable once built."""
+
+    def __init__(self, frame: Frame, meta: dict[str, Any]) -> None:
+        data = frame.data
+        floats = data.dtype.kind == "f"
+        self.op: np.ufunc = np.fmax if floats else np.maximum  # fmax: NaN loses to a number
+        self.saturation = reduce.saturation_level(frame)
+        valid: np.ndarray | None = None
+        if frame.negative_masked:
+            self.rule: Rule = "negative"  # Pilatus -1/-2: a box is valid when its max is >= 0
+        elif frame.mask is None:
+            self.rule = "nan" if floats else "all"
+        else:
+            self.rule = "mask"
+            mask = frame.mask | np.isnan(data) if floats else frame.mask
+            low = -np.inf if floats else np.iinfo(data.dtype).min
+            if frame.scratch and data.flags.writeable:
+                np.putmask(data, mask, low)  # this request's own copy: no 70 MB masked copy
+            else:
+                data = np.where(mask, low, data)
+            valid = ~mask
+        self.meta = meta
+        # h12levels: full-resolution level statistics of this frame (one small object; the
+        # stage-1 value that crosses tier 2 carries it in its JSON header)
+        self.level_stats: Any = None
+        self._levels: dict[int, Level] = {0: Level(data, valid)}
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._levels[0].data.shape
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            levels = list(self._levels.values())
+        return 1024 + sum(v.nbytes for v in levels)
+
+    def level(self, k: int) -> Level:
+        """Level k, pooled from the nearest finer level already built (once)."""
+        with self._lock:
+            built = self._levels.get(k)
+            if built is not None:
+                return built
+            j = max(i for i in self._levels if i < k)
+            finer, f = self._levels[j], 1 << (k - j)
+            valid = None
+            if finer.valid is not None:
+                valid = blocks(finer.valid.view(np.uint8), f, np.maximum).view(bool)
+            built = self._levels[k] = Level(blocks(finer.data, f, self.op), valid)
+            return built
+
+    def reduce(
+        self,
+        xsize: int,
+        ysize: int | None = None,
+        zoom: float = 1.0,
+        segcol: float = 0.0,
+        segrow: float = 0.0,
+    ) -> reduce.Reduced:
+        """Stage 1 for one request: window, level, max-pool, validity, saturation, stats."""
+        height, width = self.shape
+        rows, cols = reduce.window(height, width, zoom, segcol, segrow)
+        win_h, win_w = rows.stop - rows.start, cols.stop - cols.start
+        dst_w, dst_h = reduce.output_size(win_w, win_h, xsize, ysize)
+        k = level_for(win_w, win_h, dst_w, dst_h)
+        level = self.level(k)
+        rows_k = slice(rows.start >> k, -(-rows.stop >> k))  # the blocks the window touches
+        cols_k = slice(cols.start >> k, -(-cols.stop >> k))
+        plan_r = reduce.plan(rows_k.stop - rows_k.start, dst_h)
+        plan_c = reduce.plan(cols_k.stop - cols_k.start, dst_w)
+        data = pool_fine(level.data[rows_k, cols_k], plan_r, plan_c, self.op)
+        if not data.flags.owndata:  # a view would pin the whole level in the cache
+            data = data.copy()
+        if self.rule == "mask":
+            part = level.valid[rows_k, cols_k].view(np.uint8)
+            valid = pool_fine(part, plan_r, plan_c, np.maximum).view(bool).copy()
+        elif self.rule == "negative":
+            valid = data >= 0
+        elif self.rule == "nan":
+            valid = ~np.isnan(data)
+        else:
+            valid = np.ones(data.shape, bool)
+        saturated = valid & (data >= self.saturation)
+        stats = reduce.stats(data, valid, saturated)
+        return reduce.Reduced(data=data, valid=valid, saturated=saturated, stats=stats)
