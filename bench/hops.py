@@ -35,17 +35,19 @@ def broker() -> int:
     return 0
 
 
-def echo(endpoint: str, sizes: str) -> int:
+def echo(endpoint: str) -> int:
     import zmq
 
-    frames = [b"x" * int(n) for n in sizes.split(",")]
+    replies: dict[bytes, list[bytes]] = {}
     sock = zmq.Context().socket(zmq.REP)
     sock.connect(endpoint)
     print("READY")
     sys.stdout.flush()
     while True:
-        sock.recv()
-        sock.send_multipart(frames)
+        sizes = sock.recv()
+        if sizes not in replies:
+            replies[sizes] = [b"x" * int(n) for n in json.loads(sizes)]
+        sock.send_multipart(replies[sizes])
 
 
 def fork(repeat: int) -> int:
@@ -89,13 +91,12 @@ def run(*args: str) -> str:
 class Baseline:
     """A bare broker and echo server, running while the bench needs them."""
 
-    def __init__(self, sizes: list[int]) -> None:
+    def __init__(self) -> None:
         argv = [sys.executable, "-m", "bench.hops"]
         opts = {"stdout": subprocess.PIPE, "text": True, "cwd": common.REPO}
         self.broker = subprocess.Popen([*argv, "broker"], **opts)
         self.endpoint, backend = self.broker.stdout.readline().split()
-        sizes_arg = ",".join(map(str, sizes))
-        self.echo = subprocess.Popen([*argv, "echo", backend, sizes_arg], **opts)
+        self.echo = subprocess.Popen([*argv, "echo", backend], **opts)
         self.echo.stdout.readline()
 
     def stop(self) -> None:

@@ -58,6 +58,7 @@ TARGETS = {
     "session_ratio": 1.5,
 }
 HOPS = ("e2e", "total", "access", "queue", "worker", "map", "encode")
+COLD_STEPS = ("e2e", "total", "access", "queue", "worker", "read", "reduce", "map", "encode")
 
 
 def main() -> int:
@@ -109,8 +110,7 @@ def timed(ask: Client, job: dict) -> tuple[float, dict]:
 def bench(stack: Stack, data: Path, rounds: int) -> dict:
     pid = stack.sign_session(dev_user(), [0])
     ask = Client(stack.endpoint)
-    sample = ask({"pid": pid, "type": "jpeg", "fn": IMAGES[0][1], "contrast": 99})
-    baseline = hops.Baseline([len(f) for f in sample[1:]])
+    baseline = hops.Baseline()
     try:
         bare = lambda: Client(baseline.endpoint)  # noqa: E731
         rtt_client = bare()
@@ -121,7 +121,7 @@ def bench(stack: Stack, data: Path, rounds: int) -> dict:
             images[name]["image"] = label
         session = new_sessions(stack, ask, rounds, rtt_client)
         status_ms = median_ms(lambda: ask({"pid": "x", "type": "status"}), 50)
-        bare_ms = median_ms(lambda: rtt_client({}), 50)
+        bare_ms = median_ms(lambda: rtt_client([0]), 50)
     finally:
         baseline.stop()
     rps = {str(n): throughput(stack.endpoint, pid, clients=n, per_client=200) for n in (1, 4, 8)}
@@ -150,16 +150,21 @@ def image_rounds(
     floor = jobs.Pipeline(home=str(data), cache_bytes=0)  # never holds anything: cold each time
     warm_floor = jobs.Pipeline(home=str(data))
     warm_floor.run(job)
-    timed(ask, job)  # this worker has read this format once
+    sample = ask(job)  # this worker has read this format once
+    sizes = [len(f) for f in sample[1:]]  # the bare round trip carries frames of these sizes
     keys = ("cold", "xsize", "zoom", "contrast", "floor", "stage2", "rtt", "fresh", "floor_fresh")
     ms: dict[str, list[float]] = {k: [] for k in keys}
     hop: dict[str, list[float]] = {k: [] for k in HOPS}
+    cold: dict[str, list[float]] = {k: [] for k in COLD_STEPS}
     for r in range(rounds):
+        touch(path)  # a new version of the file: both below read it (and an Eiger its mask)
         t0 = time.perf_counter()
         floor.run(job)
         ms["floor"].append((time.perf_counter() - t0) * 1000)
-        touch(path)
-        ms["cold"].append(timed(ask, job)[0])
+        e2e, timings = timed(ask, job)
+        ms["cold"].append(e2e)
+        for k in COLD_STEPS:
+            cold[k].append(e2e if k == "e2e" else float(timings.get(k, 0.0)))
         ms["xsize"].append(timed(ask, job | {"xsize": 600 + r})[0])
         zoom = {"zoom": 4.0, "segcol": float(r % 4), "segrow": float(r // 4 % 4)}
         ms["zoom"].append(timed(ask, job | zoom)[0])
@@ -169,7 +174,7 @@ def image_rounds(
         warm_floor.run(job | contrast)
         ms["stage2"].append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
-        rtt({})
+        rtt(sizes)
         ms["rtt"].append((time.perf_counter() - t0) * 1000)
         e2e, timings = timed(ask, job | contrast)
         ms["contrast"].append(e2e)
@@ -190,6 +195,7 @@ def image_rounds(
         "warm_cold_ratio": per_round(ms["cold"], ms["floor"]),
         "fresh_cold_ratio": med["fresh_ms"] / med["floor_fresh_ms"],
         "hops_ms": {k: statistics.median(v) for k, v in hop.items()},
+        "cold_steps_ms": {k: statistics.median(v) for k, v in cold.items()},
     }
 
 
@@ -205,7 +211,7 @@ def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:
         session_ms.append(ms)
         parts.append(timings)
         t0 = time.perf_counter()
-        rtt({})
+        rtt([0, 0])
         rtts.append((time.perf_counter() - t0) * 1000)
     starts = json.loads(ask({"pid": "x", "type": "status"})[2])["worker_start_ms"]
     base = statistics.median(forks) + statistics.median(rtts)
@@ -236,6 +242,9 @@ def report(result: dict) -> None:
     hop_rows = [{"image": i["image"]} | i["hops_ms"] for i in result["images"].values()]
     print("new contrast, per hop (ms; e2e = client, total = procmgr, worker = worker thread):")
     print(table(hop_rows, ["image", *HOPS]))
+    cold_rows = [{"image": i["image"]} | i["cold_steps_ms"] for i in result["images"].values()]
+    print("cold image in a warm worker, per step (ms):")
+    print(table(cold_rows, ["image", *COLD_STEPS]))
     print("new session:", json.dumps(result["session"]))
     print("warm requests/s by clients:", json.dumps(result["requests_per_s"]))
     print(f"status through proxy+procmgr {result['status_round_trip_ms']:.3f} ms, "

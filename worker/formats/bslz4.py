@@ -20,28 +20,41 @@ LZ4 = 2  # bitshuffle's compression code in the filter's cd_values
 HEADER = struct.Struct(">QI")  # total uncompressed bytes, block size in bytes
 
 
-def _layout_ok(ds: h5py.Dataset) -> bool:
+def _filter_ok(ds: h5py.Dataset) -> bool:
     filters = ds._filters  # h5py's own parse of the dataset's filter pipeline
-    if list(filters) != [FILTER_BSHUF] or ds.chunks != (1, *ds.shape[1:]):
+    if list(filters) != [FILTER_BSHUF]:
         return False
     options = filters[FILTER_BSHUF]
     return len(options) >= 5 and options[4] == LZ4 and ds.dtype.kind in "iu"
 
 
-def read_frame(ds: h5py.Dataset, index: int) -> np.ndarray | None:
-    """Frame ``index`` of a (frames, H, W) dataset, or None to use ``ds[index]``."""
-    if not _layout_ok(ds):
-        return None
-    skipped, chunk = ds.id.read_direct_chunk((index, 0, 0))
+def _decode(ds: h5py.Dataset, offset: tuple[int, ...], shape: tuple[int, int]) -> np.ndarray | None:
+    """The one chunk at ``offset``, holding a ``shape`` plane; None to let HDF5 read it."""
+    skipped, chunk = ds.id.read_direct_chunk(offset)
     if skipped:  # some filter was not applied to this chunk: let HDF5 sort it out
         return None
     if len(chunk) < HEADER.size:
         raise ValueError("truncated bitshuffle/LZ4 chunk")
     total, block = HEADER.unpack_from(chunk)
     itemsize = ds.dtype.itemsize
-    pixels = ds.shape[1] * ds.shape[2]
+    pixels = shape[0] * shape[1]
     if total != pixels * itemsize or block % itemsize:
         raise ValueError("bitshuffle/LZ4 chunk header does not match the dataset")
     payload = np.frombuffer(chunk, np.uint8, offset=HEADER.size)
     data = bitshuffle.decompress_lz4(payload, (pixels,), ds.dtype, block // itemsize)
-    return data.reshape(ds.shape[1:])
+    return data.reshape(shape)
+
+
+def read_frame(ds: h5py.Dataset, index: int) -> np.ndarray | None:
+    """Frame ``index`` of a (frames, H, W) dataset, or None to use ``ds[index]``."""
+    if ds.chunks != (1, *ds.shape[1:]) or not _filter_ok(ds):
+        return None
+    return _decode(ds, (index, 0, 0), ds.shape[1:])
+
+
+def read_plane(ds: h5py.Dataset) -> np.ndarray | None:
+    """A 2-D dataset stored as one bitshuffle/LZ4 chunk (a pixel mask), or None to use
+    ``ds[()]``: 16M pixels in ~20 ms instead of ~80 ms through the filter pipeline."""
+    if ds.ndim != 2 or ds.chunks != ds.shape or not _filter_ok(ds):
+        return None
+    return _decode(ds, (0, 0), ds.shape)

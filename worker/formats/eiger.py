@@ -22,8 +22,8 @@ import h5py
 import numpy as np
 
 from pyis_common.errors import Unsupported
+from worker.formats import bslz4, nexus
 from worker.formats import eiger_files as files
-from worker.formats import nexus
 from worker.formats.base import Frame, basename, cannot_read, check_frame, common_meta, native
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -84,7 +84,8 @@ def _pixel_mask(f: h5py.File, path: str, shape: tuple[int, int]) -> np.ndarray |
         if node.shape != shape:
             raise Unsupported(f"{basename(path)} has a pixel_mask of another size than its images")
         try:
-            mask = np.not_equal(node[()], 0)
+            raw = bslz4.read_plane(node)
+            mask = np.not_equal(node[()] if raw is None else raw, 0)
         except (OSError, ValueError, TypeError) as exc:
             raise cannot_read(path, "an Eiger pixel mask", exc) from exc
         mask = mask if mask.any() else None
