@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyis_common.devstack import Stack
+from tests.support import accounts
 from tests.support.accounts import Accounts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,14 @@ def need_root() -> None:
         if os.environ.get("CI"):
             pytest.fail("CI must run the tests as root (privilege separation is tested for real)")
         pytest.skip("needs root: privilege separation is tested with real setuid/setgid")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_account_left_behind() -> Iterator[None]:
+    """Torn down last: the run fails if any throwaway user or group outlives it."""
+    yield
+    left = accounts.leftovers()
+    assert not left, f"the test run left these accounts behind: {', '.join(left)}"
 
 
 @pytest.fixture(scope="session")
