@@ -45,6 +45,8 @@ CASES = [
     ("fn device node", {"fn": "hostile/null"}, "bad_request"),
     ("fn symlink loop", {"fn": "hostile/loop"}, "bad_request"),
     ("fn directory", {"fn": "hostile"}, "bad_request"),
+    ("fn trailing slash", {"fn": "thau_0001.cbf/"}, "bad_request"),
+    ("fn trailing slash dot", {"fn": "thau_0001.cbf/."}, "bad_request"),
     ("fn empty file", {"fn": "hostile/empty.cbf"}, "unsupported"),
     ("fn text file", {"fn": "hostile/notes.cbf"}, "unsupported"),
     ("fn truncated CBF", {"fn": "hostile/truncated.cbf"}, "unsupported"),

@@ -19,6 +19,8 @@ def resolve(home: str, fn: str | None) -> tuple[str, os.stat_result]:
     """The real path of ``fn`` and its stat (the file identity later used by the caches)."""
     if not fn:
         raise BadRequest("'fn' names no file")
+    if fn.rsplit("/", 1)[-1] in ("", "."):  # realpath would quietly drop a trailing "/" or "/."
+        raise BadRequest("'fn' ends with '/' or '/.': it names a directory, not an image")
     base = os.path.realpath(home)
     real = os.path.realpath(os.path.join(base, fn))  # an absolute fn replaces base
     if os.path.commonpath([real, base]) != base:
