@@ -183,6 +183,15 @@ def scrub(text: str, hidden: list[str]) -> str:
     return text
 
 
+def printable(text: str, hidden: list[str]) -> str:
+    """Server or file-name text made safe for a terminal: secrets replaced, line breaks and tabs
+    become blanks, every other non-printable (ESC and the rest of a terminal escape's control
+    bytes, bidi overrides, ...) is dropped, so a file name cannot recolour or rewrite the screen.
+    """
+    text = scrub(text, hidden)
+    return "".join(ch if ch.isprintable() else " " if ch.isspace() else "" for ch in text)
+
+
 def argv_secrets(argv: list[str]) -> list[str]:
     """Tokens given as ``--auth X`` or ``--auth=X``, known before argparse may quote them."""
     found = [a.split("=", 1)[1] for a in argv if a.startswith("--auth=")]
@@ -208,7 +217,7 @@ class ProgressBar:
         with self.lock:
             self.ticks += 1
             if message is not None and "progress" in message:  # not the closing "done"
-                self.line = scrub(" ".join(str(message.get("progress", "")).split()), self.hidden)
+                self.line = " ".join(printable(str(message["progress"]), self.hidden).split())
                 if not self.tty:
                     print(f"is-cli: progress: {self.line[:500]}", file=self.stream, flush=True)
             if self.tty:
@@ -292,7 +301,7 @@ def send(settings: Settings, job: dict[str, Any], bar: ProgressBar) -> list[byte
         try:
             feed.start()
         except client.ProgressUnavailable as exc:
-            bar.note(f"no progress shown: {scrub(str(exc), bar.hidden)}")
+            bar.note(f"no progress shown: {printable(str(exc), bar.hidden)}")
             feed = None
 
     def on_retry(attempt: int, tries: int) -> None:
@@ -326,12 +335,12 @@ def run(
         return EXIT_USAGE
     if frames[0] != b"":
         code, sentence = parse_wire_text(frames[0])
-        print(f"is-cli: {code}: {scrub(sentence, hidden)}", file=sys.stderr)
+        print(f"is-cli: {code}: {printable(sentence, hidden)}", file=sys.stderr)
         return EXIT_BY_CODE[code]
     try:
         return OUTPUTS[args.command](args, frames, hidden)
     except BadReply as exc:
-        print(f"is-cli: internal: {exc}", file=sys.stderr)
+        print(f"is-cli: internal: {printable(str(exc), hidden)}", file=sys.stderr)
         return EXIT_BY_CODE["internal"]
     except BrokenPipeError:  # `is-cli meta f | head -1`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
@@ -350,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         floor = INDEX_TIMEOUT_S if args.command == "index" else 0.0
         settings = client.resolve(flags, env, client.load_config(path, explicit), floor)
     except ConfigError as exc:
-        print(f"is-cli: {scrub(str(exc), hidden)}", file=sys.stderr)
+        print(f"is-cli: {printable(str(exc), hidden)}", file=sys.stderr)
         return EXIT_USAGE
     hidden += [settings.auth or "", client.url_password(settings.redis)]
     if args.command == "status" and not settings.pid:

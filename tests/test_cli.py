@@ -131,6 +131,18 @@ def test_error_replies_become_exit_codes(site, home):
     assert cli(["meta", FN, *on(site, pid="no-such-session")], home).returncode == 11
 
 
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\u202e"  # title, clear screen, red, bidi override
+
+
+def test_error_text_from_the_server_loses_its_terminal_escapes(site, home):
+    """The server echoes the file name in its sentence; a name full of escapes prints inert."""
+    missing = cli(["meta", f"{ESCAPES}nope.cbf", *on(site)], home)
+    assert missing.returncode == 13
+    err = missing.stderr.decode()
+    assert err.startswith("is-cli: not_found: ") and "nope.cbf" in err
+    assert err.rstrip("\n").isprintable(), repr(err)
+
+
 def test_spots_prints_counts_or_the_servers_error(site, home):
     """The server may not serve spots yet: then the CLI reports ``unsupported`` (14)."""
     done = cli(["spots", FN, *on(site)], home)
@@ -410,6 +422,28 @@ def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_re
         run.stop()
     printed = "\n".join(run.lines[run.lines.index("{") :])
     assert json.loads(printed) == result
+
+
+def test_progress_from_redis_loses_its_terminal_escapes(fake, home, progress_redis):
+    url, conn = progress_redis
+    run = procs.Proc(
+        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "sess-2", "--redis", url],
+        lambda line: False,
+        stderr=subprocess.STDOUT,
+        env=cli_env(home),
+    )
+    try:
+        request = fake.receive()
+        channel = client.progress_channel("sess-2", request["tag"])
+        wait_until(lambda: conn.pubsub_numsub(channel)[0][1] == 1, "the CLI's subscription")
+        conn.publish(channel, json.dumps({"progress": f"{ESCAPES}COLSPOT\tdone", "done": True}))
+        wait_until(lambda: any("COLSPOT" in line for line in run.lines), "the progress line")
+        fake.reply([b"", json.dumps(request).encode(), b"{}"])
+        assert run.proc.wait(RUN_TIMEOUT_S) == 0, run.lines
+    finally:
+        run.stop()
+    (shown,) = [line for line in run.lines if "COLSPOT" in line]
+    assert shown.isprintable() and shown.endswith("COLSPOT done"), repr(shown)
 
 
 def test_index_goes_on_without_progress_when_redis_is_unreachable(fake, home):
