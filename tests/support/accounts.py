@@ -17,7 +17,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 _made: set[tuple[str, str]] = set()  # ("user" | "group", name): everything this process added
 
 
