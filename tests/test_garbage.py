@@ -9,6 +9,7 @@ import stat
 
 import pytest
 
+from tests.support import bombs
 from tests.support.client import ask, ask_dealer, error_code
 
 CASES = [
@@ -51,6 +52,7 @@ CASES = [
     ("fn text file", {"fn": "hostile/notes.cbf"}, "unsupported"),
     ("fn truncated CBF", {"fn": "hostile/truncated.cbf"}, "unsupported"),
     ("frame out of range", {"fn": "thau_0001.cbf", "frame": 2}, "not_found"),
+    *((f"bomb {name}", {"fn": f"hostile/{name}"}, "unsupported") for name in bombs.BOMBS),
 ]
 
 
@@ -66,6 +68,7 @@ def hostile(site):
     (d / "notes.cbf").write_text("beamtime notes, not an image\n")
     cbf = (site.home / "thau_0001.cbf").read_bytes()
     (d / "truncated.cbf").write_bytes(cbf[: len(cbf) // 3])
+    bombs.write_all(d)  # kilobytes declaring hundreds of megabytes
     for p in [d, *d.iterdir()]:
         os.chown(p, 0, grp.getgrnam(f"e{site.esaf}").gr_gid, follow_symlinks=False)
         if not p.is_symlink():

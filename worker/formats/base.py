@@ -56,6 +56,11 @@ def basename(path: str) -> str:
     return os.path.basename(path)
 
 
+def file_size(path: str) -> int:
+    """Bytes the file holds: what a header's declared frame size is weighed against."""
+    return os.stat(path).st_size
+
+
 def cannot_read(path: str, what: str, exc: BaseException | None = None) -> Unsupported:
     """The one sentence for a file a library could not decode (name of the failure, no text)."""
     why = f" ({type(exc).__name__})" if exc is not None else ""

@@ -15,7 +15,7 @@ import fabio.ext.byte_offset  # noqa: F401  loaded lazily by the decoder; the zy
 import numpy as np
 
 from pyis_common.errors import Unsupported
-from worker.formats import pilatus
+from worker.formats import budget, pilatus
 from worker.formats.base import (
     Frame,
     basename,
@@ -23,6 +23,7 @@ from worker.formats.base import (
     check_frame,
     check_pixels,
     common_meta,
+    file_size,
     out_of_memory,
 )
 
@@ -69,6 +70,18 @@ def _geometry(path: str, mime: dict[str, str]) -> tuple[tuple[int, int], np.dtyp
     return shape, dtype
 
 
+def _check_size(path: str, shape: tuple[int, int], stored: int) -> None:
+    """The declared dimensions against the bytes present, before fabio allocates for them:
+    byte-offset compression spends at least one byte per pixel, and decodes to 32 bits.
+    """
+    budget.check(basename(path), shape, 4, stored)
+    if shape[0] * shape[1] > stored:
+        raise Unsupported(
+            f"{basename(path)} declares {shape[1]}x{shape[0]} pixels but holds only {stored} "
+            "bytes of data: it is truncated or crafted"
+        )
+
+
 class CbfReader:
     """miniCBF through fabio's byte-offset decoder (C), with our own header parse."""
 
@@ -79,7 +92,9 @@ class CbfReader:
 
     def read_meta(self, path: str) -> dict[str, Any]:
         """Header only: the text before the binary marker, no pixel decoding."""
-        text, mime = _read_header(path)
+        return self._meta(path, *_read_header(path))
+
+    def _meta(self, path: str, text: bytes, mime: dict[str, str]) -> dict[str, Any]:
         shape, dtype = _geometry(path, mime)
         meta = common_meta(path, self.name, shape, dtype.itemsize)
         found = _CONTENTS.search(text)
@@ -88,9 +103,11 @@ class CbfReader:
         return meta
 
     def read_frame(self, path: str, frame: int = 1) -> Frame:
-        meta = self.read_meta(path)
+        text, mime = _read_header(path)
+        meta = self._meta(path, text, mime)
         check_frame(path, frame, 1)
         shape = (meta["y_pixels_in_detector"], meta["x_pixels_in_detector"])
+        _check_size(path, shape, file_size(path) - len(text) - len(BINARY_START))
         try:
             # check_MD5=False: fabio only logs a mismatch, and the MD5 costs ~10 ms per 6M frame
             data = fabio.cbfimage.CbfImage().read(path, check_MD5=False).data

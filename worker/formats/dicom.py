@@ -21,6 +21,7 @@ import pydicom.pixels.decoders.pillow  # noqa: F401
 import pydicom.pixels.decoders.rle  # noqa: F401
 
 from pyis_common.errors import Unsupported
+from worker.formats import budget
 from worker.formats.base import (
     Frame,
     basename,
@@ -28,6 +29,7 @@ from worker.formats.base import (
     check_frame,
     check_pixels,
     common_meta,
+    file_size,
     native,
     out_of_memory,
     positive,
@@ -37,7 +39,6 @@ PIL.Image.init()  # pydicom's Pillow decoder calls Image.open, which imports eve
 PREAMBLE = 128  # the "DICM" magic follows a 128-byte preamble
 SUFFIXES = (".dcm", ".dicom")
 GREY = ("MONOCHROME1", "MONOCHROME2")
-MAX_PIXELS = 1 << 28  # Rows and Columns are 16-bit: refuse a 4-gigapixel "frame" up front
 
 
 def _number(value: Any) -> float | None:
@@ -84,8 +85,10 @@ def _header(path: str) -> pydicom.Dataset:
     name = basename(path)
     if samples != 1 or ds.get("PhotometricInterpretation", "MONOCHROME2") not in GREY:
         raise Unsupported(f"{name} is a colour DICOM image; only grey-scale images are shown")
-    if min(rows, cols, bits) < 1 or rows * cols > MAX_PIXELS:
+    if min(rows, cols, bits) < 1:
         raise Unsupported(f"{name} is a DICOM file with an impossible image size")
+    # Rows and Columns are 16-bit: 4 gigapixels from a few header bytes, refused up front
+    budget.check(name, (rows, cols), -(-bits // 8), file_size(path))
     return ds
 
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from pyis_common.errors import Unsupported
-from worker.formats import bslz4, nexus
+from worker.formats import bslz4, hdf5_storage, nexus
 from worker.formats import eiger_files as files
 from worker.formats.base import Frame, basename, cannot_read, check_frame, common_meta, native
 
@@ -83,6 +83,7 @@ def _pixel_mask(f: h5py.File, path: str, shape: tuple[int, int]) -> np.ndarray |
     if isinstance(node, h5py.Dataset) and node.ndim == 2:
         if node.shape != shape:
             raise Unsupported(f"{basename(path)} has a pixel_mask of another size than its images")
+        hdf5_storage.check_frame(node, 0, basename(path))
         try:
             raw = bslz4.read_plane(node)
             mask = np.not_equal(node[()] if raw is None else raw, 0)

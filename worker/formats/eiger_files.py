@@ -22,11 +22,10 @@ import hdf5plugin  # noqa: F401  registers bitshuffle/LZ4 (32008), LZ4 (32004), 
 import numpy as np
 
 from pyis_common.errors import Forbidden, NotFound, Unsupported
-from worker.formats import bslz4, nexus
+from worker.formats import bslz4, budget, hdf5_storage, nexus
 from worker.formats.base import basename, cannot_read, out_of_memory
 
 DATA = "/entry/data"
-MAX_PIXELS = 1 << 28  # 16x the largest detector (Eiger2 16M); a bigger "frame" is an attack
 _LINK = re.compile(r"data_\d+")
 
 
@@ -87,8 +86,7 @@ def checked_stack(node: Any, path: str) -> h5py.Dataset:
         raise Unsupported(f"{name} holds no 2-D or 3-D integer image data where Eiger files do")
     if node.is_virtual or node.external:
         raise Forbidden(f"{name} keeps its pixels in other files (virtual or external storage)")
-    if node.shape[-1] * node.shape[-2] > MAX_PIXELS:
-        raise Unsupported(f"{name} has frames of {node.shape[-1]}x{node.shape[-2]} pixels")
+    budget.check(name, node.shape[-2:], node.dtype.itemsize, None)
     return node
 
 
@@ -131,6 +129,7 @@ def read_image(f: h5py.File, path: str, sources: list[Source], frame: int) -> np
                 image_numbers(ds, start) if numbered else (start, start + stack_size(ds) - 1)
             )
             if low <= frame <= high:
+                hdf5_storage.check_frame(ds, frame - low, basename(src.file or path))
                 try:
                     if ds.ndim != 3:
                         return ds[()]

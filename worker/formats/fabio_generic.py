@@ -16,6 +16,7 @@ import fabio.edfimage
 import fabio.ext.mar345_IO
 import fabio.kcdimage
 import fabio.mar345image
+import fabio.openimage
 import fabio.OXDimage
 import fabio.pilatusimage
 import fabio.tifimage
@@ -23,6 +24,7 @@ import numpy as np
 import PIL.TiffImagePlugin  # noqa: F401  fabio's fallback for TIFFs its own reader rejects
 
 from pyis_common.errors import Unsupported
+from worker.formats import budget
 from worker.formats.base import (
     Frame,
     basename,
@@ -30,15 +32,49 @@ from worker.formats.base import (
     check_frame,
     check_pixels,
     common_meta,
+    file_size,
     native,
     out_of_memory,
     plain,
 )
 from worker.formats.fabio_headers import FORMATS
 
+# the header keys that declare a frame's width and height, where fabio's header read does not
+# set the shape itself; KCD is absent: its header read costs as much as decoding the file
+DIMENSIONS = {
+    "EdfImage": ("Dim_1", "Dim_2"),
+    "OxdImage": ("NX", "NY"),
+    "DtrekImage": ("SIZE1", "SIZE2"),
+}
+HEADER_ONLY = (*DIMENSIONS, "BrukerImage", "Mar345Image")
+DECODED_ITEMSIZE = 4  # what these codecs decode to at most per pixel (counts, not doubles)
+
+
+def _declared(path: str) -> tuple[int, int] | None:
+    """(rows, columns) the header declares, read before fabio decodes (and allocates) them."""
+    try:
+        image = fabio.openimage._openimage(path)  # detection only: magic bytes, no pixels
+        kind = type(image).__name__
+        if kind not in HEADER_ONLY:
+            return None
+        image.readheader(path)
+        if kind in DIMENSIONS:
+            width, height = (int(image.header[key]) for key in DIMENSIONS[kind])
+            return height, width
+        return tuple(int(n) for n in image._shape)  # type: ignore[return-value]
+    except Exception:  # no header we understand: fabio's decode will say what is wrong
+        return None
+
+
+def _check_size(path: str) -> None:
+    shape = _declared(path)
+    if shape is not None:
+        budget.check(basename(path), shape, DECODED_ITEMSIZE, file_size(path))
+
 
 def _open(path: str, frame: int) -> tuple[Any, np.ndarray, dict[str, Any], int]:
     """fabio image, the frame's pixels and header, and the number of frames."""
+    _check_size(path)
     try:
         image = fabio.open(path)
     except MemoryError as exc:

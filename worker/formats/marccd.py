@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from pyis_common.errors import Unsupported
+from worker.formats import budget, tiff
 from worker.formats.base import (
     Frame,
     basename,
@@ -23,6 +24,7 @@ from worker.formats.base import (
     check_frame,
     check_pixels,
     common_meta,
+    file_size,
     finite,
     out_of_memory,
     positive,
@@ -139,6 +141,9 @@ class MarccdReader:
         meta = self.read_meta(path)
         check_frame(path, frame, 1)
         shape = (meta["y_pixels_in_detector"], meta["x_pixels_in_detector"])
+        stored = file_size(path) - FRAME_HEADER - 3072
+        budget.check(basename(path), shape, meta["image_depth"], stored)
+        tiff.check_size(path)  # the TIFF tags decide what the decoder allocates
         try:
             data = _raw_pixels(path, shape)
             if data is None:

@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from worker.formats import hdf5_storage
 from worker.formats.base import finite, plain, positive
 from worker.formats.pilatus import HC_EV_A
 
@@ -55,6 +56,8 @@ def value(f: h5py.File, path: str) -> Any:
     try:
         node = lookup(f, path)
         if not isinstance(node, h5py.Dataset) or node.shape is None or not node.size:
+            return None
+        if not hdf5_storage.small_read(node):
             return None
         raw = node[()] if node.ndim == 0 else node[(0,) * node.ndim]
     except (OSError, KeyError, TypeError, ValueError):

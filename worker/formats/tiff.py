@@ -10,16 +10,41 @@ count: CCDs write those too.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from worker.formats.base import Frame
+from pyis_common.errors import Unsupported
+from worker.formats import budget
+from worker.formats.base import Frame, basename, file_size
 from worker.formats.fabio_generic import FabioReader
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 SUFFIXES = (".tif", ".tiff")
 NO_COUNT_32 = np.iinfo(np.uint32).max  # Eiger: masked (gap, dead) pixel in 32-bit images
+STRIP_OR_TILE_BYTES = (279, 325)  # StripByteCounts, TileByteCounts
+
+
+def check_size(path: str, frame: int = 1) -> None:
+    """The page's declared size (its tags, read by Pillow without decoding) against the budget
+    and the bytes its strips or tiles hold; a TIFF Pillow cannot parse is left to the decoder.
+    """
+    name = basename(path)
+    try:
+        with Image.open(path) as image:
+            if frame > 1:
+                image.seek(frame - 1)
+            width, height = image.size
+            bits = sum(image.tag_v2.get(258, (8,)))  # BitsPerSample, per sample
+            counts = next((image.tag_v2[t] for t in STRIP_OR_TILE_BYTES if t in image.tag_v2), ())
+    except Image.DecompressionBombError as exc:
+        raise Unsupported(f"{name} declares an image too large to read: {exc}") from exc
+    except Exception:  # not for Pillow to judge (fabio reads more TIFF dialects)
+        return
+    stored = min(sum(int(c) for c in counts), file_size(path)) if counts else file_size(path)
+    budget.check(name, (height, width), max(math.ceil(bits / 8), 1), stored)
 
 
 class TiffReader:
@@ -36,6 +61,7 @@ class TiffReader:
         return self.read_frame(path, 1).meta
 
     def read_frame(self, path: str, frame: int = 1) -> Frame:
+        check_size(path, frame)
         got = self._fabio.read_frame(path, frame)
         if got.meta["format"] == "pilatus-tiff":
             return got  # negatives already masked, header already read
