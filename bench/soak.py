@@ -1,7 +1,8 @@
 """Soak: many requests from concurrent clients, some hostile, with workers killed on purpose.
 
-N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile, and one worker
-SIGKILLed every 1,000 requests. Every request must get exactly one reply: a lost reply (none
+N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile (among them
+crafted bomb files, tests/support/bombs.py, which must be answered ``unsupported:``), and one
+worker SIGKILLed every 1,000 requests. Every request must get exactly one reply: a lost reply (none
 within the client's timeout) or a wrong one (a hostile request served, a good one answered with
 a malformed reply) is counted; ``internal:`` for a request caught in a killed worker is the
 right answer and is counted separately. Prints p50/p99 latency and the RSS of the procmgr and
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import TESTDATA, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyis_common.devstack import Stack  # noqa: E402
+from tests.support import bombs  # noqa: E402
 
 FILES = [
     "cbf/thau_3_2_0001.cbf",
@@ -48,7 +50,8 @@ HOSTILE = [
     b'{"pid":"x","type":"rsync_transfer"}',
     b'{"pid":"x","xsize":1e9}',
     None,
-]  # None: a path traversal with a valid session
+    "bomb",
+]  # None: a path traversal with a valid session; "bomb": a crafted bomb file, valid session
 TIMEOUT_MS = 30000
 KILL_EVERY = 1000
 
@@ -62,6 +65,9 @@ class Soak:
         self.counts = {"ok": 0, "expected_error": 0, "killed": 0, "lost": 0, "wrong": 0}
         self.latencies: list[float] = []
         self.rss_start: dict[str, int] = {}
+        self.bombs = [
+            json.dumps({"pid": self.pid, "fn": f"bombs/{name}"}).encode() for name in bombs.BOMBS
+        ]
 
     def next_job(self, rng: random.Random) -> tuple[bytes, bool]:
         """(request frame, is hostile)."""
@@ -69,6 +75,8 @@ class Soak:
             raw = rng.choice(HOSTILE)
             if raw is None:
                 raw = json.dumps({"pid": self.pid, "fn": "../../etc/shadow"}).encode()
+            elif raw == "bomb":
+                raw = rng.choice(self.bombs)
             return raw, True
         name = Path(rng.choice(FILES)).name
         job = {
@@ -116,6 +124,8 @@ class Soak:
         if reply[0] != b"":
             if len(reply) != 1:
                 return "wrong"
+            if raw in self.bombs:  # refused by the byte budget, not by running out of memory
+                return "expected_error" if reply[0].startswith(b"unsupported:") else "wrong"
             if hostile:
                 return "expected_error"
             return "killed" if reply[0].startswith(b"internal:") else "wrong"
@@ -177,6 +187,9 @@ def main() -> int:
         for rel in FILES:
             (data / Path(rel).name).write_bytes((TESTDATA / rel).read_bytes())
             (data / Path(rel).name).chmod(0o644)
+        for bomb in bombs.write_all(data / "bombs"):
+            bomb.chmod(0o644)
+        (data / "bombs").chmod(0o755)
         stack = Stack(base, ["--dev", str(data)]).start()
         try:
             soak = Soak(stack, args.requests, args.clients)
