@@ -28,7 +28,7 @@ from PIL import Image
 from pyis_common.errors import Forbidden, NotFound, Unsupported
 from tests.conftest import TESTDATA
 from worker import jobs, render, spots
-from worker.formats import Frame, bslz4, read_frame, read_meta
+from worker.formats import Frame, Opened, bslz4, read_frame, read_meta
 from worker.reduce import reduce_max
 
 # README summary table: file -> (W, H, dtype, frames); dtype None: not decodable here
@@ -634,8 +634,9 @@ def test_marccd_pixels_are_read_directly_only_for_plain_16_bit_strips(testdata: 
     from worker.formats import marccd
 
     corkcont = str(testdata / "marccd/corkcont2_H_0089.mccd")
-    direct = marccd._raw_pixels(corkcont, (2048, 2048))
-    assert direct is not None and np.array_equal(direct, fabio.open(corkcont).data)
-    assert marccd._raw_pixels(corkcont, (1024, 1024)) is None  # not what the header says
-    pilatus_tiff = str(testdata / "other/CeO2_Pilatus1M.tif")  # 32-bit: fabio's path
-    assert marccd._raw_pixels(pilatus_tiff, (1043, 981)) is None
+    with Opened.plain(corkcont) as src:
+        direct = marccd._raw_pixels(src, (2048, 2048))
+        assert direct is not None and np.array_equal(direct, fabio.open(corkcont).data)
+        assert marccd._raw_pixels(src, (1024, 1024)) is None  # not what the header says
+    with Opened.plain(str(testdata / "other/CeO2_Pilatus1M.tif")) as pilatus_tiff:
+        assert marccd._raw_pixels(pilatus_tiff, (1043, 981)) is None  # 32-bit: fabio's path

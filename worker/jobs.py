@@ -92,12 +92,11 @@ class Pipeline:
                 decided, meta = spots.reply(stage1.reduced, stage1.meta)
             return Result(job=decided, meta=meta, tier=tier)
         if req.type == "meta":
-            path, _ = paths.resolve(self.home, req.fn)
-            with clock.step("read"):
-                return Result(job={}, meta=formats.read_meta(path))
+            with paths.resolve(self.home, req.fn) as src, clock.step("read"):
+                return Result(job={}, meta=formats.read_meta(src))
         if req.type == "index":
             names = [req.fn, *([req.fn2] if req.fn2 else [])]
-            files = [paths.resolve(self.home, fn)[0] for fn in names]
+            files = [_real_path(self.home, fn) for fn in names]
             result = index.run(self.index_settings, files, progress or (lambda _line: None))
             return Result(job={}, meta=result)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
@@ -124,11 +123,17 @@ class Pipeline:
         return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)
 
     def stage1(self, req: Request, clock: Timings | None = None) -> tuple[Stage1, Key, str]:
-        clock = clock or Timings()
-        path, st = paths.resolve(self.home, req.fn)
+        """Stage 1 of the file ``req.fn`` names, resolved and opened once: every reader reads
+        that open file, and the key holds its ``fstat`` identity (a name swapped meanwhile
+        changes neither what is read nor what it is cached as)."""
+        with paths.resolve(self.home, req.fn) as src:
+            return self._stage1(req, src, clock or Timings())
+
+    def _stage1(self, req: Request, src: paths.Opened, clock: Timings) -> tuple[Stage1, Key, str]:
+        st = src.stat()
         key = Key(
             self.esaf,
-            os.path.relpath(path, os.path.realpath(self.home)),
+            src.name,
             st.st_dev,
             st.st_ino,
             st.st_size,
@@ -143,10 +148,12 @@ class Pipeline:
         cached = self.lru.get(key)
         if cached is not None:
             return cached, key, "lru"
-        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, path, key, clock))
+        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, src, key, clock))
         return value, key, tier if led else "flight"
 
-    def _tiered(self, req: Request, path: str, key: Key, clock: Timings) -> tuple[Stage1, str]:
+    def _tiered(
+        self, req: Request, src: paths.Opened, key: Key, clock: Timings
+    ) -> tuple[Stage1, str]:
         """The frame's pyramid in tier 1, else tier 2, else read the file (once across this
         ESAF's workers); then fill tier 1. A held pyramid beats a Redis round trip."""
         tier2 = self.tier2
@@ -156,7 +163,7 @@ class Pipeline:
             if tier2 is not None:
                 tier2.put(key, _pair(stage1))  # for this ESAF's other users
         elif tier2 is None:
-            stage1, tier = self._compute(req, path, key, clock), "file"
+            stage1, tier = self._compute(req, src, key, clock), "file"
         else:
             hit = tier2.get(key)
             if hit is not None:
@@ -164,26 +171,26 @@ class Pipeline:
             else:
                 pair, tier = tier2.produce(
                     key,
-                    lambda: _pair(self._compute(req, path, key, clock)),
-                    cacheable=lambda: _unchanged(path, key),
+                    lambda: _pair(self._compute(req, src, key, clock)),
+                    cacheable=lambda: _unchanged(src, key),
                 )
                 stage1 = Stage1(*pair)
-        if tier != "file" or _unchanged(path, key):  # a file still being written is not cached
+        if tier != "file" or _unchanged(src, key):  # a file still being written is not cached
             self.lru.put(key, stage1, stage1.nbytes)
         return stage1, tier
 
-    def _compute(self, req: Request, path: str, key: Key, clock: Timings) -> Stage1:
+    def _compute(self, req: Request, src: paths.Opened, key: Key, clock: Timings) -> Stage1:
         """Read the frame into its pyramid (once across this worker's threads), reduce it."""
         fkey = key.frame_key
-        pyramid, _ = self.reads.run(fkey, lambda: self._read(path, fkey, key, clock))
+        pyramid, _ = self.reads.run(fkey, lambda: self._read(src, fkey, key, clock))
         return self._reduce(pyramid, req, key, clock)
 
-    def _read(self, path: str, fkey: FrameKey, key: Key, clock: Timings) -> Pyramid:
+    def _read(self, src: paths.Opened, fkey: FrameKey, key: Key, clock: Timings) -> Pyramid:
         with clock.step("read"):
-            frame = formats.read_frame(path, fkey.frame)
+            frame = formats.read_frame(src, fkey.frame)
         with clock.step("reduce"):  # masking the frame in place is the first step of pooling
             pyramid = Pyramid(frame, dict(frame.meta))
-        if _unchanged(path, key):  # a file still being written is not cached
+        if _unchanged(src, key):  # a file still being written is not cached
             self.lru.put(fkey, pyramid, pyramid.nbytes)
         with self._count_lock:
             self.frames_read += 1
@@ -207,9 +214,17 @@ def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any]]:
     return stage1.reduced, stage1.meta
 
 
-def _unchanged(path: str, key: Key) -> bool:
+def _unchanged(src: paths.Opened, key: Key) -> bool:
+    """The open file still has the size and mtime it had when the key was made."""
     try:
-        st = os.stat(path)
+        st = src.stat()
     except OSError:
         return False
     return (st.st_ino, st.st_size, st.st_mtime_ns) == (key.ino, key.size, key.mtime_ns)
+
+
+def _real_path(home: str, fn: str | None) -> str:
+    """For the external indexer, which opens images by name (and finds a series by its
+    template): the path the no-follow walk resolved, as the kernel names the open file."""
+    with paths.resolve(home, fn) as src:
+        return os.readlink(src.path)

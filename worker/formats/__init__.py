@@ -8,6 +8,9 @@ Detection trusts content before names: the first 4 KiB decide, the extension onl
 from __future__ import annotations
 
 import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pyis_common.errors import Forbidden, Internal, NotFound, Unsupported
@@ -18,8 +21,9 @@ from worker.formats.eiger import EigerReader
 from worker.formats.fabio_generic import FabioReader
 from worker.formats.marccd import MarccdReader
 from worker.formats.tiff import TiffReader
+from worker.paths import Opened
 
-__all__ = ["Frame", "Reader", "READERS", "detect", "read_frame", "read_meta"]
+__all__ = ["Frame", "Opened", "Reader", "READERS", "detect", "read_frame", "read_meta"]
 
 # first claim wins: MarCCD before TIFF (an .mccd is a TIFF), fabio last (it claims everything)
 READERS: tuple[Reader, ...] = (
@@ -32,38 +36,50 @@ READERS: tuple[Reader, ...] = (
 )
 
 
-def _head(path: str) -> bytes:
+def _head(src: Opened) -> bytes:
     """The first bytes, with the OS error turned into the matching wire error."""
-    name = basename(path)
+    name = basename(src.name)
     try:
-        with open(path, "rb") as f:
-            return f.read(HEAD_BYTES)
-    except FileNotFoundError as exc:
-        raise NotFound(f"{name} does not exist") from exc
-    except PermissionError as exc:
-        raise Forbidden(f"{name} is not readable by this user") from exc
+        return os.pread(src.fd, HEAD_BYTES, 0)
     except IsADirectoryError as exc:
         raise Unsupported(f"{name} is a directory, not an image") from exc
     except OSError as exc:
-        if exc.errno == errno.ENOTDIR:
-            raise NotFound(f"{name} does not exist") from exc
         code = errno.errorcode.get(exc.errno or 0, "EIO")
         raise Internal(f"{name} could not be read ({code})") from exc
 
 
-def detect(path: str) -> Reader:
-    """The reader for ``path``, or ``Unsupported`` with the reason."""
-    head = _head(path)
+def detect(src: Opened) -> Reader:
+    """The reader for ``src``, or ``Unsupported`` with the reason."""
+    head = _head(src)
     if not head:
-        raise Unsupported(f"{basename(path)} is empty")
-    return next(reader for reader in READERS if reader.claims(head, path))
+        raise Unsupported(f"{basename(src.name)} is empty")
+    return next(reader for reader in READERS if reader.claims(head, src.name))
 
 
-def read_frame(path: str, frame: int = 1) -> Frame:
-    """Frame ``frame`` (1-based) of ``path``: pixels in the file's dtype, mask, saturation, meta."""
-    return detect(path).read_frame(path, frame)
+@contextmanager
+def _opened(src: Opened | str) -> Iterator[Opened]:
+    """An :class:`Opened` as given, or a trusted caller's path opened for the call."""
+    if isinstance(src, Opened):
+        yield src
+        return
+    try:
+        opened = Opened.plain(src)
+    except FileNotFoundError as exc:
+        raise NotFound(f"{basename(src)} does not exist") from exc
+    except PermissionError as exc:
+        raise Forbidden(f"{basename(src)} is not readable by this user") from exc
+    with opened:
+        yield opened
 
 
-def read_meta(path: str) -> dict[str, Any]:
-    """Header values of ``path``; no pixel decoding where the format allows it."""
-    return detect(path).read_meta(path)
+def read_frame(src: Opened | str, frame: int = 1) -> Frame:
+    """Frame ``frame`` (1-based) of ``src``: pixels in the file's dtype, mask, saturation, meta.
+    The worker passes the file it opened (:func:`worker.paths.resolve`); a path is for tools."""
+    with _opened(src) as opened:
+        return detect(opened).read_frame(opened, frame)
+
+
+def read_meta(src: Opened | str) -> dict[str, Any]:
+    """Header values of ``src``; no pixel decoding where the format allows it."""
+    with _opened(src) as opened:
+        return detect(opened).read_meta(opened)

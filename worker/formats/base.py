@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pyis_common.errors import Internal, NotFound, Unsupported
+from worker.paths import Opened
 
 HEAD_BYTES = 4096  # enough for every magic number we sniff (MarCCD's sits at 1024..1031)
 
@@ -41,48 +42,51 @@ class Frame:
 
 
 class Reader(Protocol):
-    """One detector format. ``claims`` sees the first :data:`HEAD_BYTES` of the file."""
+    """One detector format. ``claims`` sees the first :data:`HEAD_BYTES` of the file and its
+    name. ``src`` is the file the worker resolved and opened once: a reader opens ``src.path``
+    (never a name of its own) and names ``src.name`` in its messages."""
 
     name: str
 
-    def claims(self, head: bytes, path: str) -> bool: ...
+    def claims(self, head: bytes, name: str) -> bool: ...
 
-    def read_meta(self, path: str) -> dict[str, Any]: ...
+    def read_meta(self, src: Opened) -> dict[str, Any]: ...
 
-    def read_frame(self, path: str, frame: int) -> Frame: ...
+    def read_frame(self, src: Opened, frame: int) -> Frame: ...
 
 
 def basename(path: str) -> str:
     return os.path.basename(path)
 
 
-def file_size(path: str) -> int:
+def file_size(src: Opened) -> int:
     """Bytes the file holds: what a header's declared frame size is weighed against."""
-    return os.stat(path).st_size
+    return src.stat().st_size
 
 
-def cannot_read(path: str, what: str, exc: BaseException | None = None) -> Unsupported:
+def cannot_read(name: str, what: str, exc: BaseException | None = None) -> Unsupported:
     """The one sentence for a file a library could not decode (name of the failure, no text)."""
     why = f" ({type(exc).__name__})" if exc is not None else ""
-    name = basename(path)
-    return Unsupported(f"{name} cannot be read as {what}: it is truncated or corrupt{why}")
+    return Unsupported(
+        f"{basename(name)} cannot be read as {what}: it is truncated or corrupt{why}"
+    )
 
 
-def out_of_memory(path: str) -> Internal:
-    return Internal(f"not enough memory to read {basename(path)}")
+def out_of_memory(name: str) -> Internal:
+    return Internal(f"not enough memory to read {basename(name)}")
 
 
-def check_frame(path: str, frame: int, last: int) -> None:
+def check_frame(name: str, frame: int, last: int) -> None:
     """Frames are 1-based, as on the wire."""
     if not 1 <= frame <= last:
-        raise NotFound(f"{basename(path)} has no frame {frame} (frames 1 to {last})")
+        raise NotFound(f"{basename(name)} has no frame {frame} (frames 1 to {last})")
 
 
-def check_pixels(path: str, what: str, data: Any, shape: tuple[int, int] | None = None) -> None:
+def check_pixels(name: str, what: str, data: Any, shape: tuple[int, int] | None = None) -> None:
     """A decoder that 'succeeds' on a short file returns None, 1-D or wrongly shaped data."""
     ok = isinstance(data, np.ndarray) and data.ndim == 2 and data.size > 0
     if not ok or (shape is not None and data.shape != shape):
-        raise cannot_read(path, what)
+        raise cannot_read(name, what)
 
 
 def native(data: np.ndarray) -> np.ndarray:
@@ -99,10 +103,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-def common_meta(path: str, fmt: str, shape: tuple[int, int], depth: int, last: int = 1) -> dict:
+def common_meta(name: str, fmt: str, shape: tuple[int, int], depth: int, last: int = 1) -> dict:
     """Keys every reader reports, named as the C server named them."""
     return {
-        "filename": basename(path),
+        "filename": basename(name),
         "format": fmt,
         "x_pixels_in_detector": int(shape[1]),
         "y_pixels_in_detector": int(shape[0]),

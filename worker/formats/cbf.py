@@ -7,6 +7,7 @@ section, the pixels stay signed int32, and negatives become the mask.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -26,6 +27,7 @@ from worker.formats.base import (
     file_size,
     out_of_memory,
 )
+from worker.paths import Opened
 
 MAX_HEADER = 1 << 20  # real miniCBF headers are 1.5-7 KB; a file without the marker is not CBF
 BINARY_START = b"\x0c\x1a\x04\xd5"  # CBF's marker between the MIME header and the pixels
@@ -41,43 +43,42 @@ _CONTENTS = re.compile(rb"_array_data\.header_contents\s*\r?\n;(.*?)\r?\n;", re.
 _MIME = re.compile(rb"^(X-Binary-[\w-]+)\s*:\s*\"?([^\"\r\n]*)", re.MULTILINE)
 
 
-def _read_header(path: str) -> tuple[bytes, dict[str, str]]:
+def _read_header(src: Opened) -> tuple[bytes, dict[str, str]]:
     """The text before the binary marker, and the ``X-Binary-*`` MIME fields."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_HEADER)
+        head = os.pread(src.fd, MAX_HEADER, 0)
     except OSError as exc:
-        raise cannot_read(path, "a CBF image", exc) from exc
+        raise cannot_read(src.name, "a CBF image", exc) from exc
     end = head.find(BINARY_START)
     if end < 0:
-        raise cannot_read(path, "a CBF image")
+        raise cannot_read(src.name, "a CBF image")
     text = head[:end]
     mime = {k.decode("ascii"): v.decode("ascii", "replace").strip() for k, v in _MIME.findall(text)}
     return text, mime
 
 
-def _geometry(path: str, mime: dict[str, str]) -> tuple[tuple[int, int], np.dtype]:
+def _geometry(name: str, mime: dict[str, str]) -> tuple[tuple[int, int], np.dtype]:
     try:
         shape = (
             int(mime["X-Binary-Size-Second-Dimension"]),
             int(mime["X-Binary-Size-Fastest-Dimension"]),
         )
     except (KeyError, ValueError) as exc:
-        raise cannot_read(path, "a CBF image", exc) from exc
+        raise cannot_read(name, "a CBF image", exc) from exc
     dtype = ELEMENT_TYPES.get(mime.get("X-Binary-Element-Type", ""))
     if dtype is None or min(shape) < 1:
-        raise Unsupported(f"{basename(path)} is a CBF with an element type or size we cannot read")
+        raise Unsupported(f"{basename(name)} is a CBF with an element type or size we cannot read")
     return shape, dtype
 
 
-def _check_size(path: str, shape: tuple[int, int], stored: int) -> None:
+def _check_size(name: str, shape: tuple[int, int], stored: int) -> None:
     """The declared dimensions against the bytes present, before fabio allocates for them:
     byte-offset compression spends at least one byte per pixel, and decodes to 32 bits.
     """
-    budget.check(basename(path), shape, 4, stored)
+    budget.check(basename(name), shape, 4, stored)
     if shape[0] * shape[1] > stored:
         raise Unsupported(
-            f"{basename(path)} declares {shape[1]}x{shape[0]} pixels but holds only {stored} "
+            f"{basename(name)} declares {shape[1]}x{shape[0]} pixels but holds only {stored} "
             "bytes of data: it is truncated or crafted"
         )
 
@@ -87,35 +88,35 @@ class CbfReader:
 
     name = "cbf"
 
-    def claims(self, head: bytes, path: str) -> bool:
-        return head.startswith(b"###CBF") or path.lower().endswith(".cbf")
+    def claims(self, head: bytes, name: str) -> bool:
+        return head.startswith(b"###CBF") or name.lower().endswith(".cbf")
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """Header only: the text before the binary marker, no pixel decoding."""
-        return self._meta(path, *_read_header(path))
+        return self._meta(src.name, *_read_header(src))
 
-    def _meta(self, path: str, text: bytes, mime: dict[str, str]) -> dict[str, Any]:
-        shape, dtype = _geometry(path, mime)
-        meta = common_meta(path, self.name, shape, dtype.itemsize)
+    def _meta(self, name: str, text: bytes, mime: dict[str, str]) -> dict[str, Any]:
+        shape, dtype = _geometry(name, mime)
+        meta = common_meta(name, self.name, shape, dtype.itemsize)
         found = _CONTENTS.search(text)
         if found:
             meta.update(pilatus.to_meta(pilatus.parse_text(found.group(1).decode("latin-1"))))
         return meta
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        text, mime = _read_header(path)
-        meta = self._meta(path, text, mime)
-        check_frame(path, frame, 1)
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        text, mime = _read_header(src)
+        meta = self._meta(src.name, text, mime)
+        check_frame(src.name, frame, 1)
         shape = (meta["y_pixels_in_detector"], meta["x_pixels_in_detector"])
-        _check_size(path, shape, file_size(path) - len(text) - len(BINARY_START))
+        _check_size(src.name, shape, file_size(src) - len(text) - len(BINARY_START))
         try:
             # check_MD5=False: fabio only logs a mismatch, and the MD5 costs ~10 ms per 6M frame
-            data = fabio.cbfimage.CbfImage().read(path, check_MD5=False).data
+            data = fabio.cbfimage.CbfImage().read(src.path, check_MD5=False).data
         except MemoryError as exc:
-            raise out_of_memory(path) from exc
+            raise out_of_memory(src.name) from exc
         except Exception as exc:  # fabio raises anything on a damaged file
-            raise cannot_read(path, "a CBF image", exc) from exc
-        check_pixels(path, "a CBF image", data, shape)
+            raise cannot_read(src.name, "a CBF image", exc) from exc
+        check_pixels(src.name, "a CBF image", data, shape)
         signed = data.dtype.kind == "i"
         return Frame(
             data=data,

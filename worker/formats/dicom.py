@@ -34,6 +34,7 @@ from worker.formats.base import (
     out_of_memory,
     positive,
 )
+from worker.paths import Opened
 
 PIL.Image.init()  # pydicom's Pillow decoder calls Image.open, which imports every plugin once
 PREAMBLE = 128  # the "DICM" magic follows a 128-byte preamble
@@ -73,22 +74,22 @@ def _syntax(ds: pydicom.Dataset) -> pydicom.uid.UID | None:
     return file_meta.get("TransferSyntaxUID") if file_meta is not None else None
 
 
-def _header(path: str) -> pydicom.Dataset:
+def _header(src: Opened) -> pydicom.Dataset:
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(src.path, stop_before_pixels=True)
         rows, cols = int(ds.Rows), int(ds.Columns)
         bits, samples = int(ds.BitsAllocated), int(ds.get("SamplesPerPixel", 1))
     except MemoryError as exc:
-        raise out_of_memory(path) from exc
+        raise out_of_memory(src.name) from exc
     except Exception as exc:  # pydicom raises many types on a damaged or non-image file
-        raise cannot_read(path, "a DICOM image", exc) from exc
-    name = basename(path)
+        raise cannot_read(src.name, "a DICOM image", exc) from exc
+    name = basename(src.name)
     if samples != 1 or ds.get("PhotometricInterpretation", "MONOCHROME2") not in GREY:
         raise Unsupported(f"{name} is a colour DICOM image; only grey-scale images are shown")
     if min(rows, cols, bits) < 1:
         raise Unsupported(f"{name} is a DICOM file with an impossible image size")
     # Rows and Columns are 16-bit: 4 gigapixels from a few header bytes, refused up front
-    budget.check(name, (rows, cols), -(-bits // 8), file_size(path))
+    budget.check(name, (rows, cols), -(-bits // 8), file_size(src))
     return ds
 
 
@@ -108,10 +109,10 @@ def _levels(ds: pydicom.Dataset, index: int, meta: dict[str, Any]) -> None:
     meta["auto_levels"] = sorted((low, high))  # [white, black]: below white, above black
 
 
-def _meta(path: str, ds: pydicom.Dataset, index: int) -> dict[str, Any]:
+def _meta(name: str, ds: pydicom.Dataset, index: int) -> dict[str, Any]:
     frames = int(_number(ds.get("NumberOfFrames")) or 1)
     depth = max(int(ds.BitsAllocated) // 8, 1)
-    meta = common_meta(path, "dicom", (int(ds.Rows), int(ds.Columns)), depth, max(frames, 1))
+    meta = common_meta(name, "dicom", (int(ds.Rows), int(ds.Columns)), depth, max(frames, 1))
     maker = " ".join(str(ds.get(k, "")).strip() for k in ("Manufacturer", "ManufacturerModelName"))
     if maker.strip():
         meta["detector"] = " ".join(maker.split())
@@ -131,7 +132,7 @@ def _meta(path: str, ds: pydicom.Dataset, index: int) -> dict[str, Any]:
     return meta
 
 
-def _check_decoder(path: str, ds: pydicom.Dataset) -> None:
+def _check_decoder(name: str, ds: pydicom.Dataset) -> None:
     """A compressed syntax we have no decoder for is a clear refusal, not a library error."""
     syntax = _syntax(ds)
     if syntax is None or not syntax.is_compressed:
@@ -142,7 +143,7 @@ def _check_decoder(path: str, ds: pydicom.Dataset) -> None:
         available = False
     if not available:
         raise Unsupported(
-            f"{basename(path)} is compressed as {syntax.name} ({syntax}); this server has no "
+            f"{basename(name)} is compressed as {syntax.name} ({syntax}); this server has no "
             "decoder for that transfer syntax"
         )
 
@@ -152,25 +153,25 @@ class DicomReader:
 
     name = "dicom"
 
-    def claims(self, head: bytes, path: str) -> bool:
-        return head[PREAMBLE : PREAMBLE + 4] == b"DICM" or path.lower().endswith(SUFFIXES)
+    def claims(self, head: bytes, name: str) -> bool:
+        return head[PREAMBLE : PREAMBLE + 4] == b"DICM" or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """Everything before the pixel data; nothing is decoded."""
-        return _meta(path, _header(path), 0)
+        return _meta(src.name, _header(src), 0)
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        ds = _header(path)
-        meta = _meta(path, ds, frame - 1)
-        check_frame(path, frame, meta["last_frame"])
-        _check_decoder(path, ds)
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        ds = _header(src)
+        meta = _meta(src.name, ds, frame - 1)
+        check_frame(src.name, frame, meta["last_frame"])
+        _check_decoder(src.name, ds)
         try:
-            data = pydicom.pixels.pixel_array(path, index=frame - 1)  # decodes this frame only
+            data = pydicom.pixels.pixel_array(src.path, index=frame - 1)  # decodes this frame only
         except MemoryError as exc:
-            raise out_of_memory(path) from exc
+            raise out_of_memory(src.name) from exc
         except Exception as exc:  # pydicom and its plugins raise many types on bad data
-            raise cannot_read(path, "a DICOM image", exc) from exc
-        check_pixels(path, "a DICOM image", data, (int(ds.Rows), int(ds.Columns)))
+            raise cannot_read(src.name, "a DICOM image", exc) from exc
+        check_pixels(src.name, "a DICOM image", data, (int(ds.Rows), int(ds.Columns)))
         data = native(data)
         meta["frame"], meta["image_depth"] = frame, data.dtype.itemsize
         return Frame(data=data, mask=None, saturation=None, meta=meta)

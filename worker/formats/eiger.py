@@ -13,7 +13,6 @@ master: without it the module gaps of such a file are drawn as red saturated bar
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -25,6 +24,7 @@ from pyis_common.errors import Unsupported
 from worker.formats import bslz4, hdf5_storage, nexus
 from worker.formats import eiger_files as files
 from worker.formats.base import Frame, basename, cannot_read, check_frame, common_meta, native
+from worker.paths import Opened
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAGIC_AT = (0, 512, 1024, 2048)  # after a user block the superblock sits at a power of 2 >= 512
@@ -37,7 +37,7 @@ _masks_lock = threading.Lock()
 
 
 def _geometry(
-    f: h5py.File, path: str, sources: list[files.Source], head: dict[str, Any]
+    f: h5py.File, master: Opened, sources: list[files.Source], head: dict[str, Any]
 ) -> tuple[tuple[int, int], int, int]:
     """(rows, columns), bytes per pixel and frame count. A master's header says all three
     (nimages x ntrigger), so no data file is opened; otherwise the data datasets are asked.
@@ -49,31 +49,31 @@ def _geometry(
         return (int(y), int(x)), int(head["image_depth"]), total
     counted = 0
     for src in sources:
-        with files.opened(f, path, src) as ds:
+        with files.opened(f, master, src) as ds:
             shape, depth = (int(ds.shape[-2]), int(ds.shape[-1])), ds.dtype.itemsize
             counted += files.stack_size(ds)
     alone = sources[0].name == "data"
     return shape, depth, counted if alone else (total or counted)
 
 
-def _meta(f: h5py.File, path: str, sources: list[files.Source]) -> dict[str, Any]:
+def _meta(f: h5py.File, master: Opened, sources: list[files.Source]) -> dict[str, Any]:
     head = nexus.to_meta(f)
-    shape, depth, last = _geometry(f, path, sources, head)
-    meta = head | common_meta(path, "eiger", shape, depth, last)
+    shape, depth, last = _geometry(f, master, sources, head)
+    meta = head | common_meta(master.name, "eiger", shape, depth, last)
     if sources[0].name == "data":  # a data file alone: say which images of the series it holds
-        with files.opened(f, path, sources[0]) as ds:
+        with files.opened(f, master, sources[0]) as ds:
             low, high = files.image_numbers(ds, 1)
         if (low, high) != (1, last):
             meta["image_nr_low"], meta["image_nr_high"] = low, high
     return meta
 
 
-def _pixel_mask(f: h5py.File, path: str, shape: tuple[int, int]) -> np.ndarray | None:
+def _pixel_mask(f: h5py.File, master: Opened, shape: tuple[int, int]) -> np.ndarray | None:
     """``pixel_mask`` != 0 (None when absent or empty), read once per version of the file:
     paging through a series must not re-read an 18 MB mask for every frame.
     """
-    st = os.stat(path)
-    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, shape)
+    st = master.stat()  # the identity of the file we hold open, not of whatever has its name
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, shape)
     with _masks_lock:
         if key in _masks:
             _masks.move_to_end(key)
@@ -82,13 +82,13 @@ def _pixel_mask(f: h5py.File, path: str, shape: tuple[int, int]) -> np.ndarray |
     mask = None
     if isinstance(node, h5py.Dataset) and node.ndim == 2:
         if node.shape != shape:
-            raise Unsupported(f"{basename(path)} has a pixel_mask of another size than its images")
-        hdf5_storage.check_frame(node, 0, basename(path))
+            raise Unsupported(f"{basename(master.name)} has a pixel_mask of another size")
+        hdf5_storage.check_frame(node, 0, basename(master.name))
         try:
             raw = bslz4.read_plane(node)
             mask = np.not_equal(node[()] if raw is None else raw, 0)
         except (OSError, ValueError, TypeError) as exc:
-            raise cannot_read(path, "an Eiger pixel mask", exc) from exc
+            raise cannot_read(master.name, "an Eiger pixel mask", exc) from exc
         mask = mask if mask.any() else None
         if mask is not None:
             mask.flags.writeable = False  # shared by every frame and thread
@@ -104,23 +104,23 @@ class EigerReader:
 
     name = "eiger"
 
-    def claims(self, head: bytes, path: str) -> bool:
+    def claims(self, head: bytes, name: str) -> bool:
         magic = any(head[at : at + 8] == HDF5_MAGIC for at in MAGIC_AT)
-        return magic or path.lower().endswith(SUFFIXES)
+        return magic or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """Header datasets only; a master's data files are not opened when it has nimages."""
-        with files.open_file(path) as f:
-            return _meta(f, path, files.data_sources(f, path))
+        with files.open_file(src) as f:
+            return _meta(f, src, files.data_sources(f, src))
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        with files.open_file(path) as f:
-            sources = files.data_sources(f, path)
-            meta = _meta(f, path, sources)
-            check_frame(path, frame, meta["last_frame"])
-            data = native(files.read_image(f, path, sources, frame))
-            pixel = _pixel_mask(f, path, data.shape)
-        meta |= common_meta(path, "eiger", data.shape, data.dtype.itemsize, meta["last_frame"])
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        with files.open_file(src) as f:
+            sources = files.data_sources(f, src)
+            meta = _meta(f, src, sources)
+            check_frame(src.name, frame, meta["last_frame"])
+            data = native(files.read_image(f, src, sources, frame))
+            pixel = _pixel_mask(f, src, data.shape)
+        meta |= common_meta(src.name, "eiger", data.shape, data.dtype.itemsize, meta["last_frame"])
         meta["frame"] = frame
         nexus.frame_angles(meta, frame)
         mask = data == np.iinfo(data.dtype).max

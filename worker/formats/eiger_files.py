@@ -1,10 +1,13 @@
 """Eiger HDF5 files: which data datasets a master (or a data file) has, where the external
 links lead, and the one hyperslab of a frame.
 
-External links are followed here only, after :func:`link_target` has checked that they stay in the
-master's folder; every other lookup goes through :func:`nexus.lookup`, which never follows one.
-HDF5 itself is never asked to resolve an external link (its search path includes the working
-directory and an environment prefix), so a missing data file is our sentence, not its error.
+External links are followed here only: :func:`link_target` refuses absolute names and ``..``,
+and the data file is then opened below the master's folder by the same no-follow walk as the
+master itself (:func:`worker.paths.open_beneath`, from the folder fd the master was found in),
+so a symlink swapped in leads nowhere outside. Every other lookup goes through
+:func:`nexus.lookup`, which never follows one. HDF5 itself is never asked to resolve an
+external link (its search path includes the working directory and an environment prefix), so a
+missing data file is our sentence, not its error.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from pyis_common.errors import Forbidden, NotFound, Unsupported
 from worker.formats import bslz4, budget, hdf5_storage, nexus
 from worker.formats.base import basename, cannot_read, out_of_memory
+from worker.paths import Opened, open_beneath
 
 DATA = "/entry/data"
 _LINK = re.compile(r"data_\d+")
@@ -31,57 +35,59 @@ _LINK = re.compile(r"data_\d+")
 
 @dataclass(frozen=True)
 class Source:
-    """One data dataset: in the opened file (``file`` None) or in a checked external file."""
+    """One data dataset: in the opened file (``file`` None) or in a data file, named by the
+    link relative to the master's folder."""
 
     name: str
     file: str | None
     path: str
 
 
-def open_file(path: str) -> h5py.File:
+def open_file(src: Opened) -> h5py.File:
     """Read-only and without HDF5's file locks: beamline file systems are often read-only."""
     try:
-        return h5py.File(path, "r", locking=False)
+        return h5py.File(src.path, "r", locking=False)
     except FileNotFoundError as exc:
-        raise NotFound(f"{basename(path)} does not exist") from exc
+        raise NotFound(f"{basename(src.name)} does not exist") from exc
     except PermissionError as exc:
-        raise Forbidden(f"{basename(path)} is not readable by this user") from exc
+        raise Forbidden(f"{basename(src.name)} is not readable by this user") from exc
     except OSError as exc:
-        raise cannot_read(path, "an HDF5 file", exc) from exc
+        raise cannot_read(src.name, "an HDF5 file", exc) from exc
 
 
-def link_target(master: str, filename: str) -> str:
+def link_target(master: Opened, filename: str) -> str:
     """The data file an external link names: beside the master (the Eiger convention) or below
-    it; absolute names, ``..`` and symlinks leading out are refused.
+    it. Absolute names and ``..`` are refused here, symlinks leading out by the walk.
     """
-    folder = os.path.dirname(os.path.realpath(master))
-    found = os.path.realpath(os.path.join(folder, filename))
-    parts = PurePosixPath(filename).parts
-    if os.path.isabs(filename) or ".." in parts or os.path.commonpath([folder, found]) != folder:
-        raise Forbidden(f"{basename(master)} links to {filename[:200]!r}, outside its folder")
-    return found
+    if os.path.isabs(filename) or ".." in PurePosixPath(filename).parts:
+        raise Forbidden(_outside(master, filename))
+    return filename
 
 
-def data_sources(f: h5py.File, path: str) -> list[Source]:
+def _outside(master: Opened, filename: str) -> str:
+    return f"{basename(master.name)} links to {filename[:200]!r}, outside its folder"
+
+
+def data_sources(f: h5py.File, master: Opened) -> list[Source]:
     """``data_NNNNNN`` links in series order (a master), else the file's own ``data``."""
     group = nexus.lookup(f, DATA)
     names = list(group) if isinstance(group, h5py.Group) else []
     picked = sorted(n for n in names if _LINK.fullmatch(n)) or [n for n in names if n == "data"]
     if not picked:
-        raise Unsupported(f"{basename(path)} is an HDF5 file without Eiger images in {DATA}")
+        raise Unsupported(f"{basename(master.name)} is an HDF5 file without Eiger images in {DATA}")
     out = []
     for name in picked:
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
-            out.append(Source(name, link_target(path, link.filename), link.path))
+            out.append(Source(name, link_target(master, link.filename), link.path))
         else:
             out.append(Source(name, None, f"{DATA}/{name}"))
     return out
 
 
-def checked_stack(node: Any, path: str) -> h5py.Dataset:
+def checked_stack(node: Any, shown: str) -> h5py.Dataset:
     """A frame stack we can read: 2-D or 3-D integer counts, raw data inside the file."""
-    name = basename(path)
+    name = basename(shown)
     if not isinstance(node, h5py.Dataset) or node.ndim not in (2, 3) or node.dtype.kind not in "iu":
         raise Unsupported(f"{name} holds no 2-D or 3-D integer image data where Eiger files do")
     if node.is_virtual or node.external:
@@ -91,17 +97,22 @@ def checked_stack(node: Any, path: str) -> h5py.Dataset:
 
 
 @contextmanager
-def opened(f: h5py.File, path: str, src: Source) -> Iterator[h5py.Dataset]:
+def opened(f: h5py.File, master: Opened, src: Source) -> Iterator[h5py.Dataset]:
     """The source's dataset, its data file open only as long as needed."""
     if src.file is None:
-        yield checked_stack(nexus.lookup(f, src.path), path)
+        yield checked_stack(nexus.lookup(f, src.path), master.name)
         return
-    if not os.path.exists(src.file):
-        raise NotFound(
-            f"{basename(path)} needs the data file {basename(src.file)}, which is missing"
+    try:
+        data = open_beneath(master.folder_fd, src.file, src.file)
+    except NotFound:
+        missing = (
+            f"{basename(master.name)} needs the data file {basename(src.file)}, which is missing"
         )
-    with open_file(src.file) as data_file:
-        yield checked_stack(nexus.lookup(data_file, src.path), src.file)
+        raise NotFound(missing) from None
+    except Forbidden:
+        raise Forbidden(_outside(master, src.file)) from None
+    with data, open_file(data) as data_file:
+        yield checked_stack(nexus.lookup(data_file, src.path), data.name)
 
 
 def stack_size(ds: h5py.Dataset) -> int:
@@ -119,25 +130,25 @@ def image_numbers(ds: h5py.Dataset, start: int) -> tuple[int, int]:
     return (low, high) if high - low + 1 == n and low >= 1 else (start, start + n - 1)
 
 
-def read_image(f: h5py.File, path: str, sources: list[Source], frame: int) -> np.ndarray:
+def read_image(f: h5py.File, master: Opened, sources: list[Source], frame: int) -> np.ndarray:
     """The one hyperslab of ``frame``; data files are opened in order until one holds it."""
     numbered = sources[0].name != "data"  # a data file alone counts its own frames from 1
     start = 1
     for src in sources:
-        with opened(f, path, src) as ds:
+        with opened(f, master, src) as ds:
             low, high = (
                 image_numbers(ds, start) if numbered else (start, start + stack_size(ds) - 1)
             )
             if low <= frame <= high:
-                hdf5_storage.check_frame(ds, frame - low, basename(src.file or path))
+                hdf5_storage.check_frame(ds, frame - low, basename(src.file or master.name))
                 try:
                     if ds.ndim != 3:
                         return ds[()]
                     direct = bslz4.read_frame(ds, frame - low)
                     return direct if direct is not None else ds[frame - low]
                 except MemoryError as exc:
-                    raise out_of_memory(path) from exc
+                    raise out_of_memory(master.name) from exc
                 except (OSError, ValueError, RuntimeError) as exc:
-                    raise cannot_read(src.file or path, "an Eiger frame", exc) from exc
+                    raise cannot_read(src.file or master.name, "an Eiger frame", exc) from exc
             start = high + 1
-    raise NotFound(f"{basename(path)} has no data file holding frame {frame}")
+    raise NotFound(f"{basename(master.name)} has no data file holding frame {frame}")

@@ -38,6 +38,7 @@ from worker.formats.base import (
     plain,
 )
 from worker.formats.fabio_headers import FORMATS
+from worker.paths import Opened
 
 # the header keys that declare a frame's width and height, where fabio's header read does not
 # set the shape itself; KCD is absent: its header read costs as much as decoding the file
@@ -66,37 +67,38 @@ def _declared(path: str) -> tuple[int, int] | None:
         return None
 
 
-def _check_size(path: str) -> None:
-    shape = _declared(path)
+def _check_size(src: Opened) -> None:
+    shape = _declared(src.path)
     if shape is not None:
-        budget.check(basename(path), shape, DECODED_ITEMSIZE, file_size(path))
+        budget.check(basename(src.name), shape, DECODED_ITEMSIZE, file_size(src))
 
 
-def _open(path: str, frame: int) -> tuple[Any, np.ndarray, dict[str, Any], int]:
+def _open(src: Opened, frame: int) -> tuple[Any, np.ndarray, dict[str, Any], int]:
     """fabio image, the frame's pixels and header, and the number of frames."""
-    _check_size(path)
+    _check_size(src)
+    name = src.name
     try:
-        image = fabio.open(path)
+        image = fabio.open(src.path)
     except MemoryError as exc:
-        raise out_of_memory(path) from exc
+        raise out_of_memory(name) from exc
     except OSError as exc:
         if "could not identify" in str(exc):
-            raise Unsupported(f"{basename(path)} is not an image format we know") from exc
-        raise cannot_read(path, "an image", exc) from exc
+            raise Unsupported(f"{basename(name)} is not an image format we know") from exc
+        raise cannot_read(name, "an image", exc) from exc
     except Exception as exc:  # fabio raises anything on a damaged file
-        raise cannot_read(path, "an image", exc) from exc
+        raise cannot_read(name, "an image", exc) from exc
     last = max(int(getattr(image, "nframes", 1) or 1), 1)
-    check_frame(path, frame, last)
+    check_frame(name, frame, last)
     if getattr(image, "incomplete_file", False):
-        raise cannot_read(path, "an image")
+        raise cannot_read(name, "an image")
     data, header = image.data, image.header
     if frame > 1:
         try:
             picked = image.get_frame(frame - 1)
         except MemoryError as exc:
-            raise out_of_memory(path) from exc
+            raise out_of_memory(name) from exc
         except Exception as exc:
-            raise cannot_read(path, "an image", exc) from exc
+            raise cannot_read(name, "an image", exc) from exc
         data, header = picked.data, picked.header
     return image, data, dict(header or {}), last
 
@@ -106,24 +108,25 @@ class FabioReader:
 
     name = "fabio"
 
-    def claims(self, head: bytes, path: str) -> bool:
+    def claims(self, head: bytes, name: str) -> bool:
         return True
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """fabio has no dependable header-only path (``openheader`` returns nothing for Pilatus
         TIFF and takes as long as a full read for KCD), so this decodes frame 1.
         """
-        return self.read_frame(path, 1).meta
+        return self.read_frame(src, 1).meta
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        image, data, header, last = _open(path, frame)
-        check_pixels(path, "an image", data)
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        name = src.name
+        image, data, header, last = _open(src, frame)
+        check_pixels(name, "an image", data)
         if data.dtype.kind not in "iuf":
-            raise Unsupported(f"{basename(path)} holds {data.dtype} pixels, not counts")
+            raise Unsupported(f"{basename(name)} holds {data.dtype} pixels, not counts")
         data = native(data)
         fmt, mapper = FORMATS.get(type(image).__name__, (None, None))
-        name = fmt or type(image).__name__.lower().removesuffix("image")
-        meta = common_meta(path, name, data.shape, data.dtype.itemsize, last)
+        kind = fmt or type(image).__name__.lower().removesuffix("image")
+        meta = common_meta(name, kind, data.shape, data.dtype.itemsize, last)
         meta["frame"] = frame
         if mapper is not None:
             meta.update({k: plain(v) for k, v in mapper(header, data.shape).items()})

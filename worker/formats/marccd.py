@@ -7,6 +7,7 @@ here at their documented offsets (MarCCD ``frame_header`` layout, as the C serve
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from typing import Any
@@ -30,6 +31,7 @@ from worker.formats.base import (
     positive,
 )
 from worker.formats.pilatus import HC_EV_A
+from worker.paths import Opened
 
 FRAME_HEADER = 1024  # byte offset of the frame header; it is 3072 bytes long
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
@@ -54,14 +56,13 @@ COMMENT = (1440, 512)  # file_comment: free text, where beamlines put detector='
 _QUOTED = re.compile(r"(\w+)='([^']*)'")
 
 
-def _header(path: str) -> dict[str, Any]:
+def _header(src: Opened) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            raw = f.read(FRAME_HEADER + 3072)
+        raw = os.pread(src.fd, FRAME_HEADER + 3072, 0)
     except OSError as exc:
-        raise cannot_read(path, "a MarCCD image", exc) from exc
+        raise cannot_read(src.name, "a MarCCD image", exc) from exc
     if len(raw) < FRAME_HEADER + 3072 or raw[:4] not in TIFF_MAGIC:
-        raise cannot_read(path, "a MarCCD image")
+        raise cannot_read(src.name, "a MarCCD image")
     # header_byte_order holds 1234 written in the header's own byte order
     end = "<" if struct.unpack_from("<I", raw, FRAME_HEADER + 28)[0] == 1234 else ">"
     out: dict[str, Any] = {}
@@ -73,11 +74,11 @@ def _header(path: str) -> dict[str, Any]:
     return out
 
 
-def _meta(path: str, head: dict[str, Any]) -> dict[str, Any]:
+def _meta(name: str, head: dict[str, Any]) -> dict[str, Any]:
     shape = (int(head["nslow"]), int(head["nfast"]))
     if min(shape) < 1 or head["depth"] not in (1, 2, 4):
-        raise Unsupported(f"{basename(path)} has a MarCCD header with an impossible size")
-    meta = common_meta(path, "marccd", shape, int(head["depth"]))
+        raise Unsupported(f"{basename(name)} has a MarCCD header with an impossible size")
+    meta = common_meta(name, "marccd", shape, int(head["depth"]))
     quoted = dict(_QUOTED.findall(head["comment"]))
     if quoted.get("detector"):
         meta["detector"] = quoted["detector"]
@@ -102,11 +103,11 @@ def _meta(path: str, head: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def _raw_pixels(path: str, shape: tuple[int, int]) -> np.ndarray | None:
+def _raw_pixels(src: Opened, shape: tuple[int, int]) -> np.ndarray | None:
     """The pixels straight from the file when the TIFF is what MarCCD writes: one uncompressed
     16-bit plane in contiguous strips (3-8x faster than fabio's TIFF decoder, which copies
     strip by strip). Anything else returns None and fabio decodes it."""
-    with Image.open(path) as image:
+    with Image.open(src.path) as image:
         tags = image.tag_v2
         byteorder = {"I;16": "<", "I;16B": ">"}.get(image.mode)
         offsets, counts = tags.get(273), tags.get(279)
@@ -120,7 +121,7 @@ def _raw_pixels(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     pixels = shape[0] * shape[1]
     if sum(counts) != 2 * pixels:
         return None
-    data = np.fromfile(path, np.dtype(f"{byteorder}u2"), count=pixels, offset=offsets[0])
+    data = np.fromfile(src.path, np.dtype(f"{byteorder}u2"), count=pixels, offset=offsets[0])
     if data.size != pixels:
         raise ValueError("the pixel data is truncated")
     return data.reshape(shape)
@@ -129,28 +130,28 @@ def _raw_pixels(path: str, shape: tuple[int, int]) -> np.ndarray | None:
 class MarccdReader:
     name = "marccd"
 
-    def claims(self, head: bytes, path: str) -> bool:
+    def claims(self, head: bytes, name: str) -> bool:
         mmx = head[:4] in TIFF_MAGIC and head[FRAME_HEADER + 4 : FRAME_HEADER + 7] == b"MMX"
-        return mmx or path.lower().endswith(".mccd")
+        return mmx or name.lower().endswith(".mccd")
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """Header only: 4 KiB read, no TIFF decoding."""
-        return _meta(path, _header(path))
+        return _meta(src.name, _header(src))
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        meta = self.read_meta(path)
-        check_frame(path, frame, 1)
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        meta = self.read_meta(src)
+        check_frame(src.name, frame, 1)
         shape = (meta["y_pixels_in_detector"], meta["x_pixels_in_detector"])
-        stored = file_size(path) - FRAME_HEADER - 3072
-        budget.check(basename(path), shape, meta["image_depth"], stored)
-        tiff.check_size(path)  # the TIFF tags decide what the decoder allocates
+        stored = file_size(src) - FRAME_HEADER - 3072
+        budget.check(basename(src.name), shape, meta["image_depth"], stored)
+        tiff.check_size(src)  # the TIFF tags decide what the decoder allocates
         try:
-            data = _raw_pixels(path, shape)
+            data = _raw_pixels(src, shape)
             if data is None:
-                data = fabio.marccdimage.MarccdImage().read(path).data
+                data = fabio.marccdimage.MarccdImage().read(src.path).data
         except MemoryError as exc:
-            raise out_of_memory(path) from exc
+            raise out_of_memory(src.name) from exc
         except Exception as exc:  # fabio raises anything on a damaged file
-            raise cannot_read(path, "a MarCCD image", exc) from exc
-        check_pixels(path, "a MarCCD image", data, shape)
+            raise cannot_read(src.name, "a MarCCD image", exc) from exc
+        check_pixels(src.name, "a MarCCD image", data, shape)
         return Frame(data=data, mask=None, saturation=meta.get("saturation"), meta=meta)

@@ -20,6 +20,7 @@ from pyis_common.errors import Unsupported
 from worker.formats import budget
 from worker.formats.base import Frame, basename, file_size
 from worker.formats.fabio_generic import FabioReader
+from worker.paths import Opened
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 SUFFIXES = (".tif", ".tiff")
@@ -27,13 +28,13 @@ NO_COUNT_32 = np.iinfo(np.uint32).max  # Eiger: masked (gap, dead) pixel in 32-b
 STRIP_OR_TILE_BYTES = (279, 325)  # StripByteCounts, TileByteCounts
 
 
-def check_size(path: str, frame: int = 1) -> None:
+def check_size(src: Opened, frame: int = 1) -> None:
     """The page's declared size (its tags, read by Pillow without decoding) against the budget
     and the bytes its strips or tiles hold; a TIFF Pillow cannot parse is left to the decoder.
     """
-    name = basename(path)
+    name = basename(src.name)
     try:
-        with Image.open(path) as image:
+        with Image.open(src.path) as image:
             if frame > 1:
                 image.seek(frame - 1)
             width, height = image.size
@@ -43,7 +44,7 @@ def check_size(path: str, frame: int = 1) -> None:
         raise Unsupported(f"{name} declares an image too large to read: {exc}") from exc
     except Exception:  # not for Pillow to judge (fabio reads more TIFF dialects)
         return
-    stored = min(sum(int(c) for c in counts), file_size(path)) if counts else file_size(path)
+    stored = min(sum(int(c) for c in counts), file_size(src)) if counts else file_size(src)
     budget.check(name, (height, width), max(math.ceil(bits / 8), 1), stored)
 
 
@@ -53,16 +54,16 @@ class TiffReader:
     def __init__(self) -> None:
         self._fabio = FabioReader()
 
-    def claims(self, head: bytes, path: str) -> bool:
-        return head[:4] in TIFF_MAGIC or path.lower().endswith(SUFFIXES)
+    def claims(self, head: bytes, name: str) -> bool:
+        return head[:4] in TIFF_MAGIC or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, path: str) -> dict[str, Any]:
+    def read_meta(self, src: Opened) -> dict[str, Any]:
         """fabio has no header-only TIFF read (see FabioReader.read_meta); a TIFF is small."""
-        return self.read_frame(path, 1).meta
+        return self.read_frame(src, 1).meta
 
-    def read_frame(self, path: str, frame: int = 1) -> Frame:
-        check_size(path, frame)
-        got = self._fabio.read_frame(path, frame)
+    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+        check_size(src, frame)
+        got = self._fabio.read_frame(src, frame)
         if got.meta["format"] == "pilatus-tiff":
             return got  # negatives already masked, header already read
         data, meta = got.data, dict(got.meta, format="tiff")
