@@ -396,14 +396,19 @@ def progress_redis() -> Iterator[tuple[str, redis.Redis]]:
         proc.stop()
 
 
-def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_redis):
-    url, conn = progress_redis
-    run = procs.Proc(
-        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "sess-1", "--redis", url],
+def index_with_progress(fake: FakeServer, home: Path, url: str, pid: str) -> procs.Proc:
+    """``is-cli index`` against the fake server, progress from the Redis at ``url``."""
+    return procs.Proc(
+        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", pid, "--redis", url],
         lambda line: False,
         stderr=subprocess.STDOUT,
         env=cli_env(home),
     )
+
+
+def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_redis):
+    url, conn = progress_redis
+    run = index_with_progress(fake, home, url, "sess-1")
     try:
         request = fake.receive()
         digest = hashlib.sha256(b"sess-1").hexdigest()[:16]
@@ -426,12 +431,7 @@ def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_re
 
 def test_progress_from_redis_loses_its_terminal_escapes(fake, home, progress_redis):
     url, conn = progress_redis
-    run = procs.Proc(
-        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "sess-2", "--redis", url],
-        lambda line: False,
-        stderr=subprocess.STDOUT,
-        env=cli_env(home),
-    )
+    run = index_with_progress(fake, home, url, "sess-2")
     try:
         request = fake.receive()
         channel = client.progress_channel("sess-2", request["tag"])

@@ -12,11 +12,20 @@ far below :data:`EXPANSION_MAX` (LZ4 and bitshuffle/LZ4 top out near 255:1, defl
 from __future__ import annotations
 
 import math
+import warnings
+
+from PIL import Image
 
 from pyis_common.errors import Unsupported
 
 FRAME_BYTES_MAX = 256 << 20  # 3.5x an Eiger2 16M uint32 frame (72 MB), the largest we meet
 EXPANSION_MAX = 2048  # decoded bytes per stored byte
+
+# Pillow (TIFF tags, JPEG 2000 inside DICOM) has its own check in pixels: an error above twice
+# this, i.e. at our budget for 8-bit pixels; below that the byte budget decides, and Pillow's
+# warning would only be a stderr line per crafted file
+Image.MAX_IMAGE_PIXELS = FRAME_BYTES_MAX // 2
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 
 def mib(nbytes: float) -> str:
