@@ -64,6 +64,7 @@ class Soak:
         self.sent = 0
         self.counts = {"ok": 0, "expected_error": 0, "killed": 0, "lost": 0, "wrong": 0}
         self.latencies: list[float] = []
+        self.wrong: list[str] = []  # the first few wrong replies, to say what went wrong
         self.rss_start: dict[str, int] = {}
         self.bombs = [
             json.dumps({"pid": self.pid, "fn": f"bombs/{name}"}).encode() for name in bombs.BOMBS
@@ -112,7 +113,10 @@ class Soak:
                 continue
             reply = sock.recv_multipart()
             self.latencies.append((time.perf_counter() - t0) * 1000)
-            self.count(self.judge(raw, hostile, reply))
+            verdict = self.judge(raw, hostile, reply)
+            self.count(verdict)
+            if verdict == "wrong" and len(self.wrong) < 5:
+                self.wrong.append(f"{raw[:120]!r} -> {reply[0][:160]!r} ({len(reply)} frames)")
             if n % KILL_EVERY == 0 and n < self.total:
                 self.kill_a_worker(rng)
             if n == min(500, self.total // 4):
@@ -125,6 +129,8 @@ class Soak:
             if len(reply) != 1:
                 return "wrong"
             if raw in self.bombs:  # refused by the byte budget, not by running out of memory
+                if reply[0].startswith(b"internal:"):
+                    return "killed"  # it was in the worker killed on purpose
                 return "expected_error" if reply[0].startswith(b"unsupported:") else "wrong"
             if hostile:
                 return "expected_error"
@@ -214,6 +220,7 @@ def main() -> int:
         "p99_ms": round(lat[int(len(lat) * 0.99)], 2),
         "rss_after_warmup": soak.rss_start,
         "rss_end": rss_end,
+        "wrong_examples": soak.wrong,
     }
     start, end = soak.rss_start.get("procmgr_kib", 0), rss_end["procmgr_kib"]
     report["procmgr_rss_growth"] = round((end - start) / start, 3) if start else None
