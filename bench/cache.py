@@ -12,7 +12,6 @@ Prints a table; writes bench/results/cache.json.    python bench/cache.py [--rep
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import shutil
@@ -132,7 +131,7 @@ def lru_memory(stack: Stack, user: str, esaf: int, distinct: int) -> dict:
     pid = stack.sign_session(user, [esaf])
     job = {"pid": pid, "esaf": esaf, "fn": "pilatus6m_2463x2527.cbf"}
     client(job | {"xsize": 64})
-    status = json.loads(client({"pid": "m", "type": "status"})[2])
+    status = stack.status_detail()
     uid = pwd.getpwnam(user).pw_uid
     (worker,) = [w["pid"] for w in status["workers"] if w["uid"] == uid and w["esaf"] == esaf]
     before = rss_kib(worker)
@@ -142,7 +141,7 @@ def lru_memory(stack: Stack, user: str, esaf: int, distinct: int) -> dict:
         if (i + 1) % max(1, distinct // 10) == 0:
             curve.append(rss_kib(worker))
     after = rss_kib(worker)
-    workers = json.loads(client({"pid": "m", "type": "status"})[2])["workers"]
+    workers = stack.status_detail()["workers"]
     (cache,) = [w["cache"] for w in workers if w["pid"] == worker]
     return {
         "lru_max_bytes": LRU_BYTES,

@@ -150,16 +150,11 @@ class Soak:
             os.kill(rng.choice(pids), signal.SIGKILL)
 
     def status(self) -> dict:
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.stack.endpoint)
+        """Per-worker detail, from the procmgr's loopback status page."""
         try:
-            sock.send(b'{"pid":"soak","type":"status"}')
-            if not sock.poll(TIMEOUT_MS, zmq.POLLIN):
-                return {"workers": []}
-            return json.loads(sock.recv_multipart()[2])
-        finally:
-            sock.close(0)
+            return self.stack.status_detail()
+        except OSError:
+            return {"workers": []}
 
     def rss(self) -> dict[str, int]:
         workers = [w["pid"] for w in self.status()["workers"] if w["pid"]]

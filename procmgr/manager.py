@@ -26,6 +26,7 @@ from procmgr.cacheacl import CacheAcl
 from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
+from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import curve, wire
 from pyis_common.config import ConfigError, ProcmgrConfig
@@ -93,9 +94,12 @@ class Manager:
         self.stopping_since: float | None = None
         self.metrics = Metrics()
         self.accounting = Accounting(self.metrics)
-        self.metrics_address = (
-            self.metrics.serve(cfg.metrics_address) if cfg.metrics_address else ""
+        self.status_page = (
+            StatusPage(self.ctx, self.metrics.registry, cfg.metrics_address)
+            if cfg.metrics_address
+            else None
         )
+        self.metrics_address = self.status_page.address if self.status_page else ""
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,6 +111,8 @@ class Manager:
             poller.register(self.zygote.fd, zmq.POLLIN)
             for fd in self.workers.by_fd:
                 poller.register(fd, zmq.POLLIN)
+            if self.status_page is not None:
+                poller.register(self.status_page.sock, zmq.POLLIN)
             events = dict(poller.poll(self._poll_ms()))
             if signals.fd in events:
                 self.handle_signals(signals.drain())
@@ -117,6 +123,8 @@ class Manager:
                     self.handle_worker(worker)
             if self.router in events:
                 self.handle_requests()
+            if self.status_page is not None and self.status_page.sock in events:
+                self.status_page.answer(self.status_detail)
             self.expire_requests()
             self.retire_workers()
             self.refresh_metrics()
@@ -360,13 +368,18 @@ class Manager:
                 self.worker_lost(worker, why)
 
     def status(self) -> dict[str, Any]:
+        """The public answer (no access object needed): counts, never who or which pid."""
         return {
             "uptime_s": round(time.monotonic() - self.started, 3),
-            "workers": self.workers.describe(),
+            "workers": len(self.workers.by_key),
             "in_flight": len(self.inflight),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
             "cache": self.workers.cache_totals(),
         } | self.accounting.snapshot()
+
+    def status_detail(self) -> dict[str, Any]:
+        """For the loopback status page only: each worker's uid, ESAF, pid and counters."""
+        return self.status() | {"workers": self.workers.describe()}
 
     def log_request(
         self,
@@ -391,6 +404,8 @@ class Manager:
             self.workers.remove(worker)
         code = self.zygote.stop(timeout_s=15.0)
         log.info("zygote exited with %s; bye", code)
+        if self.status_page is not None:
+            self.status_page.close()
         self.router.close(linger=1000)
         self.ctx.term()
         return 0

@@ -1,4 +1,4 @@
-"""Prometheus metrics for the procmgr, served on a loopback port by prometheus-client.
+"""Prometheus metrics for the procmgr, served on a loopback port (procmgr/statuspage.py).
 
 The main loop updates them; prometheus-client's own thread serves them. The worker cache
 counters are the last values each worker reported with a reply, summed, so a scrape never
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -38,13 +38,6 @@ class Metrics:
             ["counter"],
             registry=self.registry,
         )
-
-    def serve(self, address: str) -> str:
-        """Start the HTTP endpoint on ``host:port`` (port 0: any free one); the bound address."""
-        host, _, port = address.rpartition(":")
-        server, _thread = start_http_server(int(port), host or "127.0.0.1", self.registry)
-        bound_host, bound_port = server.server_address[:2]
-        return f"{bound_host}:{bound_port}"
 
     def observe(self, jtype: str, outcome: str, seconds: float) -> None:
         self.requests.labels(jtype, outcome).inc()

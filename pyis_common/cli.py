@@ -17,6 +17,7 @@ import secrets
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -162,7 +163,13 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
     meta = command("meta", "print an image's metadata as JSON")
     spots = command("spots", "print the spot counts per bin, then the total")
     index = command("index", "index one or two images; print the result as JSON")
-    command("status", "print the server's status as JSON")
+    status = command("status", "print the server's status as JSON (counts)")
+    status.add_argument(
+        "--detail",
+        metavar="HOST:PORT",
+        help="on the image host: each worker's uid, ESAF and pid from the procmgr's loopback "
+        "metrics port (e.g. 127.0.0.1:9464)",
+    )
     for p in (jpeg, meta, spots, index):
         p.add_argument(
             "fn", metavar="FILE", help="image path, absolute or relative to the ESAF home"
@@ -282,6 +289,18 @@ OUTPUTS: dict[str, Callable[[argparse.Namespace, list[bytes], list[str]], int]] 
 }
 
 
+def print_detail(address: str, timeout: float) -> int:
+    """The per-worker detail, which the public ``status`` answer leaves out."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/status", timeout=timeout) as resp:
+            detail = json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        print(f"is-cli: no status detail from {address}: {exc}", file=sys.stderr)
+        return EXIT_NO_REPLY
+    print(json.dumps(detail, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
 def _json(frames: list[bytes], i: int) -> dict[str, Any]:
     try:
         value = json.loads(frames[i])
@@ -362,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"is-cli: {printable(str(exc), hidden)}", file=sys.stderr)
         return EXIT_USAGE
     hidden += [settings.auth or "", client.url_password(settings.redis)]
+    if args.command == "status" and args.detail:
+        return print_detail(args.detail, settings.timeout)
     if args.command == "status" and not settings.pid:
         settings = replace(settings, pid=STATUS_PID)
     if not settings.pid:

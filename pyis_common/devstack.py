@@ -9,12 +9,14 @@ image through the real stack and exits: the quickest proof that it all works.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
 import signal
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -145,10 +147,19 @@ class Stack:
                 str(self.signing_dir),
                 "--trust-crl",
                 str(self.crl),
+                "--metrics",
+                "127.0.0.1:0",  # the loopback status page (per-worker detail); args may override
                 *self.procmgr_args,
             ],
         )
         return self.procmgr
+
+    def status_detail(self) -> dict:
+        """Each worker's uid, ESAF and pid: from the procmgr's loopback status page (the
+        ``status`` request through the proxy answers counts only)."""
+        address = self.procmgr.fields()["metrics"]
+        with urllib.request.urlopen(f"http://{address}/status", timeout=10) as resp:
+            return json.loads(resp.read())
 
     def _run(self, name: str, argv: list[str]) -> procs.Proc:
         proc = procs.Proc(argv, lambda line: line.startswith("READY"), stderr=self._stderr(name))

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import subprocess
 import sys
 import tempfile
@@ -113,11 +114,21 @@ def test_meta_is_pretty_json(site, home):
     assert (meta["x_pixels_in_detector"], meta["y_pixels_in_detector"]) == (2463, 2527)
 
 
-def test_status_needs_no_session(site, home):
+def test_status_needs_no_session_and_says_counts(site, home):
+    assert cli(["meta", FN, *on(site)], home).returncode == 0  # a worker exists
     done = cli(["status", "--endpoint", site.endpoint], home)
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
-    assert "workers" in status and "in_flight" in status
+    assert type(status["workers"]) is int and status["workers"] >= 1 and "in_flight" in status
+
+
+def test_status_detail_comes_from_the_loopback_metrics_port(site, home):
+    assert cli(["meta", FN, *on(site)], home).returncode == 0
+    address = site.stack.procmgr.fields()["metrics"]
+    done = cli(["status", "--detail", address], home)
+    assert done.returncode == 0, done.stderr
+    uid = pwd.getpwnam(site.user).pw_uid
+    assert any(w["uid"] == uid and w["pid"] > 0 for w in json.loads(done.stdout)["workers"])
 
 
 def test_error_replies_become_exit_codes(site, home):

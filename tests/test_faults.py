@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -38,7 +37,7 @@ def job(stack: Stack, esaf: int, **extra) -> dict:
 
 
 def status(stack: Stack) -> dict:
-    return json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+    return stack.status_detail()
 
 
 def worker_pid(stack: Stack, esaf: int) -> int:

@@ -99,9 +99,8 @@ def test_worker_answers_other_requests_while_indexing(site):
     replies: list[list[bytes]] = []
     runner = threading.Thread(target=lambda: replies.append(_index(site, wait.name)))
     runner.start()
-    status = {"pid": "monitor", "type": "status"}
     deadline = time.monotonic() + 30
-    while not any(w["in_flight"] for w in meta_of(ask(site.endpoint, status))[1]["workers"]):
+    while not any(w["in_flight"] for w in site.stack.status_detail()["workers"]):
         assert runner.is_alive() and time.monotonic() < deadline
     jpeg = ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
     assert jpeg[0] == b"" and not replies  # answered while the index still runs

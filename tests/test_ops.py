@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import pwd
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq
+from prometheus_client import CollectorRegistry
 
 from procmgr.__main__ import dev_user
+from procmgr.statuspage import StatusPage
 from pyis_common.devstack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
@@ -38,13 +43,40 @@ def test_metrics_count_requests_by_type_and_outcome(stack):
 
 
 def test_status_reports_workers_cache_and_outcomes(stack):
-    status = json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+    status = stack.status_detail()
     assert status["requests"]["ok"] >= 1
     (worker,) = status["workers"]
     assert worker["ready"] and worker["pid"] > 0
     assert worker["cache"]["misses"] >= 1 and worker["cache"]["max_bytes"] > 0
     assert sum(status["latency"]["jpeg"]) >= 2
     assert len(status["latency"]["jpeg"]) == len(status["latency_ms_buckets"])
+
+
+def test_public_status_says_counts_and_only_the_loopback_page_says_who(stack):
+    """Anyone who reaches the proxy may ask ``status``: no uid, ESAF or pid in its answer."""
+    pid = stack.sign_session(dev_user(), [7])
+    assert ask(stack.endpoint, {"pid": pid, "esaf": 7, "fn": "a.cbf", "xsize": 64})[0] == b""
+    public = json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+    assert type(public["workers"]) is int and public["workers"] >= 1
+    assert not {"uid", "esaf", "pid"} & set(json.dumps(public).replace('"', " ").split())
+    detail = stack.status_detail()
+    uid = pwd.getpwnam(dev_user()).pw_uid
+    assert any(w["uid"] == uid and w["esaf"] == 7 and w["pid"] > 0 for w in detail["workers"])
+
+
+def test_status_detail_is_not_served_on_a_non_loopback_address():
+    ctx = zmq.Context()
+    page = StatusPage(ctx, CollectorRegistry(), "0.0.0.0:0")
+    try:
+        port = page.address.rpartition(":")[2]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=10)
+        assert refused.value.code == 404
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert metrics.status == 200  # the counters are still there for a scraper
+    finally:
+        page.close()
+        ctx.term()
 
 
 def test_sighup_reloads_and_keeps_serving(stack):
@@ -82,7 +114,7 @@ def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata):
         pid = stack.sign_session(dev_user(), [0])
         job = {"pid": pid, "fn": "a.cbf", "xsize": 64, "label": "x" * 200}
         assert ask(stack.endpoint, job)[0] == b""
-        config.write_text('[procmgr]\nmax_message_bytes = 100\nmetrics_address = "127.0.0.1:0"\n')
+        config.write_text("[procmgr]\nmax_message_bytes = 100\ncompat_enabled = false\n")
         stack.procmgr.signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
         while "configuration reloaded" not in log.read_text():
@@ -90,7 +122,7 @@ def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata):
             ask(stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
         reply = ask(stack.endpoint, job)
         assert error_code(reply) == "bad_request" and b"100 bytes" in reply[0]
-        assert "metrics_address needs a restart" in log.read_text()
+        assert "compat_enabled needs a restart" in log.read_text()
         config.write_text("[procmgr\n")
         stack.procmgr.signal(signal.SIGHUP)
         while "config not reloaded" not in log.read_text():
