@@ -1,8 +1,9 @@
 """Soak: many requests from concurrent clients, some hostile, with workers killed on purpose.
 
-N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile (among them
-crafted bomb files, tests/support/bombs.py, which must be answered ``unsupported:``), and one
-worker SIGKILLed every 1,000 requests. Every request must get exactly one reply: a lost reply (none
+N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile (garbage, path
+traversal, multipart floods of 16 x 1 MiB and of many small frames, crafted bomb files,
+tests/support/bombs.py, which must be answered ``unsupported:``), and one worker SIGKILLed
+every 1,000 requests. Every request must get exactly one reply: a lost reply (none
 within the client's timeout) or a wrong one (a hostile request served, a good one answered with
 a malformed reply) is counted; ``internal:`` for a request caught in a killed worker is the
 right answer and is counted separately. Prints p50/p99 latency and the RSS of the procmgr and
@@ -51,7 +52,10 @@ HOSTILE = [
     b'{"pid":"x","xsize":1e9}',
     None,
     "bomb",
-]  # None: a path traversal with a valid session; "bomb": a crafted bomb file, valid session
+    [b"x" * (1 << 20)] * 16,  # a multipart flood: each frame within MAXMSGSIZE, the whole not
+    [b'{"pid":"x"}'] * 8,  # many small frames
+]  # None: a path traversal with a valid session; "bomb": a crafted bomb file, valid session;
+# a list: the frames of one multipart message
 TIMEOUT_MS = 30000
 KILL_EVERY = 1000
 
@@ -70,7 +74,7 @@ class Soak:
             json.dumps({"pid": self.pid, "fn": f"bombs/{name}"}).encode() for name in bombs.BOMBS
         ]
 
-    def next_job(self, rng: random.Random) -> tuple[bytes, bool]:
+    def next_job(self, rng: random.Random) -> tuple[bytes | list[bytes], bool]:
         """(request frame, is hostile)."""
         if rng.random() < 0.05:
             raw = rng.choice(HOSTILE)
@@ -105,7 +109,10 @@ class Soak:
                 sock.connect(self.stack.endpoint)
             raw, hostile = self.next_job(rng)
             t0 = time.perf_counter()
-            sock.send(raw)
+            if isinstance(raw, list):
+                sock.send_multipart(raw)
+            else:
+                sock.send(raw)
             if not sock.poll(TIMEOUT_MS, zmq.POLLIN):
                 self.count("lost")
                 sock.close(0)
@@ -124,7 +131,7 @@ class Soak:
         if sock is not None:
             sock.close(0)
 
-    def judge(self, raw: bytes, hostile: bool, reply: list[bytes]) -> str:
+    def judge(self, raw: bytes | list[bytes], hostile: bool, reply: list[bytes]) -> str:
         if reply[0] != b"":
             if len(reply) != 1:
                 return "wrong"

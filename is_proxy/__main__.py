@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML config file")
     ap.add_argument("--frontend", help="clients connect here (default tcp://127.0.0.1:60202)")
     ap.add_argument("--backend", help="procmgrs connect here (default tcp://127.0.0.1:60203)")
-    ap.add_argument("--control", help="control socket (default tcp://127.0.0.1:60204)")
+    ap.add_argument(
+        "--control", help="control socket, ipc:///DIR/NAME with DIR mode 0700 (default: none)"
+    )
     ap.add_argument("--curve-secret", help="CURVE certificate (.key_secret) for the backend")
     ap.add_argument("--curve-clients", help="directory of procmgr public certificates")
     ap.add_argument("--log-level", default="INFO")
@@ -46,7 +48,7 @@ def serve(cfg: config.Config, log_level: str) -> int:
     setup_logging("is-proxy", log_level)
     try:
         proxy = Proxy(cfg.proxy)
-    except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint
+    except Exception as exc:  # zmq.ZMQError on a bad or busy endpoint, an open control dir
         print(f"is-proxy: cannot start: {exc}", file=sys.stderr)
         return 2
     eps = proxy.endpoints()

@@ -19,16 +19,17 @@ from typing import Any
 
 import zmq
 
-from procmgr import identity
+from procmgr import admission, identity
 from procmgr.access import AccessChecker
 from procmgr.accounting import Accounting
 from procmgr.cacheacl import CacheAcl
 from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
+from procmgr.proxylink import ProxyLink
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers, ZygoteClient
-from pyis_common import curve, wire
+from pyis_common import wire
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, wire_text
 from pyis_common.request import Request, parse_frame
@@ -80,14 +81,8 @@ class Manager:
         self.workers = Workers(cfg, zygote)
         self.zygote = zygote
         self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 1000)
-        # no MAXMSGSIZE here: libzmq would drop the whole proxy connection, and with it every
-        # reply in flight; the proxy caps sizes per client, and handle_request per request
-        if cfg.proxy_curve_public:
-            curve.connect_as_client(self.router, cfg.curve_secret, cfg.proxy_curve_public)
-        for endpoint in cfg.proxies:
-            self.router.connect(endpoint)
+        self.link = ProxyLink(self.ctx, cfg)
+        self.router = self.link.router
         self.inflight: dict[int, InFlight] = {}
         self.ids = itertools.count(1)
         self.started = time.monotonic()
@@ -107,6 +102,7 @@ class Manager:
         while not self._done():
             poller = zmq.Poller()
             poller.register(self.router, zmq.POLLIN)
+            poller.register(self.link.monitor.sock, zmq.POLLIN)
             poller.register(signals.fd, zmq.POLLIN)
             poller.register(self.zygote.fd, zmq.POLLIN)
             for fd in self.workers.by_fd:
@@ -121,6 +117,8 @@ class Manager:
             for fd, worker in list(self.workers.by_fd.items()):
                 if fd in events:
                     self.handle_worker(worker)
+            if self.link.monitor.sock in events:
+                self.link.monitor.handle()
             if self.router in events:
                 self.handle_requests()
             if self.status_page is not None and self.status_page.sock in events:
@@ -181,10 +179,11 @@ class Manager:
     def handle_requests(self) -> None:
         for _ in range(100):  # a burst, then look at the workers again
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = self.link.receive()
             except zmq.Again:
                 return
-            self.handle_request(frames)
+            if frames is not None:
+                self.handle_request(frames)
 
     def handle_request(self, frames: list[bytes]) -> None:
         t0 = time.monotonic()
@@ -221,8 +220,8 @@ class Manager:
         grant = self.access.check(req)
         ident = identity.resolve(self.cfg, grant.user, req.esaf)
         access_ms = (time.monotonic() - t_access) * 1000
-        if len(self.inflight) >= self.cfg.max_in_flight:
-            raise Busy("the image server is busy; try again")
+        admission.check_session_share(self.cfg, self.session_job_types(ident), req.type)
+        admission.check_server(self.cfg, len(self.inflight))
         worker = self.workers.get(ident)
         rid = next(self.ids)
         limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
@@ -232,6 +231,12 @@ class Manager:
             self.workers.submit(worker, rid, req.to_worker())
         except OSError:
             self.worker_lost(worker, "cannot send to it")
+
+    def session_job_types(self, ident: identity.Identity) -> list[str]:
+        """The types of the requests this (user, ESAF)'s worker holds now."""
+        worker = self.workers.by_key.get(self.workers.key_of(ident))
+        rids = worker.inflight if worker is not None else ()
+        return [self.inflight[rid].req.type for rid in rids if rid in self.inflight]
 
     def reply(self, envelope: list[bytes], frames: list[bytes]) -> None:
         try:
@@ -406,6 +411,6 @@ class Manager:
         log.info("zygote exited with %s; bye", code)
         if self.status_page is not None:
             self.status_page.close()
-        self.router.close(linger=1000)
+        self.link.close()
         self.ctx.term()
         return 0

@@ -21,8 +21,12 @@ ENV_PREFIX = "PYIS_"
 class ProxyConfig:
     frontend: str = "tcp://127.0.0.1:60202"  # clients (is.js, is-cli) connect here
     backend: str = "tcp://127.0.0.1:60203"  # procmgrs connect here
-    control: str = "tcp://127.0.0.1:60204"  # pause/resume/terminate/statistics
-    max_message_bytes: int = 1 << 20  # a request is < 1 KB; a reply is a JPEG of a few MB
+    # pause/resume/terminate/statistics; "" -> off; only ipc:// in a 0700 directory of ours
+    # (any local user reaches a tcp port), e.g. "ipc:///run/is-proxy/control" under systemd
+    control: str = ""
+    max_message_bytes: int = 1 << 20  # per frame (MAXMSGSIZE): over it libzmq drops the peer
+    max_request_frames: int = 4  # [""][JSON] from a REQ, with room for two relaying hops
+    max_request_bytes: int = 1 << 16  # in all frames of one request; the procmgr's cap
     hwm: int = 1000  # per-peer queue bound: memory stays bounded under a flood
     curve_secret: str = ""  # the proxy's CURVE certificate (.key_secret); "" -> plaintext
     curve_clients: str = ""  # directory of the procmgrs' public certificates allowed in
@@ -47,7 +51,12 @@ class ProcmgrConfig:
     dev_user: str = ""  # --dev only: serve every access object as this local user
     request_timeout_s: float = 20.0  # longer than a cold Eiger 16M read, shorter than patience
     max_in_flight: int = 256  # beyond it answer busy: rather than queue without bound
-    max_message_bytes: int = 1 << 16  # requests are tiny; bigger frames are refused
+    # per (user, ESAF) worker: 8x its threads keeps a browser's prefetch queue full, and one
+    # session holds at most 1/8 of max_in_flight; beyond it that session alone gets busy:
+    session_max_in_flight: int = 32
+    session_max_index: int = 2  # index jobs run for minutes; they count apart from the above
+    max_message_bytes: int = 1 << 16  # requests are tiny; bigger frames are refused, and one
+    # over it drops the proxy's connection (MAXMSGSIZE, set at start): the proxy never sends one
     worker_threads: int = 4  # per (user, ESAF) worker: concurrency without an army of threads
     worker_start_timeout_s: float = 10.0  # fork + privilege drop takes milliseconds
     worker_backoff_s: float = 5.0  # after a worker failed to start, refuse quickly this long

@@ -93,7 +93,7 @@ class Stack:
                 "--backend",
                 any_port,
                 "--control",
-                any_port,
+                f"ipc://{self.workdir / 'proxy-run' / 'control'}",  # made 0700 by the proxy
                 *self.proxy_curve_args(),
             ],
         )

@@ -56,8 +56,6 @@ def test_proxy_and_procmgr_run_as_daemons_and_stop_on_sigterm(tmp_path, testdata
                 any_port,
                 "--backend",
                 any_port,
-                "--control",
-                any_port,
             ],
             timeout=60,
         )

@@ -38,6 +38,10 @@ CASES = [
     ("fn with NUL", {"job": {"pid": "x", "fn": "a\u0000b"}}, "bad_request"),
     ("100 KB request", {"job": {"pid": "x", "tag": "t" * 100_000}}, "bad_request"),
     ("two frames", {"frames": [b'{"pid": "x"}', b"more"]}, "bad_request"),
+    # multipart floods: every frame within MAXMSGSIZE, the message not (the proxy answers)
+    ("multipart 64 x 1 MiB", {"frames": [b"x" * (1 << 20)] * 64}, "bad_request"),
+    ("multipart 5 small frames", {"frames": [b'{"pid": "x"}'] * 5}, "bad_request"),
+    ("multipart 2 x 40 KB", {"frames": [b"x" * 40_000] * 2}, "bad_request"),
     # the rest carry a valid access object: the worker's path policy answers them
     ("fn ..", {"fn": "../../../etc/shadow"}, "forbidden"),
     ("fn absolute outside", {"fn": "/etc/passwd"}, "forbidden"),

@@ -6,7 +6,7 @@ import grp
 import pwd
 from pathlib import Path
 
-from tests.support.client import ask, error_code, meta_of
+from tests.support.client import ask, error_code
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -107,7 +107,7 @@ def test_worker_has_an_address_space_limit(site):
     uid = pwd.getpwnam(site.user).pw_uid
     (worker,) = [
         w["pid"]
-        for w in meta_of(ask(site.endpoint, {"pid": "m", "type": "status"}))[1]["workers"]
+        for w in site.stack.status_detail()["workers"]
         if w["uid"] == uid and w["esaf"] == site.esaf
     ]
     limits = Path(f"/proc/{worker}/limits").read_text()

@@ -29,7 +29,7 @@ def stack(testdata) -> Iterator[Stack]:
 
 
 def status(stack: Stack) -> dict:
-    return json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
+    return stack.status_detail()
 
 
 def alive(pid: int) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,9 +17,14 @@ CBF = "cbf/thau_3_2_0001.cbf"
 
 @contextmanager
 def dev_stack(
-    testdata: Path, config: str = "", args: tuple[str, ...] = (), name: str = "a.cbf"
+    testdata: Path,
+    config: str = "",
+    args: tuple[str, ...] = (),
+    name: str = "a.cbf",
+    before_start: Callable[[Stack], list[str]] | None = None,
 ) -> Iterator[Stack]:
-    """``config`` is the body of a ``[procmgr]`` section; logs go to ``stack.workdir``."""
+    """``config`` is the body of a ``[procmgr]`` section; logs go to ``stack.workdir``;
+    ``before_start`` sees the stack's keys before it runs and returns more procmgr flags."""
     base = Path(tempfile.mkdtemp(prefix="pyis-dev-", dir="/tmp"))
     os.chmod(base, 0o755)  # the worker (nobody) must reach the data through it
     data = base / "data"
@@ -30,7 +35,10 @@ def dev_stack(
     if config:
         (base / "procmgr.toml").write_text(f"[procmgr]\n{config}\n")
         argv += ["--config", str(base / "procmgr.toml")]
-    stack = Stack(base, argv, stderr_dir=base).start()
+    stack = Stack(base, argv, stderr_dir=base)
+    if before_start is not None:
+        stack.procmgr_args += before_start(stack)
+    stack.start()
     try:
         yield stack
     finally:

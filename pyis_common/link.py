@@ -1,0 +1,70 @@
+"""The proxy <-> procmgr link, the same on both ends: ZeroMQ heartbeats and a logging monitor.
+
+Without heartbeats a peer that is stopped (SIGSTOP, swapping) or behind a cut network keeps its
+TCP connection open: the proxy would go on queueing requests to it, and each would be noticed
+only at its client's deadline. With ZMTP heartbeats (libzmq >= 4.2) each end PINGs an idle
+link and drops a connection that stays silent; the connecting end (the procmgr) reconnects by
+itself. The monitor turns connects and drops into log lines an operator can see.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+HEARTBEAT_IVL_MS = 1000  # PING an idle link every second: a few bytes, nothing on a busy link
+HEARTBEAT_TIMEOUT_MS = 3000  # no traffic for 3 s after a PING: the peer is gone, drop the link
+HEARTBEAT_TTL_MS = 6000  # asks the peer to drop us after 6 s without our traffic (its view)
+# a dead peer is found within HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS, far below the 20 s
+# request deadline (and the 900 s index deadline)
+LINK_DOWN_WITHIN_S = (HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS) / 1000
+
+WATCHED = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def set_heartbeats(sock: zmq.Socket) -> None:
+    """Before bind/connect: they apply to the connections made afterwards."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+
+
+class LinkMonitor:
+    """Log when a peer of ``sock`` comes, goes, or fails its handshake; the loop polls ``sock``."""
+
+    def __init__(self, sock: zmq.Socket, peer: str, log: logging.Logger) -> None:
+        self.sock = sock.get_monitor_socket(WATCHED)
+        self.peer, self.log = peer, log
+
+    def handle(self) -> None:
+        """Log every event waiting; never blocks."""
+        while True:
+            try:
+                event = recv_monitor_message(self.sock, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            kind, endpoint = event["event"], event["endpoint"]
+            where = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else endpoint
+            if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.log.info("%s link up (%s)", self.peer, where)
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self.log.warning(
+                    "%s link lost (%s): the peer went away, missed heartbeats for %.0f s, or "
+                    "sent a frame over the size limit",
+                    self.peer,
+                    where,
+                    LINK_DOWN_WITHIN_S,
+                )
+            else:
+                self.log.warning("%s link handshake failed (%s): %s", self.peer, where, kind)
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
