@@ -24,7 +24,8 @@ SESSIONS = 130  # the C server's process table held 128
 
 @pytest.fixture
 def stack(testdata) -> Iterator[Stack]:
-    with dev_stack(testdata, "worker_idle_s = 5.0\nmax_in_flight = 512") as stack:
+    # idle 15 s: 130 worker starts take 5-7 s on a loaded 2-core box, and none may idle out first
+    with dev_stack(testdata, "worker_idle_s = 15.0\nmax_in_flight = 512") as stack:
         yield stack
 
 
