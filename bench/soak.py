@@ -172,6 +172,18 @@ class Soak:
         }
 
 
+def proxy_statistics(endpoint: str) -> dict:
+    """The proxy's own counters, over its (private ipc) control socket."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(b"STATISTICS")
+        return json.loads(sock.recv()) if sock.poll(TIMEOUT_MS, zmq.POLLIN) else {}
+    finally:
+        sock.close(0)
+
+
 def rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -209,6 +221,7 @@ def main() -> int:
                 t.join()
             seconds = time.perf_counter() - t0
             rss_end = soak.rss()
+            refused = proxy_statistics(stack.control).get("refused")
         finally:
             stack.stop()
     lat = sorted(soak.latencies)
@@ -220,6 +233,7 @@ def main() -> int:
         **soak.counts,
         "p50_ms": round(statistics.median(lat), 2),
         "p99_ms": round(lat[int(len(lat) * 0.99)], 2),
+        "proxy_refused_oversized": refused,  # multipart floods, none of them forwarded
         "rss_after_warmup": soak.rss_start,
         "rss_end": rss_end,
         "wrong_examples": soak.wrong,
