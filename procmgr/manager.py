@@ -118,13 +118,14 @@ class Manager:
                 if fd in events:
                     self.handle_worker(worker)
             if self.link.monitor.sock in events:
-                self.link.monitor.handle()
+                self.link.watch()
             if self.router in events:
                 self.handle_requests()
             if self.status_page is not None and self.status_page.sock in events:
                 self.status_page.answer(self.status_detail)
             self.expire_requests()
             self.retire_workers()
+            self.link.rearm(time.monotonic())
             self.refresh_metrics()
         return self.close()
 

@@ -6,11 +6,17 @@ The proxy sits on the web host, and the web host is not trusted: a frame over
 than a route and a request can have is dropped, and logged, as it is read. A legitimate proxy
 never sends either: it holds clients to smaller limits. Heartbeats find a stopped or cut-off
 proxy within seconds (pyis_common/link.py).
+
+libzmq reconnects after a lost connection, but not after a protocol error such as an oversized
+frame: that proxy would stay cut off until a restart. A drop that libzmq does not follow with
+a reconnect attempt is re-armed here after REARM_AFTER_S, slow enough that a hostile proxy
+cannot make the procmgr spin on it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import zmq
 
@@ -21,6 +27,7 @@ from pyis_common.link import LinkMonitor, set_heartbeats
 
 log = logging.getLogger("procmgr")
 ROUTE_BYTES = MAX_ENVELOPE * 256  # routing ids are at most 255 bytes; libzmq's are 5
+REARM_AFTER_S = 5.0  # libzmq's own retry comes within 0.1 s; none by then means it gave up
 
 
 class ProxyLink:
@@ -36,8 +43,28 @@ class ProxyLink:
         self.monitor = LinkMonitor(self.router, "proxy", log)
         if cfg.proxy_curve_public:
             curve.connect_as_client(self.router, cfg.curve_secret, cfg.proxy_curve_public)
-        for endpoint in cfg.proxies:
+        self.endpoints = tuple(cfg.proxies)
+        self.dropped: dict[str, float] = {}  # endpoint -> when libzmq dropped it, not retrying
+        for endpoint in self.endpoints:
             self.router.connect(endpoint)
+
+    def watch(self) -> None:
+        """The monitor's events (the loop saw its socket readable): note drops, forget them
+        when libzmq retries or reconnects by itself."""
+        for kind, endpoint in self.monitor.handle():
+            if kind == zmq.EVENT_DISCONNECTED and endpoint in self.endpoints:
+                self.dropped[endpoint] = time.monotonic()
+            else:
+                self.dropped.pop(endpoint, None)
+
+    def rearm(self, now: float) -> None:
+        """Reconnect to proxies libzmq dropped for good (a protocol error), after a pause."""
+        for endpoint, since in list(self.dropped.items()):
+            if now - since >= REARM_AFTER_S:
+                del self.dropped[endpoint]
+                log.warning("reconnecting to proxy %s (dropped for a protocol error)", endpoint)
+                self.router.disconnect(endpoint)
+                self.router.connect(endpoint)
 
     def receive(self) -> list[bytes] | None:
         """One message as bytes, None if it was over the limits (dropped, logged);

@@ -23,6 +23,7 @@ LINK_DOWN_WITHIN_S = (HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS) / 1000
 
 WATCHED = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_CONNECT_RETRIED
     | zmq.EVENT_DISCONNECTED
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -44,15 +45,19 @@ class LinkMonitor:
         self.sock = sock.get_monitor_socket(WATCHED)
         self.peer, self.log = peer, log
 
-    def handle(self) -> None:
-        """Log every event waiting; never blocks."""
+    def handle(self) -> list[tuple[int, str]]:
+        """Log every event waiting, never blocking; the (event, endpoint) pairs seen."""
+        seen = []
         while True:
             try:
                 event = recv_monitor_message(self.sock, zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return seen
             kind, endpoint = event["event"], event["endpoint"]
             where = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else endpoint
+            seen.append((kind, where))
+            if kind == zmq.EVENT_CONNECT_RETRIED:
+                continue  # libzmq is reconnecting by itself: nothing to tell
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.log.info("%s link up (%s)", self.peer, where)
             elif kind == zmq.EVENT_DISCONNECTED:

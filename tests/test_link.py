@@ -10,6 +10,7 @@ from pathlib import Path
 
 import zmq
 
+from procmgr.proxylink import REARM_AFTER_S
 from pyis_common import curve
 from pyis_common.devstack import Stack
 from pyis_common.link import LINK_DOWN_WITHIN_S
@@ -81,6 +82,9 @@ def test_a_hostile_proxy_is_dropped_and_the_procmgr_does_not_grow(testdata):
             grown_kib = rss_kib(stack.procmgr.pid, "VmHWM") - before
             assert grown_kib < 16 * 1024, f"the procmgr grew by {grown_kib} KiB"
             assert ask(stack.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+            # libzmq gives up on a peer after a protocol error; the procmgr re-arms it
+            logs.wait_for(log, "reconnecting to proxy", REARM_AFTER_S + 20)
+            assert proxy.status(b"c5")[:2] == [b"c5", b""]
         finally:
             proxy.close()
 
