@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
@@ -64,6 +65,7 @@ def test_another_local_user_cannot_reach_the_control_socket(testdata):
             )
         finally:
             accounts.remove()
+            shutil.rmtree(base, ignore_errors=True)
         assert tried.stdout.strip() == "EACCES", tried.stdout + tried.stderr
         assert statistics(stack.control)["paused"] is False  # its own user still can
 
