@@ -54,6 +54,7 @@ def fork(repeat: int) -> int:
     from worker import warmup
 
     warmup.warm()
+    warmup.freeze()  # as the zygote does
     out = []
     for _ in range(repeat):
         r, w = os.pipe()

@@ -40,6 +40,7 @@ class Zygote:
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
         warmup.warm()
+        warmup.freeze()
         self.chan.send({"t": wire.MSG_READY, "pid": os.getpid()})
         while True:
             wait = 0 if self.chan.has_pending() else None

@@ -14,6 +14,7 @@ refuse, a 32-bit TIFF; then a spots job and a meta job on each.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets  # noqa: F401  (redis-py imports it lazily when a pool is made)
 import socket
@@ -61,6 +62,14 @@ def warm() -> None:
         pipeline.index_settings = IndexSettings(("/bin/sh", "-c", "echo warm >&2; echo {}", "sh"))
         pipeline.run({"type": "index", "fn": "warm.cbf"}, progress=lambda _line: None)
         _formats(pipeline, tmp)
+
+
+def freeze() -> None:
+    """Move everything the warm-up made into the collector's permanent generation, just before
+    forking: a child's collections then never touch (and so never copy) the zygote's objects,
+    which would otherwise cost a new worker page faults over the whole inherited heap."""
+    gc.collect()
+    gc.freeze()
 
 
 def _formats(pipeline: Any, tmp: str) -> None:
