@@ -38,16 +38,17 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
         quality=int(spec.get("quality", 90)),
         cache_bytes=int(cache_bytes) if cache_bytes else None,
     )
-    chan.send(
-        {
-            "t": wire.MSG_READY,
-            "pid": os.getpid(),
-            "uid": os.getuid(),
-            "gid": os.getgid(),
-            "groups": os.getgroups(),
-        }
-    )
     with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
+        pool.submit(int)  # a job thread now: a session's first image must not wait for one
+        chan.send(
+            {
+                "t": wire.MSG_READY,
+                "pid": os.getpid(),
+                "uid": os.getuid(),
+                "gid": os.getgid(),
+                "groups": os.getgroups(),
+            }
+        )
         while True:
             try:
                 msg = chan.recv()
