@@ -156,6 +156,7 @@ def image_rounds(
     ms: dict[str, list[float]] = {k: [] for k in keys}
     hop: dict[str, list[float]] = {k: [] for k in HOPS}
     cold: dict[str, list[float]] = {k: [] for k in COLD_STEPS}
+    resized: dict[str, list[float]] = {k: [] for k in COLD_STEPS}
     for r in range(rounds):
         touch(path)  # a new version of the file: both below read it (and an Eiger its mask)
         t0 = time.perf_counter()
@@ -165,7 +166,10 @@ def image_rounds(
         ms["cold"].append(e2e)
         for k in COLD_STEPS:
             cold[k].append(e2e if k == "e2e" else float(timings.get(k, 0.0)))
-        ms["xsize"].append(timed(ask, job | {"xsize": 600 + r})[0])
+        e2e, timings = timed(ask, job | {"xsize": 600 + r})
+        ms["xsize"].append(e2e)
+        for k in COLD_STEPS:
+            resized[k].append(e2e if k == "e2e" else float(timings.get(k, 0.0)))
         zoom = {"zoom": 4.0, "segcol": float(r % 4), "segrow": float(r // 4 % 4)}
         ms["zoom"].append(timed(ask, job | zoom)[0])
         contrast = {"contrast": 100 + r}
@@ -196,6 +200,7 @@ def image_rounds(
         "fresh_cold_ratio": med["fresh_ms"] / med["floor_fresh_ms"],
         "hops_ms": {k: statistics.median(v) for k, v in hop.items()},
         "cold_steps_ms": {k: statistics.median(v) for k, v in cold.items()},
+        "xsize_steps_ms": {k: statistics.median(v) for k, v in resized.items()},
     }
 
 
@@ -245,6 +250,9 @@ def report(result: dict) -> None:
     cold_rows = [{"image": i["image"]} | i["cold_steps_ms"] for i in result["images"].values()]
     print("cold image in a warm worker, per step (ms):")
     print(table(cold_rows, ["image", *COLD_STEPS]))
+    xsize_rows = [{"image": i["image"]} | i["xsize_steps_ms"] for i in result["images"].values()]
+    print("new xsize (from the held pyramid), per step (ms):")
+    print(table(xsize_rows, ["image", *COLD_STEPS]))
     print("new session:", json.dumps(result["session"]))
     print("warm requests/s by clients:", json.dumps(result["requests_per_s"]))
     print(f"status through proxy+procmgr {result['status_round_trip_ms']:.3f} ms, "
