@@ -32,6 +32,9 @@ def parser() -> argparse.ArgumentParser:
         "no ESAF needed",
     )
     ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
+    ap.add_argument(
+        "--cache-redis-password-file", help="0600 file with our admin password on the cache Redis"
+    )
     ap.add_argument("--metrics", help="host:port for the Prometheus endpoint (port 0: any)")
     ap.add_argument("--curve-secret", help="our CURVE certificate for the proxy link")
     ap.add_argument("--proxy-curve-public", help="the proxy's public CURVE certificate")
@@ -50,6 +53,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "auth_redis": args.auth_redis,
         "compat_pubkey": args.compat_pubkey,
         "cache_redis": args.cache_redis,
+        "cache_redis_password_file": args.cache_redis_password_file,
         "curve_secret": args.curve_secret,
         "proxy_curve_public": args.proxy_curve_public,
         "metrics_address": args.metrics,

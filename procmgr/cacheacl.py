@@ -1,38 +1,91 @@
-"""Per-ESAF Redis users for the shared stage-1 cache (the C server's Redis had no auth).
+"""The cache Redis, administered by the procmgr alone, with one Redis user per ESAF.
+
+The procmgr logs in as its own admin user (password from a 0600 file: a URL or a flag shows in
+``ps``), turns ``default`` off and drops its open connections (``off`` spares them), and refuses
+the tier while an unauthenticated ``PING`` still succeeds: otherwise every local user could
+read and rewrite every ESAF's entries, or run ``FLUSHALL`` and ``ACL SETUSER``.
 
 Each ESAF gets an ACL user whose key pattern is that ESAF's prefix only and whose commands are
-the few the cache needs; a worker is handed just its ESAF's credential, over its private
-channel (never through the zygote, never in a log). Redis keeps ACL users in memory only, so
-``ensure`` re-creates them, with the same passwords, after a Redis restart.
+the few the cache needs; a worker is handed just its ESAF's credential, over its private channel
+(never through the zygote, never in a log). Lua: the worker's lock release (redis-py's ``Lock``)
+is the one script, preloaded here; workers may ``EVALSHA`` it but not ``EVAL`` or ``SCRIPT
+LOAD``, so no endless script can freeze the cache for every ESAF. Redis keeps ACL users and
+scripts in memory only, so ``ensure`` re-applies all of it, same passwords, after a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import stat
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.lock import Lock
+from redis.retry import Retry
 
 log = logging.getLogger("procmgr.cacheacl")
 ADMIN_TIMEOUT_S = 0.25  # the procmgr loop must not stall on a dead cache
 ENSURE_EVERY_S = 5.0  # how soon the tier comes back after a Redis restart
-COMMANDS = (
-    "+get +set +del +exists +expire +pexpire +ping +evalsha +script|load "
-    "+client|setname"
-)  # GET/SET values, redis-py's token-owned Lock (SET NX PX, EVALSHA release)
+MAX_PASSWORD_BYTES = 4096
+# GET/SET values, redis-py's token-owned Lock (SET NX PX, EVALSHA of the release script)
+COMMANDS = "+get +set +del +exists +expire +pexpire +ping +evalsha +client|setname"
+LOCK_SCRIPTS = (Lock.LUA_RELEASE_SCRIPT,)  # the only Lua a worker runs
+
+
+class CacheOpen(RuntimeError):
+    """The cache Redis answers without credentials: using it would share every ESAF's data."""
+
+
+def read_password(path: str) -> str:
+    """A secret from a regular file that is ours and that nobody else may read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot open the cache Redis password file {path}: {exc.strerror}"
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+            raise ValueError(
+                f"{path} must be a regular file owned by uid {os.geteuid()} with mode 0600"
+            )
+        text = os.read(fd, MAX_PASSWORD_BYTES).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+    if not text:
+        raise ValueError(f"{path} holds no password")
+    return text
+
+
+def _client(url: str, **credentials: str) -> redis.Redis:
+    """Short timeouts and no retries: every call here runs on the procmgr's loop."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=ADMIN_TIMEOUT_S,
+        socket_connect_timeout=ADMIN_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        **credentials,
+    )
 
 
 class CacheAcl:
-    def __init__(self, url: str, ttl_s: int) -> None:
-        self.url, self.ttl_s = url, ttl_s
-        self.admin = redis.Redis.from_url(
-            url, socket_timeout=ADMIN_TIMEOUT_S, socket_connect_timeout=ADMIN_TIMEOUT_S
-        )
+    def __init__(self, url: str, ttl_s: int, admin_user: str, password_file: str) -> None:
+        if admin_user == "default":
+            raise ValueError("cache_redis_user may not be 'default': the procmgr turns it off")
+        parts = urlsplit(url)
+        self._bare = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self.url, self.ttl_s = urlunsplit(self._bare), ttl_s
+        password = read_password(password_file)
+        self.admin = _client(self.url, username=admin_user, password=password)
         self._passwords: dict[int, str] = {}
         self._last_ensure = 0.0
+        self._secured = False
 
     @staticmethod
     def user(esaf: int) -> str:
@@ -42,27 +95,73 @@ class CacheAcl:
     def prefix(esaf: int) -> str:
         return f"pyis:e{esaf}:"
 
+    def start(self) -> None:
+        """At start: secure the cache Redis now, or raise CacheOpen; unreachable is a warning
+        (the tier comes on once it answers and is secured)."""
+        self._secured = self._secure()
+
     def credential(self, esaf: int) -> dict[str, Any] | None:
-        """What a worker of ``esaf`` needs to use the tier, or None if Redis is unreachable."""
+        """What a worker of ``esaf`` needs to use the tier, or None if it is not usable now."""
+        if not self._secured and not self._secure_or_log():
+            return None
         password = self._passwords.setdefault(esaf, secrets.token_urlsafe(32))
         if not self._setuser(esaf, password):
             return None
-        parts = urlsplit(self.url)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 6379
-        db = parts.path.lstrip("/") or "0"
-        url = f"redis://{quote(self.user(esaf))}:{quote(password)}@{host}:{port}/{db}"
+        netloc = f"{quote(self.user(esaf), safe='')}:{quote(password, safe='')}@"
+        url = urlunsplit(self._bare._replace(netloc=netloc + self._bare.netloc))
         return {"url": url, "prefix": self.prefix(esaf), "ttl_s": self.ttl_s}
 
     def ensure(self, force: bool = False) -> None:
-        """Re-create every ESAF user (cheap, idempotent); rate-limited unless forced."""
+        """Re-secure and re-create every ESAF user (cheap, idempotent); rate-limited unless
+        forced."""
         now = time.monotonic()
         if not force and now - self._last_ensure < ENSURE_EVERY_S:
             return
         self._last_ensure = now
+        self._secured = self._secure_or_log()
+        if not self._secured:
+            return
         for esaf, password in list(self._passwords.items()):
             if not self._setuser(esaf, password):
                 return
+
+    def _secure_or_log(self) -> bool:
+        try:
+            return self._secure()
+        except CacheOpen as exc:
+            log.error("%s; the shared cache tier is off", exc)
+            return False
+
+    def _secure(self) -> bool:
+        """``default`` off, its connections dropped, the lock script loaded, then proof that
+        an anonymous client is refused (CacheOpen if not). False if Redis cannot be reached."""
+        try:
+            self.admin.execute_command("ACL", "SETUSER", "default", "off")
+            self.admin.execute_command("CLIENT", "KILL", "USER", "default")
+            for script in LOCK_SCRIPTS:
+                self.admin.script_load(script)
+        except redis.exceptions.ResponseError as exc:
+            log.error("the cache Redis refused the admin setup: %s", exc)  # the probe decides
+        except redis.exceptions.RedisError as exc:
+            log.warning("cache Redis unavailable for ACL setup: %s", type(exc).__name__)
+            return False
+        anyone = self._answers_anyone()
+        if anyone:
+            raise CacheOpen("the cache Redis answers an unauthenticated PING")
+        return anyone is False
+
+    def _answers_anyone(self) -> bool | None:
+        """None: gone again meanwhile (the next ensure asks again)."""
+        probe = _client(self.url)
+        try:
+            probe.ping()
+        except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+            return False  # NOAUTH / NOPERM: as it must be
+        except redis.exceptions.RedisError:
+            return None
+        finally:
+            probe.close()
+        return True
 
     def _setuser(self, esaf: int, password: str) -> bool:
         try:

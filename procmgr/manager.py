@@ -50,6 +50,8 @@ RESTART_KEYS = (
     "trust_certs",
     "trust_crl",
     "cache_redis",
+    "cache_redis_user",
+    "cache_redis_password_file",
     "metrics_address",
     "dev_user",
 )
@@ -77,7 +79,7 @@ class Manager:
         self.load_config = load_config
         self.access = AccessChecker(cfg)
         self.progress_channel = ProgressChannel(self.access.redis)
-        self.cacheacl = CacheAcl(cfg.cache_redis, cfg.cache_ttl_s) if cfg.cache_redis else None
+        self.cacheacl = self._cache_acl(cfg)
         self.workers = Workers(cfg, zygote)
         self.zygote = zygote
         self.ctx = zmq.Context()
@@ -95,6 +97,17 @@ class Manager:
             else None
         )
         self.metrics_address = self.status_page.address if self.status_page else ""
+
+    @staticmethod
+    def _cache_acl(cfg: ProcmgrConfig) -> CacheAcl | None:
+        """The cache Redis secured as ours, or a refusal to start (CacheOpen) if it stays open."""
+        if not cfg.cache_redis:
+            return None
+        acl = CacheAcl(
+            cfg.cache_redis, cfg.cache_ttl_s, cfg.cache_redis_user, cfg.cache_redis_password_file
+        )
+        acl.start()
+        return acl
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> int:

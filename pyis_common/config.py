@@ -49,6 +49,8 @@ class ProcmgrConfig:
     esaf_group: str = "e{esaf}"  # the ESAF's Unix group (and passwd account for its home)
     esaf_home: str = ""  # "" -> home of the passwd account named like the group
     dev_user: str = ""  # --dev only: serve every access object as this local user
+    session_timeout_s: float = 0.5  # a whole session lookup (connect, reply); >1 ms is trouble
+    session_max_field_bytes: int = 32 << 10  # an access object is < 2 KiB; larger is refused unread
     request_timeout_s: float = 20.0  # longer than a cold Eiger 16M read, shorter than patience
     max_in_flight: int = 256  # beyond it answer busy: rather than queue without bound
     # per (user, ESAF) worker: 8x its threads keeps a browser's prefetch queue full, and one
@@ -63,7 +65,9 @@ class ProcmgrConfig:
     worker_idle_s: float = 900.0  # stop a worker nobody used for this long
     worker_memory_bytes: int = 8 << 30  # RLIMIT_AS: a 16M frame, its mask and the LRU fit
     worker_max_crashes: int = 3  # more crashes than this within a minute -> back off
-    cache_redis: str = ""  # the image host's Redis (admin URL) for tier 2; "" -> LRU only
+    cache_redis: str = ""  # the image host's Redis for tier 2 (no credentials); "" -> LRU only
+    cache_redis_user: str = "pyis-admin"  # our admin user there; never "default" (we turn it off)
+    cache_redis_password_file: str = "/etc/pyis/cache-redis.pass"  # its password; mode 0600, ours
     cache_ttl_s: int = 600  # a beamtime's images are looked at within minutes of being taken
     worker_cache_bytes: int = 0  # stage-1 LRU per worker; 0 -> 1/32 of RAM, at most 1 GiB
     index_command: tuple[str, ...] = ()  # the indexer's argv (never a shell); () -> no index

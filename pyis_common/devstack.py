@@ -9,6 +9,7 @@ image through the real stack and exits: the quickest proof that it all works.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -27,6 +28,8 @@ from procmgr.__main__ import dev_user
 from pyis_common import cli, curve, procs
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
+CACHE_ADMIN = "pyis-admin"  # the procmgr's own user on the cache Redis (the config default)
+CACHE_ADMIN_RULES = ("~*", "&*", "+@all")
 
 
 class Stack:
@@ -62,6 +65,13 @@ class Stack:
         self.curve_clients = curve_dir / "clients"
         self.curve_clients.mkdir()
         shutil.copy(self.procmgr_public, self.curve_clients)
+        # the cache Redis admin: the password only in a 0600 file, its SHA-256 on redis's argv
+        self.cache_password = secrets.token_urlsafe(32)
+        self.cache_password_file = workdir / "cache-redis.pass"
+        fd = os.open(self.cache_password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.cache_password + "\n")
+        self.cache_admin_rules = CACHE_ADMIN_RULES  # a test may take rights away
         self.procs: list[procs.Proc] = []
 
     def _stderr(self, name: str):
@@ -107,13 +117,19 @@ class Stack:
         return self
 
     def start_cache_redis(self, port: int | None = None) -> None:
-        """The image host's Redis (tier 2), separate from the web host's session Redis."""
+        """The image host's Redis (tier 2), separate from the web host's session Redis: a
+        stock configuration (``default`` on, no password, as a distribution ships it) plus our
+        admin user; the procmgr turns ``default`` off itself."""
+        digest = hashlib.sha256(self.cache_password.encode()).hexdigest()
+        admin = ["--user", CACHE_ADMIN, "on", f"#{digest}", *self.cache_admin_rules]
         self.cache_redis_proc, self.cache_redis_port = procs.redis_server(
-            self.workdir, CACHE_REDIS_ARGS, port
+            self.workdir, [*CACHE_REDIS_ARGS, *admin], port
         )
         self.procs.append(self.cache_redis_proc)
         self.cache_redis_url = f"redis://127.0.0.1:{self.cache_redis_port}/0"
-        self.cache_redis = redis.Redis.from_url(self.cache_redis_url)
+        self.cache_redis = redis.Redis.from_url(
+            self.cache_redis_url, username=CACHE_ADMIN, password=self.cache_password
+        )
 
     def proxy_curve_args(self) -> list[str]:
         """What a proxy on this stack's backend needs to admit its procmgr (and no other)."""
@@ -137,6 +153,8 @@ class Stack:
                 str(self.pubkey),
                 "--cache-redis",
                 self.cache_redis_url,
+                "--cache-redis-password-file",
+                str(self.cache_password_file),
                 "--curve-secret",
                 str(self.procmgr_secret),
                 "--proxy-curve-public",

@@ -22,9 +22,11 @@ def dev_stack(
     args: tuple[str, ...] = (),
     name: str = "a.cbf",
     before_start: Callable[[Stack], list[str]] | None = None,
+    cache_admin_rules: tuple[str, ...] | None = None,
 ) -> Iterator[Stack]:
     """``config`` is the body of a ``[procmgr]`` section; logs go to ``stack.workdir``;
-    ``before_start`` sees the stack's keys before it runs and returns more procmgr flags."""
+    ``before_start`` sees the stack's keys before it runs and returns more procmgr flags;
+    ``cache_admin_rules`` replace the cache Redis admin user's ACL rules."""
     base = Path(tempfile.mkdtemp(prefix="pyis-dev-", dir="/tmp"))
     os.chmod(base, 0o755)  # the worker (nobody) must reach the data through it
     data = base / "data"
@@ -38,8 +40,10 @@ def dev_stack(
     stack = Stack(base, argv, stderr_dir=base)
     if before_start is not None:
         stack.procmgr_args += before_start(stack)
-    stack.start()
+    if cache_admin_rules is not None:
+        stack.cache_admin_rules = cache_admin_rules
     try:
+        stack.start()
         yield stack
     finally:
         stack.stop()

@@ -1,0 +1,110 @@
+"""The cache Redis belongs to the procmgr: local users without credentials are refused, a
+worker's credential reaches its ESAF's prefix only and runs no Lua but the lock release."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+
+import pytest
+import redis
+from redis.lock import Lock
+
+from procmgr.cacheacl import CacheAcl
+from pyis_common.procs import StartError
+from tests.support.attacker import run_as
+from tests.support.client import ask
+from tests.support.devsite import dev_stack
+
+RELEASE_SHA = hashlib.sha1(Lock.LUA_RELEASE_SCRIPT.encode()).hexdigest()
+ANONYMOUS = """
+c = redis.Redis.from_url(url, protocol=2)  # RESP2: each command reaches Redis (no HELLO)
+run(c, "PING")
+run(c, "KEYS", "*")
+run(c, "FLUSHALL")
+run(c, "CONFIG", "SET", "maxmemory", "1")
+run(c, "ACL", "SETUSER", "mallory", "on", "nopass", "+@all", "~*")
+run(c, "AUTH", "default", "")
+"""
+
+
+def _admin_acl(stack) -> CacheAcl:
+    """A second administrator in this process, on the real cache Redis (the procmgr's code)."""
+    return CacheAcl(stack.cache_redis_url, 600, "pyis-admin", str(stack.cache_password_file))
+
+
+def test_a_local_user_without_credentials_is_refused(site):
+    results = run_as(site.other_user, site.stack.cache_redis_url, ANONYMOUS)
+    assert [r[0] for r in results[:5]] == ["NOAUTH"] * 5, results
+    assert results[5][0] != "ok", results  # default is off: not even AUTH default works
+    assert site.stack.cache_redis.acl_getuser("default")["enabled"] is False
+
+
+def test_a_workers_credential_reaches_only_its_esaf_and_runs_no_lua(site):
+    esaf_a, esaf_b = 470000 + int(site.accounts.tag) % 9999, 480000 + int(site.accounts.tag) % 9999
+    acl = _admin_acl(site.stack)
+    acl.start()
+    credential = acl.credential(esaf_a)
+    assert credential is not None
+    a, b = credential["prefix"], acl.prefix(esaf_b)
+    site.stack.cache_redis.set(f"{b}s1:x", b"B's image")
+    body = f"""
+c = redis.Redis.from_url(url, protocol=2)
+run(c, "SET", "{a}s1:x", "A's image")
+run(c, "GET", "{a}s1:x")
+run(c, "GET", "{b}s1:x")
+run(c, "SET", "{b}s1:x", "forged")
+run(c, "EVAL", "while true do end", "0")
+run(c, "SCRIPT", "LOAD", "while true do end")
+run(c, "FUNCTION", "LOAD", "#!lua name=x\\nredis.register_function('f', function() end)")
+run(c, "EVALSHA", "{"0" * 40}", "0")
+run(c, "EVALSHA", "{RELEASE_SHA}", "1", "{a}s1:x:lock", "token")
+run(c, "EVALSHA", "{RELEASE_SHA}", "1", "{b}s1:x:lock", "token")
+run(c, "FLUSHALL")
+run(c, "CONFIG", "SET", "maxmemory", "1")
+run(c, "ACL", "SETUSER", "{acl.user(esaf_b)}", "on", "nopass", "~*")
+"""
+    results = run_as(site.user, credential["url"], body)
+    words = [r[0] for r in results]
+    assert words[:2] == ["ok", "ok"] and "A's image" in results[1][1], results
+    assert words[2:7] == ["NOPERM"] * 5, results  # B's keys, EVAL, SCRIPT LOAD, FUNCTION
+    assert words[7] == "NOSCRIPT", results  # only what the procmgr loaded exists
+    assert results[8] == ["ok", "0"], results  # the lock release script: preloaded, allowed
+    assert words[9:] == ["NOPERM"] * 4, results
+    assert site.stack.cache_redis.get(f"{b}s1:x") == b"B's image"
+
+
+def test_the_procmgr_refuses_an_open_cache_redis(testdata):
+    """An admin user that may not run ACL cannot turn ``default`` off: the cache would stay
+    open to every local user, so the procmgr says so and does not start."""
+    with pytest.raises(StartError) as err:
+        with dev_stack(testdata, cache_admin_rules=("~*", "&*", "+@all", "-@admin")):
+            pytest.fail("the procmgr started on an open cache Redis")
+    assert "cannot start: the cache Redis answers an unauthenticated PING" in str(err.value)
+
+
+def test_default_connections_from_before_are_dropped_and_default_stays_off(testdata):
+    """After a cache Redis restart (``default`` on again, as a stock config has it) a local
+    user who connected meanwhile is cut off at the next ensure, and anonymous access ends."""
+    with dev_stack(testdata) as stack:
+        port = stack.cache_redis_port
+        ask(stack.endpoint, {"pid": "monitor", "type": "status"})  # the loop (and SIGHUP) is up
+        stack.procmgr.signal(signal.SIGSTOP)  # no ensure before the early bird is in
+        try:
+            stack.cache_redis_proc.stop()
+            stack.procs.remove(stack.cache_redis_proc)
+            stack.start_cache_redis(port)
+            early = redis.Redis.from_url(stack.cache_redis_url, single_connection_client=True)
+            assert early.ping() is True  # open, as a stock redis.conf is
+        finally:
+            stack.procmgr.signal(signal.SIGCONT)
+        stack.procmgr.signal(signal.SIGHUP)  # ensure now
+        deadline = time.monotonic() + 30
+        while stack.cache_redis.acl_getuser("default")["enabled"]:
+            assert time.monotonic() < deadline, "default was not turned off again"
+            ask(stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
+        with pytest.raises(redis.exceptions.ConnectionError):
+            early.ping()  # its connection was killed (``off`` alone would have spared it)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis.from_url(stack.cache_redis_url).ping()
