@@ -4,8 +4,10 @@ Values are a fixed binary layout, never pickle::
 
     | u32 BE header length | JSON header | data bytes | packbits(valid) | packbits(saturated) |
 
-The header names dtype (from an allow-list) and shape; the reader checks every length against
-them before building an array. The worker's Redis user may only touch keys under its ESAF's
+The header names dtype (from an allow-list: every integer and float type a reader returns, so
+no entry is written that would always be rejected) and shape; the reader checks the shape
+against what the key's request produces (``xsize``/``ysize``) and every length against both
+before building an array. The worker's Redis user may only touch keys under its ESAF's
 prefix (an ACL the procmgr sets up), so one experiment cannot read another's images.
 
 Best effort and bounded: short socket timeouts, redis-py's token-owned ``Lock`` with a
@@ -27,13 +29,15 @@ import numpy as np
 import redis
 
 from worker.cache import Key
-from worker.reduce import Reduced
+from worker.reduce import MAX_SIDE, Reduced
 
 log = logging.getLogger("worker.tier2")
 SOCKET_TIMEOUT_S = 0.1  # a cache slower than this is no cache
 LOCK_TIMEOUT_S = 10.0  # a producer that died frees the lock after this (TTL on the lock key)
 LOCK_WAIT_S = 0.3  # followers wait this long for the producer, then read the file themselves
-DTYPES = frozenset({"uint8", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64"})
+DTYPES = frozenset(
+    {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"}
+)
 HEADER = struct.Struct(">I")
 MAX_HEADER = 1 << 20
 
@@ -42,8 +46,11 @@ class DecodeError(ValueError):
     pass
 
 
-def encode(reduced: Reduced, meta: dict[str, Any]) -> bytes:
-    data = np.ascontiguousarray(reduced.data)
+def encode(reduced: Reduced, meta: dict[str, Any]) -> bytes | None:
+    """The stored form, native byte order; None for a dtype ``decode`` would refuse."""
+    data = np.ascontiguousarray(reduced.data, reduced.data.dtype.newbyteorder("="))
+    if data.dtype.name not in DTYPES:
+        return None
     header = json.dumps(
         {"dtype": data.dtype.name, "shape": list(data.shape), "stats": reduced.stats, "meta": meta},
         separators=(",", ":"),
@@ -59,7 +66,16 @@ def encode(reduced: Reduced, meta: dict[str, Any]) -> bytes:
     )
 
 
-def decode(blob: bytes) -> tuple[Reduced, dict[str, Any]]:
+def shape_fits(shape: tuple[int, int], key: Key) -> bool:
+    """Whether stage 1 of ``key``'s request can have this (h, w): ``xsize`` alone fixes the
+    width; with ``ysize`` the image touches one side of the xsize x ysize box (reduce.py)."""
+    h, w = shape
+    if key.ysize is None:
+        return w == key.xsize and 0 < h <= MAX_SIDE
+    return (w == key.xsize and 0 < h <= key.ysize) or (h == key.ysize and 0 < w <= key.xsize)
+
+
+def decode(blob: bytes, key: Key) -> tuple[Reduced, dict[str, Any]]:
     """Check everything before trusting it: another worker of this ESAF wrote it."""
     if len(blob) < HEADER.size:
         raise DecodeError("short value")
@@ -71,8 +87,8 @@ def decode(blob: bytes) -> tuple[Reduced, dict[str, Any]]:
     if dtype not in DTYPES or not isinstance(shape, list) or len(shape) != 2:
         raise DecodeError("bad dtype or shape")
     h, w = shape
-    if not all(isinstance(v, int) and 0 < v <= 10000 for v in (h, w)):
-        raise DecodeError("bad shape")
+    if not all(type(v) is int for v in (h, w)) or not shape_fits((h, w), key):
+        raise DecodeError("shape does not match the request")
     n = h * w
     nbytes, nbits = n * np.dtype(dtype).itemsize, (n + 7) // 8
     start = HEADER.size + hlen
@@ -110,7 +126,7 @@ class RedisTier:
             self.misses += 1
             return None
         try:
-            value = decode(blob)
+            value = decode(blob, key)
         except (DecodeError, ValueError, TypeError):
             log.warning("dropped a malformed cache value")
             self._call(lambda: self.client.delete(self.name(key)))
@@ -121,7 +137,8 @@ class RedisTier:
     def put(self, key: Key, value: tuple[Reduced, dict[str, Any]]) -> None:
         """Share a result computed without the lock (from a held pyramid) with this ESAF."""
         blob = encode(*value)
-        self._call(lambda: self.client.set(self.name(key), blob, ex=self.ttl_s))
+        if blob is not None:
+            self._call(lambda: self.client.set(self.name(key), blob, ex=self.ttl_s))
 
     def produce(
         self,

@@ -50,8 +50,8 @@ def warm() -> None:
             {"type": "jpeg", "fn": "warm.cbf", "xsize": 16, "label": "warm", "labelHeight": 12}
         )
         pipeline.run({"type": "meta", "fn": "warm.cbf"})
-        stage1, _, _ = pipeline.stage1(parse({"fn": "warm.cbf", "xsize": 16}, need_pid=False))
-        decode(encode(stage1.reduced, stage1.meta))
+        stage1, key, _ = pipeline.stage1(parse({"fn": "warm.cbf", "xsize": 16}, need_pid=False))
+        decode(encode(stage1.reduced, stage1.meta) or b"", key)
         try:
             pipeline.run({"type": "jpeg", "fn": "missing.cbf"})
         except NotFound:
