@@ -2,11 +2,12 @@
 
 Two forms (DESIGN.md section 3): a JWT (inline as the request's ``auth``, or ``isToken`` in the
 session hash) verified against keys the offline CA certified, and, behind ``compat_enabled``,
-the C server's RSA-signed ``isAuth``. The web host's Redis is untrusted storage: we read the
-session hash on every request, so a session the auth server deletes or marks ``revoked``
-stops working at the next request, and believe only what a signature covers. A verified
-object is remembered by its exact bytes until it expires, so the steady state costs one Redis
-round trip and a dict lookup, not a signature verification.
+the C server's RSA-signed ``isAuth``. The web host's Redis is untrusted storage: the session
+hash is read for every request (procmgr/sessions.py, off the loop, bounded in time and size),
+so a session the auth server deletes or marks ``revoked`` stops working at the next request,
+and we believe only what a signature covers. A verified object is remembered by its exact
+bytes until it expires, so the steady state costs the lookup and a dict lookup, not a
+signature verification.
 """
 
 from __future__ import annotations
@@ -17,20 +18,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
 from authsign import compat, tokens
 from authsign.compat import Access, AccessError
 from certs.trust import TrustStore
+from procmgr.sessions import Session
 from pyis_common.config import ProcmgrConfig
-from pyis_common.errors import Busy, Forbidden, Unauthorized
+from pyis_common.errors import Forbidden, Unauthorized
 from pyis_common.request import Request
 
 log = logging.getLogger("procmgr.access")
-REDIS_TIMEOUT_S = 0.25  # the whole request budget is 500 ms; a slower store is a failure
-STORE_RETRY_S = 1.0  # after a failed lookup, answer busy: at once for this long
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
-FIELDS = ("isAuth", "isAuthSig", "isToken", "revoked")
 
 
 class AccessChecker:
@@ -50,13 +47,7 @@ class AccessChecker:
             if cfg.trust_root
             else None
         )
-        self.redis = redis.Redis.from_url(
-            cfg.auth_redis,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-        )
         self._verified: dict[bytes, Access] = {}
-        self._store_down_until = 0.0
 
     def reload(self) -> None:
         """SIGHUP: re-read signing certificates and the CRL now."""
@@ -71,12 +62,13 @@ class AccessChecker:
         self._verified.clear()
         return True
 
-    def check(self, req: Request) -> Access:
-        """The grant for this request, or Unauthorized/Forbidden/Busy naming the reason."""
-        exists, (isauth, sig, token, revoked) = self._fetch(req.pid)
+    def check(self, req: Request, session: Session) -> Access:
+        """The grant for this request given its session hash, or Unauthorized/Forbidden
+        naming the reason."""
+        isauth, sig, token, revoked = session.fields
         if revoked:
             raise Unauthorized("this session has been revoked")
-        if not exists:
+        if not session.exists:
             # also for an inline token: logout deletes the hash, and that must end the session
             raise Unauthorized("no access object for this session")
         try:
@@ -126,28 +118,6 @@ class AccessChecker:
         if access.expires is not None and time.time() > access.expires + self.cfg.clock_leeway_s:
             raise AccessError("unauthorized", "access object has expired")
         return access
-
-    def _fetch(self, pid: str) -> tuple[bool, list[bytes | None]]:
-        """(the session hash exists, its fields), in one round trip.
-
-        The call blocks the procmgr's loop for up to REDIS_TIMEOUT_S; after a failure the
-        store is not asked again for STORE_RETRY_S, so an outage costs every other user one
-        quick ``busy:`` instead of a stalled loop (a circuit breaker)."""
-        if time.monotonic() < self._store_down_until:
-            raise Busy("the access object store is unavailable; try again")
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.exists(pid)
-            pipe.hmget(pid, *FIELDS)
-            exists, values = pipe.execute()
-            return bool(exists), values
-        except redis.exceptions.ResponseError:
-            # WRONGTYPE: the key exists but is not a hash; the C server exit(-1)ed here
-            raise Unauthorized("no access object for this session") from None
-        except redis.exceptions.RedisError as exc:
-            log.warning("access object store unavailable: %s", type(exc).__name__)
-            self._store_down_until = time.monotonic() + STORE_RETRY_S
-            raise Busy("the access object store is unavailable; try again") from None
 
     def _policy(self, req: Request, access: Access) -> None:
         if req.esaf == 0:

@@ -27,6 +27,7 @@ from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
+from procmgr.sessions import Outcome, SessionStore
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
@@ -37,6 +38,7 @@ from pyis_common.signals import SignalQueue
 
 log = logging.getLogger("procmgr")
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
+LOOKUP_GRACE_S = 0.2  # the lookup thread reports its own deadline first; this is the backstop
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 # bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
 RESTART_KEYS = (
@@ -52,9 +54,22 @@ RESTART_KEYS = (
     "cache_redis",
     "cache_redis_user",
     "cache_redis_password_file",
+    "session_timeout_s",
+    "session_max_field_bytes",
     "metrics_address",
     "dev_user",
 )
+
+
+@dataclass
+class Pending:
+    """A request waiting for its session lookup (on a thread; the loop carries on)."""
+
+    envelope: list[bytes]
+    req: Request
+    t0: float
+    deadline: float
+    t_lookup: float  # when the lookup was asked: the start of timings_ms["access"]
 
 
 @dataclass
@@ -78,7 +93,11 @@ class Manager:
         self.cfg = cfg
         self.load_config = load_config
         self.access = AccessChecker(cfg)
-        self.progress_channel = ProgressChannel(self.access.redis)
+        self.sessions = SessionStore(
+            cfg.auth_redis, cfg.session_timeout_s, cfg.session_max_field_bytes
+        )
+        self.pending: dict[int, Pending] = {}
+        self.progress_channel = ProgressChannel(self.sessions.publish)
         self.cacheacl = self._cache_acl(cfg)
         self.workers = Workers(cfg, zygote)
         self.zygote = zygote
@@ -118,6 +137,7 @@ class Manager:
             poller.register(self.link.monitor.sock, zmq.POLLIN)
             poller.register(signals.fd, zmq.POLLIN)
             poller.register(self.zygote.fd, zmq.POLLIN)
+            poller.register(self.sessions.fd, zmq.POLLIN)
             for fd in self.workers.by_fd:
                 poller.register(fd, zmq.POLLIN)
             if self.status_page is not None:
@@ -132,6 +152,8 @@ class Manager:
                     self.handle_worker(worker)
             if self.link.monitor.sock in events:
                 self.link.watch()
+            if self.sessions.fd in events:
+                self.handle_sessions()
             if self.router in events:
                 self.handle_requests()
             if self.status_page is not None and self.status_page.sock in events:
@@ -143,15 +165,18 @@ class Manager:
         return self.close()
 
     def _poll_ms(self) -> int:
-        if not self.inflight:
+        deadlines = [f.deadline for f in self.inflight.values()]
+        deadlines += [p.deadline for p in self.pending.values()]
+        if not deadlines:
             return POLL_MAX_MS
-        soonest = min(f.deadline for f in self.inflight.values()) - time.monotonic()
+        soonest = min(deadlines) - time.monotonic()
         return max(1, min(POLL_MAX_MS, int(soonest * 1000) + 1))
 
     def _done(self) -> bool:
         if self.stopping_since is None:
             return False
-        return not self.inflight or time.monotonic() - self.stopping_since > SHUTDOWN_GRACE_S
+        idle = not self.inflight and not self.pending
+        return idle or time.monotonic() - self.stopping_since > SHUTDOWN_GRACE_S
 
     def handle_signals(self, signums: list[int]) -> None:
         for signum in signums:
@@ -220,22 +245,52 @@ class Manager:
                 self.log_request(envelope, req, "ok", t0)
                 self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
                 return
-            self.route(envelope, req, t0)
-        except PyisError as exc:
+            self.look_up(envelope, req, t0)
+        except Exception as exc:
+            self.refuse(envelope, req, t0, exc)
+
+    def refuse(self, envelope: list[bytes], req: Request | None, t0: float, exc: Exception) -> None:
+        """The one error reply for a request that failed before reaching a worker."""
+        if isinstance(exc, PyisError):
             self.log_request(envelope, req, exc.code, t0, str(exc))
             self.reply(envelope, [wire_text(exc.code, str(exc))])
-        except Exception:
-            log.exception("request failed")
-            self.log_request(envelope, req, "internal", t0)
-            self.reply(envelope, [wire_text("internal", "the image server failed")])
+            return
+        log.error("request failed", exc_info=exc)
+        self.log_request(envelope, req, "internal", t0)
+        self.reply(envelope, [wire_text("internal", "the image server failed")])
 
-    def route(self, envelope: list[bytes], req: Request, t0: float) -> None:
-        t_access = time.monotonic()
-        grant = self.access.check(req)
+    def look_up(self, envelope: list[bytes], req: Request, t0: float) -> None:
+        """Ask for the session off the loop; ``handle_sessions`` continues with ``route``."""
+        admission.check_server(self.cfg, len(self.inflight) + len(self.pending))
+        lid = next(self.ids)
+        t_lookup = time.monotonic()
+        self.sessions.lookup(lid, req.pid)
+        deadline = t_lookup + self.cfg.session_timeout_s + LOOKUP_GRACE_S
+        self.pending[lid] = Pending(envelope, req, t0, deadline, t_lookup)
+
+    def handle_sessions(self) -> None:
+        for lid, outcome in self.sessions.results():
+            p = self.pending.pop(lid, None)
+            if p is None:
+                continue  # answered at its deadline already
+            try:
+                self.route(p.envelope, p.req, p.t0, outcome, p.t_lookup)
+            except Exception as exc:
+                self.refuse(p.envelope, p.req, p.t0, exc)
+
+    def route(
+        self, envelope: list[bytes], req: Request, t0: float, session: Outcome, t_lookup: float
+    ) -> None:
+        """Continue a request once its session is read (``t_lookup``: when it was asked)."""
+        if isinstance(session, PyisError):
+            raise session
+        grant = self.access.check(req, session)
         ident = identity.resolve(self.cfg, grant.user, req.esaf)
-        access_ms = (time.monotonic() - t_access) * 1000
+        access_ms = (time.monotonic() - t_lookup) * 1000  # lookup (off the loop) and check
+        if self.stopping_since is not None:
+            raise Busy("the image server is shutting down; try again")
         admission.check_session_share(self.cfg, self.session_job_types(ident), req.type)
-        admission.check_server(self.cfg, len(self.inflight))
+        admission.check_server(self.cfg, len(self.inflight) + len(self.pending))
         worker = self.workers.get(ident)
         rid = next(self.ids)
         limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
@@ -358,10 +413,21 @@ class Manager:
                 self.workers.on_exited(header)
 
     # -- housekeeping ----------------------------------------------------------------------
+    def expire_lookups(self, now: float) -> None:
+        """A lookup its thread did not report in time (all threads hung, a DNS stall): busy:,
+        and the store counts as failed (the breaker opens)."""
+        for lid in [lid for lid, p in self.pending.items() if p.deadline <= now]:
+            p = self.pending.pop(lid)
+            why = f"no answer within {self.cfg.session_timeout_s} s"
+            self.sessions.failed(why)
+            sentence = f"the access object store is unavailable ({why}); try again"
+            self.refuse(p.envelope, p.req, p.t0, Busy(sentence))
+
     def expire_requests(self) -> None:
         """Answer ``timeout:`` past the deadline; a worker silent for a whole deadline is hung
         (stopped, deadlocked, swapping) and is replaced, so the session recovers by itself."""
         now = time.monotonic()
+        self.expire_lookups(now)
         for flight in [f for f in self.inflight.values() if f.deadline <= now]:
             del self.inflight[flight.rid]
             flight.worker.inflight.discard(flight.rid)
@@ -416,6 +482,10 @@ class Manager:
         self.accounting.record(envelope, req, code, t0, why, tier)
 
     def close(self) -> int:
+        for p in self.pending.values():
+            self.refuse(p.envelope, p.req, p.t0, Busy("the image server is shutting down"))
+        self.pending.clear()
+        self.sessions.close()
         for flight in list(self.inflight.values()):
             self.answer_error(flight, "timeout", "the image server shut down before answering")
         self.inflight.clear()

@@ -2,21 +2,18 @@
 
 The channel is derived from the session and the request's ``tag`` (never an address the client
 chose, as the C server's progressAddress was): ``pyis:progress:<sha256(pid)[:16]>:<tag>``. The
-hash keeps the session id itself off the pub/sub bus. Publishing is best effort.
+hash keeps the session id itself off the pub/sub bus. Publishing is best effort, off the loop
+and bounded like a session lookup (procmgr/sessions.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
+from collections.abc import Callable
 from typing import Any
-
-import redis
 
 from pyis_common.client import progress_channel
 from pyis_common.request import Request
-
-log = logging.getLogger("procmgr.progress")
 
 
 def channel(pid: str, tag: Any) -> str:
@@ -27,13 +24,10 @@ def channel(pid: str, tag: Any) -> str:
 
 
 class ProgressChannel:
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
+    def __init__(self, send: Callable[[str, str], None]) -> None:
+        self.send = send  # (channel, payload); never blocks
 
     def publish(self, req: Request, message: dict[str, Any]) -> None:
         tag = req.raw.get("tag")
         payload = json.dumps(message | {"tag": tag}, sort_keys=True, separators=(",", ":"))
-        try:
-            self.client.publish(channel(req.pid, tag), payload)
-        except redis.exceptions.RedisError as exc:
-            log.warning("could not publish progress: %s", type(exc).__name__)
+        self.send(channel(req.pid, tag), payload)
