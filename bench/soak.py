@@ -2,8 +2,9 @@
 
 N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile (garbage, path
 traversal, multipart floods of 16 x 1 MiB and of many small frames, crafted bomb files,
-tests/support/bombs.py, which must be answered ``unsupported:``), and one worker SIGKILLed
-every 1,000 requests. Every request must get exactly one reply: a lost reply (none
+tests/support/bombs.py, which must be answered ``unsupported:``, a session whose ``isAuth``
+field is 1 MiB), and one worker SIGKILLed every 1,000 requests. Every request must get exactly
+one reply: a lost reply (none
 within the client's timeout) or a wrong one (a hostile request served, a good one answered with
 a malformed reply) is counted; ``internal:`` for a request caught in a killed worker is the
 right answer and is counted separately. Prints p50/p99 latency and the RSS of the procmgr and
@@ -54,8 +55,11 @@ HOSTILE = [
     "bomb",
     [b"x" * (1 << 20)] * 16,  # a multipart flood: each frame within MAXMSGSIZE, the whole not
     [b'{"pid":"x"}'] * 8,  # many small frames
+    "oversized session field",
 ]  # None: a path traversal with a valid session; "bomb": a crafted bomb file, valid session;
-# a list: the frames of one multipart message
+# a list: the frames of one multipart message; "oversized session field": a session the web
+# host's Redis bloated
+FAT_FIELD_BYTES = 1 << 20  # far over session_max_field_bytes (32 KiB): refused unread
 TIMEOUT_MS = 30000
 KILL_EVERY = 1000
 
@@ -64,6 +68,8 @@ class Soak:
     def __init__(self, stack: Stack, total: int, clients: int) -> None:
         self.stack, self.total, self.clients = stack, total, clients
         self.pid = stack.sign_session(dev_user(), [0])
+        self.fat_pid = stack.sign_session(dev_user(), [0])
+        stack.redis.hset(self.fat_pid, "isAuth", b"x" * FAT_FIELD_BYTES)
         self.lock = threading.Lock()
         self.sent = 0
         self.counts = {"ok": 0, "expected_error": 0, "killed": 0, "lost": 0, "wrong": 0}
@@ -82,6 +88,8 @@ class Soak:
                 raw = json.dumps({"pid": self.pid, "fn": "../../etc/shadow"}).encode()
             elif raw == "bomb":
                 raw = rng.choice(self.bombs)
+            elif raw == "oversized session field":
+                raw = json.dumps({"pid": self.fat_pid, "fn": Path(FILES[0]).name}).encode()
             return raw, True
         name = Path(rng.choice(FILES)).name
         job = {

@@ -21,7 +21,7 @@ import secrets
 import stat
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -63,6 +63,13 @@ def read_password(path: str) -> str:
     return text
 
 
+def _url(parts: SplitResult, userinfo: str = "") -> str:
+    """``parts`` as a URL, with ``user:password@`` if given (urlunsplit drops the ``//`` of a
+    ``unix:///path`` URL, which redis-py then refuses)."""
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{userinfo}{parts.netloc}{parts.path}{query}"
+
+
 def _client(url: str, **credentials: str) -> redis.Redis:
     """Short timeouts and no retries: every call here runs on the procmgr's loop."""
     return redis.Redis.from_url(
@@ -80,7 +87,7 @@ class CacheAcl:
             raise ValueError("cache_redis_user may not be 'default': the procmgr turns it off")
         parts = urlsplit(url)
         self._bare = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-        self.url, self.ttl_s = urlunsplit(self._bare), ttl_s
+        self.url, self.ttl_s = _url(self._bare), ttl_s
         password = read_password(password_file)
         self.admin = _client(self.url, username=admin_user, password=password)
         self._passwords: dict[int, str] = {}
@@ -107,8 +114,8 @@ class CacheAcl:
         password = self._passwords.setdefault(esaf, secrets.token_urlsafe(32))
         if not self._setuser(esaf, password):
             return None
-        netloc = f"{quote(self.user(esaf), safe='')}:{quote(password, safe='')}@"
-        url = urlunsplit(self._bare._replace(netloc=netloc + self._bare.netloc))
+        userinfo = f"{quote(self.user(esaf), safe='')}:{quote(password, safe='')}@"
+        url = _url(self._bare, userinfo)
         return {"url": url, "prefix": self.prefix(esaf), "ttl_s": self.ttl_s}
 
     def ensure(self, force: bool = False) -> None:

@@ -2,8 +2,9 @@
 
 That Redis is not ours: a compromised web host can trickle a reply one byte at a time or store
 100 MB in a session field. So every call runs on a small thread pool, never on the loop, with
-an overall deadline and a byte budget (procmgr/boundedredis.py); field sizes are asked first
-(``HSTRLEN``) and a field over ``session_max_field_bytes`` is refused unread. Results come back
+an overall deadline and a byte budget (procmgr/boundedredis.py); field sizes come first
+(``HSTRLEN``, in the same round trip) and a field over ``session_max_field_bytes`` is refused
+unread. Results come back
 through a queue and an eventfd the loop polls. A failed call (error, deadline, budget) opens a
 circuit breaker: for STORE_RETRY_S every lookup is answered ``busy:`` at once and publishes are
 dropped, so an outage costs each user one quick reply, not a queue of stuck threads.
@@ -118,22 +119,37 @@ class SessionStore:
         os.eventfd_write(self.fd, 1)
 
     def _fetch(self, pid: str, timeout_s: float) -> Outcome:
-        """Sizes first, then the fields: a real Redis never sends an oversized field; one that
-        lies about sizes runs into the byte budget."""
+        """One round trip: EXISTS, HSTRLEN of each field, HMGET. The sizes arrive first; if one
+        is over the cap the connection is dropped before the fields are read, so a real Redis
+        never costs us an oversized field, and one that lies about sizes runs into the byte
+        budget."""
         budget = self.max_field_bytes * len(FIELDS) + REPLY_SLACK_BYTES
+        commands = [
+            ("EXISTS", pid),
+            *(("HSTRLEN", pid, f) for f in FIELDS),
+            ("HMGET", pid, *FIELDS),
+        ]
         try:
-            client = self._client(timeout_s, budget)
-            pipe = client.pipeline(transaction=False)
-            pipe.exists(pid)
-            for name in FIELDS:
-                pipe.hstrlen(pid, name)
-            exists, *sizes = pipe.execute()
-            for name, size in zip(FIELDS, sizes, strict=True):
-                if not isinstance(size, int) or size > self.max_field_bytes:
-                    raise FieldTooLarge(name)
+            pool = self._client(timeout_s, budget).connection_pool
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command(conn.pack_commands(commands))
+                exists = conn.read_response()
+                for name in FIELDS:
+                    size = conn.read_response()
+                    if not isinstance(size, int) or size > self.max_field_bytes:
+                        raise FieldTooLarge(name)
+                values = conn.read_response()
+            except BaseException:
+                conn.disconnect()  # replies may be left unread: never reuse it
+                raise
+            finally:
+                pool.release(conn)
+            if not isinstance(values, list) or len(values) != len(FIELDS):
+                return self._failure("a malformed reply")
             if not exists:
                 return Session(False, (None,) * len(FIELDS))
-            return Session(True, tuple(client.hmget(pid, *FIELDS)))
+            return Session(True, tuple(v if isinstance(v, bytes) else None for v in values))
         except FieldTooLarge as exc:
             log.warning("session field %s over %d bytes; refused", exc.field, self.max_field_bytes)
             return Unauthorized(

@@ -4,14 +4,20 @@ worker's credential reaches its ESAF's prefix only and runs no Lua but the lock 
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from redis.lock import Lock
 
 from procmgr.cacheacl import CacheAcl
+from pyis_common import procs
 from pyis_common.procs import StartError
 from tests.support.attacker import run_as
 from tests.support.client import ask
@@ -108,3 +114,40 @@ def test_default_connections_from_before_are_dropped_and_default_stays_off(testd
             early.ping()  # its connection was killed (``off`` alone would have spared it)
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis.from_url(stack.cache_redis_url).ping()
+
+
+def test_a_unix_socket_cache_redis_serves_the_admin_and_workers(site):
+    """The deployment that no local user can impersonate: a socket path only Redis can create,
+    that anyone may connect to (and then gets NOAUTH)."""
+    base = Path(tempfile.mkdtemp(prefix="pyis-unix-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    sock = base / "redis.sock"
+    password = secrets.token_urlsafe(32)
+    pass_file = base / "admin.pass"
+    pass_file.write_text(password)
+    os.chmod(pass_file, 0o600)
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    unix = ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "777"]
+    admin = ["--user", "pyis-admin", "on", f"#{digest}", "~*", "&*", "+@all"]
+    exe = shutil.which("redis-server")
+    assert exe is not None
+    argv = [exe, "--save", "", "--dir", str(base), *unix, *admin]
+    proc = procs.Proc(argv, lambda line: "ready to accept connections at" in line)
+    try:
+        proc.wait_ready(20.0)
+        acl = CacheAcl(f"unix://{sock}?db=0", 600, "pyis-admin", str(pass_file))
+        acl.start()
+        credential = acl.credential(460000 + int(site.accounts.tag) % 9999)
+        assert credential is not None and credential["url"].startswith("unix://pyis-e")
+        own, other = credential["prefix"], acl.prefix(1)
+        body = f"""
+c = redis.Redis.from_url(url, protocol=2)
+run(c, "SET", "{own}s1:x", "mine")
+run(c, "GET", "{other}s1:x")
+"""
+        assert [r[0] for r in run_as(site.user, credential["url"], body)] == ["ok", "NOPERM"]
+        anonymous = run_as(site.other_user, f"unix://{sock}", ANONYMOUS)
+        assert [r[0] for r in anonymous[:5]] == ["NOAUTH"] * 5, anonymous
+    finally:
+        proc.stop()
+        shutil.rmtree(base, ignore_errors=True)
