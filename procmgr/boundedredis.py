@@ -111,8 +111,9 @@ CLASSES = {
 }
 
 
-def client(url: str, budget: Budget, connect_timeout_s: float) -> redis.Redis:
-    """One connection, no retries (a retry would start a call the deadline already ended)."""
+def client(url: str, budget: Budget, connect_timeout_s: float, **options: Any) -> redis.Redis:
+    """One connection, no retries (a retry would start a call the deadline already ended);
+    ``options`` go to redis-py (username, password)."""
     scheme = url.partition("://")[0]
     if scheme not in CLASSES:
         raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
@@ -123,5 +124,6 @@ def client(url: str, budget: Budget, connect_timeout_s: float) -> redis.Redis:
         socket_connect_timeout=connect_timeout_s,
         retry=Retry(NoBackoff(), 0),
         max_connections=1,
+        **options,
     )
     return redis.Redis(connection_pool=pool)  # connects at the first call, inside a budget

@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit
 
 import redis
-from redis.backoff import NoBackoff
 from redis.lock import Lock
-from redis.retry import Retry
+
+from procmgr import boundedredis
 
 log = logging.getLogger("procmgr.cacheacl")
-ADMIN_TIMEOUT_S = 0.25  # the procmgr loop must not stall on a dead cache
+ADMIN_TIMEOUT_S = 0.25  # per call, all of it: the procmgr loop must not stall on the cache
+ADMIN_REPLY_BYTES = 64 << 10  # our admin replies are a few bytes; a squatter's are cut off
 ENSURE_EVERY_S = 5.0  # how soon the tier comes back after a Redis restart
 MAX_PASSWORD_BYTES = 4096
 # GET/SET values, redis-py's token-owned Lock (SET NX PX, EVALSHA of the release script)
@@ -70,15 +71,17 @@ def _url(parts: SplitResult, userinfo: str = "") -> str:
     return f"{parts.scheme}://{userinfo}{parts.netloc}{parts.path}{query}"
 
 
-def _client(url: str, **credentials: str) -> redis.Redis:
-    """Short timeouts and no retries: every call here runs on the procmgr's loop."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=ADMIN_TIMEOUT_S,
-        socket_connect_timeout=ADMIN_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-        **credentials,
-    )
+class _Admin:
+    """A client on the procmgr's loop: each call bounded in time and bytes, whoever answers
+    (while the cache Redis is down, a local user may be listening on its port)."""
+
+    def __init__(self, url: str, **credentials: str) -> None:
+        self._budget = boundedredis.Budget()
+        self._client = boundedredis.client(url, self._budget, ADMIN_TIMEOUT_S, **credentials)
+
+    def __call__(self) -> redis.Redis:
+        self._budget.start(ADMIN_TIMEOUT_S, ADMIN_REPLY_BYTES)
+        return self._client
 
 
 class CacheAcl:
@@ -89,7 +92,14 @@ class CacheAcl:
         self._bare = parts._replace(netloc=parts.netloc.rpartition("@")[2])
         self.url, self.ttl_s = _url(self._bare), ttl_s
         password = read_password(password_file)
-        self.admin = _client(self.url, username=admin_user, password=password)
+        self.admin = _Admin(self.url, username=admin_user, password=password)
+        if self._bare.scheme != "unix" and (self._bare.port or 6379) >= 1024:
+            log.warning(
+                "cache_redis is on unprivileged port %d: while that Redis is down a local user "
+                "could listen there and be sent the admin password; use a unix socket in a "
+                "root-owned directory or a port below 1024",
+                self._bare.port or 6379,
+            )
         self._passwords: dict[int, str] = {}
         self._last_ensure = 0.0
         self._secured = False
@@ -143,10 +153,13 @@ class CacheAcl:
         """``default`` off, its connections dropped, the lock script loaded, then proof that
         an anonymous client is refused (CacheOpen if not). False if Redis cannot be reached."""
         try:
-            self.admin.execute_command("ACL", "SETUSER", "default", "off")
-            self.admin.execute_command("CLIENT", "KILL", "USER", "default")
+            if self.admin().acl_getuser("default").get("enabled", True):
+                self.admin().execute_command("ACL", "SETUSER", "default", "off")
+                log.warning("turned the cache Redis user 'default' off; put it in its ACL file")
+                # only now: anonymous clients connecting later are NOAUTH, not worth a kill
+                self.admin().execute_command("CLIENT", "KILL", "USER", "default")
             for script in LOCK_SCRIPTS:
-                self.admin.script_load(script)
+                self.admin().script_load(script)
         except redis.exceptions.ResponseError as exc:
             log.error("the cache Redis refused the admin setup: %s", exc)  # the probe decides
         except redis.exceptions.RedisError as exc:
@@ -159,20 +172,20 @@ class CacheAcl:
 
     def _answers_anyone(self) -> bool | None:
         """None: gone again meanwhile (the next ensure asks again)."""
-        probe = _client(self.url)
+        probe = _Admin(self.url)
         try:
-            probe.ping()
+            probe().ping()
         except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
             return False  # NOAUTH / NOPERM: as it must be
         except redis.exceptions.RedisError:
             return None
         finally:
-            probe.close()
+            probe().close()
         return True
 
     def _setuser(self, esaf: int, password: str) -> bool:
         try:
-            self.admin.acl_setuser(
+            self.admin().acl_setuser(
                 self.user(esaf),
                 reset=True,
                 enabled=True,

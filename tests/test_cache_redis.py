@@ -22,6 +22,7 @@ from pyis_common.procs import StartError
 from tests.support.attacker import run_as
 from tests.support.client import ask
 from tests.support.devsite import dev_stack
+from tests.support.hostile_redis import HostileRedis
 
 RELEASE_SHA = hashlib.sha1(Lock.LUA_RELEASE_SCRIPT.encode()).hexdigest()
 ANONYMOUS = """
@@ -114,6 +115,10 @@ def test_default_connections_from_before_are_dropped_and_default_stays_off(testd
             early.ping()  # its connection was killed (``off`` alone would have spared it)
         with pytest.raises(redis.exceptions.AuthenticationError):
             redis.Redis.from_url(stack.cache_redis_url).ping()
+        assert (
+            "turned the cache Redis user 'default' off"
+            in (stack.workdir / "procmgr.log").read_text()
+        )
 
 
 def test_a_unix_socket_cache_redis_serves_the_admin_and_workers(site):
@@ -151,3 +156,27 @@ run(c, "GET", "{other}s1:x")
     finally:
         proc.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_squatter_on_the_cache_redis_port_cannot_stall_the_loop(testdata):
+    """While the cache Redis is down a local user may listen on its port and trickle replies
+    to the procmgr's admin calls, one byte every 0.2 s: each call gives up within its budget
+    and the loop goes on (redis-py's per-recv timeout alone would wait for hours)."""
+    with dev_stack(testdata) as stack:
+        assert ask(stack.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+        port = stack.cache_redis_port
+        stack.cache_redis_proc.stop()
+        stack.procs.remove(stack.cache_redis_proc)
+        squatter = HostileRedis({}, port=port)
+        try:
+            stack.procmgr.signal(signal.SIGHUP)  # ensure now: admin calls reach the squatter
+            assert squatter.attacking.acquire(timeout=10), "the procmgr never called"
+            for _ in range(5):
+                reply = ask(stack.endpoint, {"pid": "monitor", "type": "status"}, timeout_ms=10000)
+                assert reply[0] == b""
+            assert squatter.sent < 100  # it hung up, the trickle would take 5.5 hours
+        finally:
+            squatter.close()
+        log = (stack.workdir / "procmgr.log").read_text()
+        assert "cache Redis unavailable for ACL setup: TimeoutError" in log
+        assert "unprivileged port" in log

@@ -6,6 +6,9 @@ looked up for real while the marked call is attacked:
 
 - ``trickle``: the reply comes one byte every 0.2 s, forever (``socket_timeout`` never fires);
 - ``flood``: a 100 MB bulk string, as fast as the socket takes it, whatever was asked.
+
+With no real server behind it (``target_port`` 0) it is a squatter on a dead Redis's port:
+every connection is trickled to from its first request on.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ FLOOD_BYTES = 100 << 20
 
 
 class HostileRedis:
-    def __init__(self, markers: dict[bytes, str]) -> None:
+    def __init__(self, markers: dict[bytes, str], port: int = 0) -> None:
         self.markers = markers
-        self.target_port = 0  # the real redis-server; set before the first request
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.target_port = 0  # the real redis-server; 0: none (hostile from the first byte)
+        self.listener = socket.create_server(("127.0.0.1", port))  # port: a squatter's
         self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
         self.stopped = threading.Event()
         self.attacking = threading.Semaphore(0)  # released once per attacked call
@@ -44,19 +47,22 @@ class HostileRedis:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+        upstream = None
+        if self.target_port:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
         try:
             while data := client.recv(1 << 16):
                 mode = next((m for k, m in self.markers.items() if k in data), None)
-                if mode is not None:
-                    self._attack(client, mode)
+                if mode is not None or upstream is None:
+                    self._attack(client, mode or "trickle")
                     return
                 upstream.sendall(data)
         except OSError:
             pass
         finally:
-            upstream.close()
+            if upstream is not None:
+                upstream.close()
             client.close()
 
     @staticmethod
