@@ -80,7 +80,7 @@ class InFlight:
     worker: Worker
     deadline: float
     t0: float
-    access_ms: float = 0.0  # the access check and identity lookup, for timings_ms
+    access_ms: float = 0.0  # session lookup, access check and identity, for timings_ms
 
 
 class Manager:
