@@ -58,6 +58,9 @@ class SessionStore:
         self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._results: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="session")
+        # one thread, so progress lines keep their order and "done" comes last; a hung publish
+        # never takes a lookup's thread
+        self._publisher = ThreadPoolExecutor(1, thread_name_prefix="publish")
         self._local = threading.local()
         self._down_until = 0.0
         self._publishes = 0
@@ -91,7 +94,7 @@ class SessionStore:
             if time.monotonic() < self._down_until or self._publishes >= MAX_PUBLISHES:
                 return
             self._publishes += 1
-        self._pool.submit(self._publish, channel, payload)
+        self._publisher.submit(self._publish, channel, payload)
 
     def failed(self, why: str) -> None:
         """A call failed (also: the loop gave up on it): open the breaker."""
@@ -101,6 +104,7 @@ class SessionStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._publisher.shutdown(wait=False, cancel_futures=True)
         os.close(self.fd)
 
     # -- on the pool's threads -------------------------------------------------------------
@@ -174,6 +178,8 @@ class SessionStore:
 
     def _publish(self, channel: str, payload: str) -> None:
         try:
+            if time.monotonic() < self._down_until:
+                return  # the store failed since this was queued
             self._client(self.timeout_s, PUBLISH_BYTES).publish(channel, payload)
         except redis.exceptions.RedisError as exc:
             log.warning("could not publish progress: %s", type(exc).__name__)
