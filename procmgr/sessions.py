@@ -103,9 +103,10 @@ class SessionStore:
         self._down_until = time.monotonic() + STORE_RETRY_S
 
     def close(self) -> None:
+        """Drop queued calls; ``fd`` stays open until exit, as a running call may still signal
+        it (closed, its number could be reused by another file)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._publisher.shutdown(wait=False, cancel_futures=True)
-        os.close(self.fd)
 
     # -- on the pool's threads -------------------------------------------------------------
     def _client(self, timeout_s: float, max_bytes: int) -> redis.Redis:
