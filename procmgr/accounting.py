@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from procmgr.metrics import Metrics
+from pyis_common.errors import known_code
 from pyis_common.request import Request
 
 log = logging.getLogger("procmgr")
@@ -37,6 +38,7 @@ class Accounting:
     ) -> None:
         seconds = time.monotonic() - t0
         jtype = req.type if req else "-"
+        code = "ok" if code == "ok" else known_code(code)  # labels come from a fixed set
         self.outcomes[code] = self.outcomes.get(code, 0) + 1
         self.metrics.observe(jtype, code, seconds)
         buckets = self.latency.setdefault(jtype, [0] * (len(LATENCY_BUCKETS_MS) + 1))

@@ -32,9 +32,10 @@ from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers, ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ConfigError, ProcmgrConfig
-from pyis_common.errors import BadRequest, Busy, PyisError, wire_text
+from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
 from pyis_common.request import Request, parse_frame
 from pyis_common.signals import SignalQueue
+from pyis_common.workerstats import clean_counters
 
 log = logging.getLogger("procmgr")
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
@@ -348,11 +349,12 @@ class Manager:
         del self.inflight[flight.rid]
         worker.inflight.discard(flight.rid)
         worker.served += 1
-        cache = header.get("cache")
-        if isinstance(cache, dict):
-            worker.cache = {str(k)[:32]: v for k, v in cache.items() if type(v) is int}
+        cache = clean_counters(header.get("cache"))
+        if cache is not None:
+            worker.cache = cache
         if header.get("ok") is not True:
-            self.answer_error(flight, str(header.get("code")), str(header.get("error", ""))[:500])
+            code = known_code(header.get("code"))  # before any accounting sees it
+            self.answer_error(flight, code, str(header.get("error", ""))[:500])
             return
         try:
             seen = {"access": flight.access_ms, "total": (time.monotonic() - flight.t0) * 1000}

@@ -109,6 +109,7 @@ class Worker:
     inflight: set[int] = field(default_factory=set)
     queued: list[bytes] = field(default_factory=list)
     cache: dict[str, int] = field(default_factory=dict)  # the worker's last reported counters
+    partial_since: float | None = None  # monotonic start of a message not yet complete
 
     @property
     def name(self) -> str:
@@ -147,7 +148,12 @@ class Workers:
         finally:
             theirs.close()
         ours.settimeout(SEND_TIMEOUT_S)
-        worker = Worker(ident=ident, sock=ours, started=time.monotonic())
+        worker = Worker(
+            ident=ident,
+            sock=ours,
+            started=time.monotonic(),
+            decoder=wire.Decoder(self.cfg.worker_max_message_bytes),
+        )
         self.by_key[key] = worker
         self.by_fd[ours.fileno()] = worker
         return worker
@@ -176,19 +182,25 @@ class Workers:
             start_ms,
             header.get("uid"),
             header.get("gid"),
-            header.get("groups"),
+            str(header.get("groups"))[:200],
         )
         for data in worker.queued:
             worker.sock.sendall(data)
         worker.queued.clear()
 
     def receive(self, worker: Worker) -> list[tuple[dict[str, Any], list[bytes]]]:
-        """Whole messages now available; EOFError when the worker is gone."""
+        """Whole messages now available; EOFError when the worker is gone, WireError when it
+        announced a message over ``worker_max_message_bytes``."""
         data = worker.sock.recv(RECV_CHUNK)
         if not data:
             raise EOFError(f"{worker.name} closed its channel")
-        worker.last_heard = time.monotonic()
-        return worker.decoder.feed(data)
+        now = worker.last_heard = time.monotonic()
+        messages = worker.decoder.feed(data)
+        if not worker.decoder.buffered:
+            worker.partial_since = None
+        elif messages or worker.partial_since is None:
+            worker.partial_since = now  # a new message began in this chunk
+        return messages
 
     def on_spawned(self, header: dict[str, Any]) -> None:
         worker = self.by_key.get(str(header.get("key")))
@@ -235,10 +247,14 @@ class Workers:
             log.warning("worker for uid %d, ESAF %d keeps crashing; backing off", *key)
 
     def stale(self, now: float) -> list[tuple[Worker, str]]:
-        """Workers to retire: never became ready in time, or idle too long."""
+        """Workers to retire: never became ready in time, stuck halfway through a message (a
+        trickle keeps it heard from, never done), or idle too long."""
         out = []
         for worker in list(self.by_key.values()):
-            if not worker.ready and now - worker.started > self.cfg.worker_start_timeout_s:
+            partial_s = now - worker.partial_since if worker.partial_since is not None else 0.0
+            if partial_s > self.cfg.worker_message_timeout_s:
+                out.append((worker, f"sent half a message {partial_s:.1f} s ago"))
+            elif not worker.ready and now - worker.started > self.cfg.worker_start_timeout_s:
                 out.append((worker, "start timeout"))
             elif (
                 worker.ready

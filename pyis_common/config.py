@@ -65,6 +65,8 @@ class ProcmgrConfig:
     worker_idle_s: float = 900.0  # stop a worker nobody used for this long
     worker_memory_bytes: int = 8 << 30  # RLIMIT_AS: a 16M frame, its mask and the LRU fit
     worker_max_crashes: int = 3  # more crashes than this within a minute -> back off
+    worker_max_message_bytes: int = 128 << 20  # one reply: a 10000 x 10000 JPEG fits
+    worker_message_timeout_s: float = 5.0  # a message is sent in ms; half of one held longer
     cache_redis: str = ""  # the image host's Redis for tier 2 (no credentials); "" -> LRU only
     cache_redis_user: str = "pyis-admin"  # our admin user there; never "default" (we turn it off)
     cache_redis_password_file: str = "/etc/pyis/cache-redis.pass"  # its password; mode 0600, ours

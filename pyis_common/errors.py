@@ -65,6 +65,12 @@ BY_CODE: dict[str, type[PyisError]] = {
 }
 
 
+def known_code(code: object) -> str:
+    """A worker's (or anyone's) code word if it is one of ours, else ``internal``: an
+    invented code must never reach a reply, a log field or a metric label."""
+    return code if isinstance(code, str) and code in BY_CODE else "internal"
+
+
 def wire_text(code: str, sentence: str) -> bytes:
     """The one place an error reply frame is made: ``code: sentence`` in UTF-8, bounded."""
     if code not in BY_CODE:

@@ -88,11 +88,19 @@ class Decoder:
     """Incremental decoder: feed it whatever ``recv`` returned, get whole messages back.
 
     Used non-blocking by the procmgr (a worker that sends half a message cannot stall its
-    loop) and blocking by the worker and zygote via :func:`recv_message`.
+    loop) and blocking by the worker and zygote via :class:`Channel`. ``max_message``
+    caps one whole message: a peer that announces more is refused as soon as its lengths
+    arrive, before the procmgr buffers the rest.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int | None = None) -> None:
         self._buf = bytearray()
+        self.max_message = max_message
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a message not yet complete (0 between messages)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[tuple[dict[str, Any], list[bytes]]]:
         self._buf += data
@@ -117,6 +125,8 @@ class Decoder:
         if any(n > MAX_PAYLOAD for n in lens):
             raise WireError("payload too large")
         total = lens_end + hlen + sum(lens)
+        if self.max_message is not None and total > self.max_message:
+            raise WireError(f"a message of {total} bytes is over the {self.max_message} limit")
         if len(buf) < total:
             return None
         try:
