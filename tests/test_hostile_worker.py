@@ -19,11 +19,14 @@ import pytest
 from procmgr.__main__ import dev_user
 from pyis_common import wire
 from pyis_common.devstack import Stack
+from pyis_common.workerstats import CACHE_COUNTERS
 from tests.conftest import need_root
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 from tests.support.hijack import worker_channel
 from tests.support.proctree import children, new_worker, zygote_of
+from worker.jobs import Pipeline
+from worker.tier2 import RedisTier
 
 MESSAGE_TIMEOUT_S = 1.0
 
@@ -135,3 +138,10 @@ def test_a_message_left_half_sent_loses_the_worker(stack):
 def test_status_shows_only_known_counters(stack):
     status = json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
     assert all("evil" not in name for name in status.get("cache", {}))
+
+
+def test_every_counter_a_real_worker_reports_is_a_known_one(tmp_path):
+    """A counter added to the worker but not to CACHE_COUNTERS would silently vanish."""
+    pipeline = Pipeline(home=str(tmp_path))
+    pipeline.tier2 = RedisTier("redis://127.0.0.1:1/0", "e1:", 60)  # connects only when used
+    assert set(pipeline.counters()) <= CACHE_COUNTERS
