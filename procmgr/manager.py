@@ -40,6 +40,7 @@ from pyis_common.workerstats import clean_counters
 log = logging.getLogger("procmgr")
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 LOOKUP_GRACE_S = 0.2  # the lookup thread reports its own deadline first; this is the backstop
+EXIT_HALT = 69  # EX_UNAVAILABLE: we cannot serve any more (the zygote died); restart us
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 # bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
 RESTART_KEYS = (
@@ -109,6 +110,7 @@ class Manager:
         self.ids = itertools.count(1)
         self.started = time.monotonic()
         self.stopping_since: float | None = None
+        self.halt_reason = ""  # set on a fatal loss: close() then exits EXIT_HALT
         self.metrics = Metrics()
         self.accounting = Accounting(self.metrics)
         self.status_page = (
@@ -139,7 +141,7 @@ class Manager:
             poller.register(signals.fd, zmq.POLLIN)
             poller.register(self.zygote.fd, zmq.POLLIN)
             poller.register(self.sessions.fd, zmq.POLLIN)
-            for fd in self.workers.by_fd:
+            for fd in (*self.workers.by_fd, *self.workers.by_stderr):
                 poller.register(fd, zmq.POLLIN)
             if self.status_page is not None:
                 poller.register(self.status_page.sock, zmq.POLLIN)
@@ -151,6 +153,9 @@ class Manager:
             for fd, worker in list(self.workers.by_fd.items()):
                 if fd in events:
                     self.handle_worker(worker)
+            for fd, worker in list(self.workers.by_stderr.items()):
+                if fd in events:
+                    self.workers.read_stderr(worker)
             if self.link.monitor.sock in events:
                 self.link.watch()
             if self.sessions.fd in events:
@@ -405,14 +410,34 @@ class Manager:
         try:
             messages = self.zygote.read()
         except (EOFError, OSError, wire.WireError):
-            log.error("the zygote died; no new workers can start")
-            self.shutdown("zygote died")
+            self.halt("the zygote died; no new workers can start")
             return
         for header in messages:
             if header.get("t") == wire.MSG_SPAWNED:
-                self.workers.on_spawned(header)
+                failed = self.workers.on_spawned(header)
+                if failed is not None:
+                    self.spawn_failed(failed, str(header.get("error", "no reason given"))[:200])
             elif header.get("t") == wire.MSG_EXITED:
                 self.workers.on_exited(header)
+
+    def spawn_failed(self, worker: Worker, why: str) -> None:
+        """The zygote could not fork (the task limit, no memory): the server stays up, the
+        session is told ``busy:`` now and backed off, not left waiting for a deadline."""
+        log.warning("%s could not be started: %s; backing off", worker.name, why)
+        for rid in self.workers.remove(worker):
+            flight = self.inflight.pop(rid, None)
+            if flight is not None:
+                self.answer_error(
+                    flight, "busy", "the image server cannot start a worker now; try again"
+                )
+
+    def halt(self, why: str) -> None:
+        """gunicorn's HaltServer: a loss we cannot repair ourselves ends the process with a
+        non-zero status, so that the service manager (Restart=on-failure) starts us again."""
+        if not self.halt_reason:
+            log.error("%s: exiting with status %d to be restarted", why, EXIT_HALT)
+            self.halt_reason = why
+        self.shutdown(why)
 
     # -- housekeeping ----------------------------------------------------------------------
     def expire_lookups(self, now: float) -> None:
@@ -499,4 +524,4 @@ class Manager:
             self.status_page.close()
         self.link.close()
         self.ctx.term()
-        return 0
+        return EXIT_HALT if self.halt_reason else 0

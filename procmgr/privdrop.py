@@ -7,8 +7,10 @@ a silently failed call (the C server never called setgroups) cannot go unnoticed
 
 from __future__ import annotations
 
+import ctypes
 import os
 
+PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39  # linux/prctl.h
 EXIT_PRIVDROP = 66  # the worker's own exit status: procmgr backs off instead of respawning
 
 
@@ -19,6 +21,7 @@ class PrivDropError(Exception):
 def drop(uid: int, gid: int, home: str) -> None:
     if uid == 0 or gid == 0:
         raise PrivDropError("refusing to run a worker as UID 0 or GID 0")
+    no_new_privs()
     was_root = os.geteuid() == 0
     if was_root:
         os.setgroups([])
@@ -29,6 +32,16 @@ def drop(uid: int, gid: int, home: str) -> None:
     verify(uid, gid, no_groups=was_root)
     os.chdir(home)
     os.umask(0o077)
+
+
+def no_new_privs() -> None:
+    """No execve of ours (the indexer, anything a library spawns) can gain privileges again:
+    setuid binaries and file capabilities stop working for the worker and its children."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise PrivDropError(f"prctl(PR_SET_NO_NEW_PRIVS): {os.strerror(ctypes.get_errno())}")
+    if libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+        raise PrivDropError("no_new_privs did not stick")
 
 
 def verify(uid: int, gid: int, *, no_groups: bool) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from procmgr.identity import Identity
+from procmgr.workerlog import StderrLog
 from pyis_common import wire
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Busy
@@ -31,6 +32,17 @@ CRASH_WINDOW_S = 60.0
 FLAP_MIN_SERVED = 10
 
 
+def zygote_environment(pythonpath: str) -> dict[str, str]:
+    """All a worker's environment: nothing of the procmgr's (its config, its secrets)."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",  # the indexer's helpers, if it has any
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": pythonpath,
+        "OPENBLAS_NUM_THREADS": "1",  # one worker, a few threads: no thread pool per BLAS call
+        "OMP_NUM_THREADS": "1",
+    }
+
+
 class ZygoteClient:
     """Start the zygote (before any zmq.Context exists) and talk to it."""
 
@@ -39,11 +51,11 @@ class ZygoteClient:
         # our own tree first on the path: a daemon runs from "/", where "-m" finds nothing
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "procmgr.zygote", str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
-            env=env,
+            env=zygote_environment(path),
+            stdin=subprocess.DEVNULL,
         )
         theirs.close()
         ours.settimeout(ZYGOTE_START_TIMEOUT_S)
@@ -57,7 +69,7 @@ class ZygoteClient:
     def fd(self) -> int:
         return self.chan.sock.fileno()
 
-    def spawn(self, key: str, ident: Identity, fd: int, cfg: ProcmgrConfig) -> None:
+    def spawn(self, key: str, ident: Identity, fd: int, stderr_fd: int, cfg: ProcmgrConfig) -> None:
         spec = {
             "t": wire.MSG_SPAWN,
             "key": key,
@@ -70,7 +82,7 @@ class ZygoteClient:
             "cache_bytes": cfg.worker_cache_bytes,
             "memory_bytes": cfg.worker_memory_bytes,
         }
-        self.chan.send_fds(spec, [fd])
+        self.chan.send_fds(spec, [fd, stderr_fd])
 
     def read(self) -> list[dict[str, Any]]:
         """Messages the zygote sent (``spawned``/``exited``); raises EOFError if it died."""
@@ -110,6 +122,7 @@ class Worker:
     queued: list[bytes] = field(default_factory=list)
     cache: dict[str, int] = field(default_factory=dict)  # the worker's last reported counters
     partial_since: float | None = None  # monotonic start of a message not yet complete
+    stderr: StderrLog | None = None  # the read end of the worker's own stderr pipe
 
     @property
     def name(self) -> str:
@@ -122,6 +135,7 @@ class Workers:
         self.zygote = zygote
         self.by_key: dict[str, Worker] = {}
         self.by_fd: dict[int, Worker] = {}
+        self.by_stderr: dict[int, Worker] = {}
         self.backoff: dict[tuple[int, int], float] = {}
         self.start_ms: collections.deque[float] = collections.deque(maxlen=100)
         self.crashes: dict[tuple[int, int], list[float]] = {}
@@ -142,21 +156,41 @@ class Workers:
 
     def _start(self, ident: Identity) -> Worker:
         ours, theirs = socket.socketpair()
+        stderr_r, stderr_w = os.pipe()
         key = self.key_of(ident)
         try:
-            self.zygote.spawn(key, ident, theirs.fileno(), self.cfg)
+            self.zygote.spawn(key, ident, theirs.fileno(), stderr_w, self.cfg)
+        except OSError as exc:  # the zygote is stuck or gone; handle_zygote hears of it
+            ours.close()
+            os.close(stderr_r)
+            log.error("cannot ask the zygote for a worker: %s", exc)
+            raise Busy("could not start a worker for this session; try again shortly") from None
         finally:
             theirs.close()
+            os.close(stderr_w)
         ours.settimeout(SEND_TIMEOUT_S)
         worker = Worker(
             ident=ident,
             sock=ours,
             started=time.monotonic(),
             decoder=wire.Decoder(self.cfg.worker_max_message_bytes),
+            stderr=StderrLog(stderr_r),
         )
         self.by_key[key] = worker
         self.by_fd[ours.fileno()] = worker
+        self.by_stderr[stderr_r] = worker
         return worker
+
+    def read_stderr(self, worker: Worker) -> None:
+        """Log what the worker wrote to its stderr; at EOF stop polling the pipe."""
+        if worker.stderr is not None and not worker.stderr.read(worker.name):
+            self._close_stderr(worker)
+
+    def _close_stderr(self, worker: Worker) -> None:
+        if worker.stderr is not None:
+            self.by_stderr.pop(worker.stderr.fd, None)
+            worker.stderr.close()
+            worker.stderr = None
 
     def submit(self, worker: Worker, rid: int, job: dict[str, Any]) -> None:
         data = wire.encode({"t": wire.MSG_JOB, "id": rid, "job": job})
@@ -202,10 +236,16 @@ class Workers:
             worker.partial_since = now  # a new message began in this chunk
         return messages
 
-    def on_spawned(self, header: dict[str, Any]) -> None:
+    def on_spawned(self, header: dict[str, Any]) -> Worker | None:
+        """Note the worker's pid; the worker itself when the zygote could not fork it."""
         worker = self.by_key.get(str(header.get("key")))
-        if worker is not None and not worker.pid:
-            worker.pid = int(header.get("pid") or 0)
+        if worker is None or worker.pid:
+            return None
+        pid = header.get("pid")
+        if type(pid) is int and pid > 0:
+            worker.pid = pid  # often after its ready message: two channels, no order
+            return None
+        return None if worker.ready else worker
 
     def on_exited(self, header: dict[str, Any]) -> None:
         pid, code = int(header.get("pid", 0)), int(header.get("code", 0))
@@ -221,6 +261,9 @@ class Workers:
         self.by_key.pop(self.key_of(worker.ident), None)
         self.by_fd.pop(worker.sock.fileno(), None)
         worker.sock.close()
+        if worker.stderr is not None:
+            worker.stderr.drain(worker.name)
+            self._close_stderr(worker)
         if lost and worker.pid:
             try:
                 os.kill(worker.pid, signal.SIGKILL)

@@ -29,6 +29,7 @@ from worker import warmup
 
 STOP_GRACE_S = 5.0  # workers finish in-flight jobs within this, then are killed
 EXIT_CRASH = 70  # EX_SOFTWARE: an unexpected error in the child
+CHANNEL_FD = 3  # the worker's channel, after 0, 1, 2
 
 
 class Zygote:
@@ -58,7 +59,7 @@ class Zygote:
 
     def handle_message(self) -> bool:
         try:
-            msg, fds = self.chan.recv_with_fds(1)
+            msg, fds = self.chan.recv_with_fds(2)
         except (OSError, wire.WireError):
             return False
         if msg is None or msg[0].get("t") != wire.MSG_SPAWN:
@@ -66,28 +67,35 @@ class Zygote:
                 os.close(fd)
             return False
         header = msg[0]
-        if len(fds) != 1:
-            self.chan.send({"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": 0})
-            return True
-        pid = self.spawn(header, fds[0])
-        os.close(fds[0])
-        self.chan.send({"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": pid})
+        reply = {"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": 0}
+        try:
+            if len(fds) != 2:
+                reply["error"] = "a spawn needs a channel and a stderr pipe"
+            else:
+                reply["pid"] = self.spawn(header, fds[0], fds[1])
+        except OSError as exc:  # EAGAIN at the task limit, ENOMEM: this worker, not us
+            reply["error"] = f"fork failed: {exc.strerror}"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.chan.send(reply)
         return True
 
-    def spawn(self, spec: dict, fd: int) -> int:
+    def spawn(self, spec: dict, fd: int, stderr_fd: int) -> int:
         pid = os.fork()
         if pid == 0:
-            self._child(spec, fd)  # never returns
+            self._child(spec, fd, stderr_fd)  # never returns
         self.children.add(pid)
         return pid
 
-    def _child(self, spec: dict, fd: int) -> None:
+    def _child(self, spec: dict, fd: int, stderr_fd: int) -> None:
         code = EXIT_CRASH
         try:
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             self.chan.sock.close()
+            fd = isolate(fd, stderr_fd)
             limit = int(spec.get("memory_bytes") or 0)
             if limit > 0:  # a runaway decoder fails with MemoryError, not the OOM killer
                 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -141,6 +149,19 @@ class Zygote:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 self.children.discard(pid)
+
+
+def isolate(channel_fd: int, stderr_fd: int) -> int:
+    """Leave the child nothing of ours: stdin is /dev/null, stdout and stderr its own pipe to
+    the procmgr, its channel fd CHANNEL_FD, and every other descriptor (our channel, the
+    signal socketpair, the procmgr's log) closed. The channel's new number."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(stderr_fd, 1)
+    os.dup2(stderr_fd, 2)
+    os.dup2(channel_fd, CHANNEL_FD, inheritable=False)
+    os.closerange(CHANNEL_FD + 1, max(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+    return CHANNEL_FD
 
 
 def main(argv: list[str] | None = None) -> int:
