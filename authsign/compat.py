@@ -88,8 +88,12 @@ def verify(
     *,
     now: float | None = None,
     leeway_s: float = 30.0,
+    max_age_s: float = 0.0,
 ) -> Access:
-    """Check signature, pid binding and times; return the grant or raise AccessError."""
+    """Check signature, pid binding and times; return the grant or raise AccessError.
+
+    ``max_age_s`` > 0: an object without ``exp`` is valid that long after its ``iat`` (and
+    refused without one); 0 leaves it valid forever, as the C server did."""
     if not isauth or not isauth_sig:
         raise AccessError("unauthorized", "no access object for this session")
     if len(isauth) > MAX_ISAUTH:
@@ -105,10 +109,10 @@ def verify(
         raise AccessError("unauthorized", "access object is not JSON") from None
     if not isinstance(obj, dict):
         raise AccessError("unauthorized", "access object is not a JSON object")
-    return _grant(obj, pid, time.time() if now is None else now, leeway_s)
+    return _grant(obj, pid, time.time() if now is None else now, leeway_s, max_age_s)
 
 
-def _grant(obj: dict[str, Any], pid: str, now: float, leeway_s: float) -> Access:
+def _grant(obj: dict[str, Any], pid: str, now: float, leeway_s: float, max_age_s: float) -> Access:
     if obj.get("pid") != pid:
         raise AccessError("unauthorized", "access object was issued for another session")
     user, esafs = obj.get("uid"), obj.get("allowedESAFs")
@@ -118,10 +122,14 @@ def _grant(obj: dict[str, Any], pid: str, now: float, leeway_s: float) -> Access
         isinstance(e, int) and not isinstance(e, bool) for e in esafs
     ):
         raise AccessError("unauthorized", "access object has no valid allowedESAFs list")
-    exp, nbf = obj.get("exp"), obj.get("nbf", obj.get("iat"))
-    for name, value in (("exp", exp), ("nbf", nbf)):
+    exp, iat, nbf = obj.get("exp"), obj.get("iat"), obj.get("nbf", obj.get("iat"))
+    for name, value in (("exp", exp), ("iat", iat), ("nbf", nbf)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise AccessError("unauthorized", f"access object has a non-numeric {name}")
+    if exp is None and max_age_s > 0:
+        if iat is None:
+            raise AccessError("unauthorized", "access object has neither exp nor iat")
+        exp = iat + max_age_s  # then it expires like any other, memo included
     if exp is not None and now > exp + leeway_s:
         raise AccessError("unauthorized", "access object has expired")
     if nbf is not None and now + leeway_s < nbf:

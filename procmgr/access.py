@@ -79,7 +79,12 @@ class AccessChecker:
                 access = self._memo(
                     (req.pid, isauth, sig),
                     lambda: compat.verify(
-                        rsa, isauth, sig, req.pid, leeway_s=self.cfg.clock_leeway_s
+                        rsa,
+                        isauth,
+                        sig,
+                        req.pid,
+                        leeway_s=self.cfg.clock_leeway_s,
+                        max_age_s=self.cfg.compat_max_age_s,
                     ),
                 )
             else:

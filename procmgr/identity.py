@@ -1,7 +1,9 @@
 """Who a worker runs as: the user's UID, the ESAF group's GID, the ESAF home.
 
 Root is never an answer: UID 0 or GID 0 is refused here, before any fork, and again by the
-child after it dropped privileges (privdrop.verify).
+child after it dropped privileges (privdrop.verify). Nor is any account below ``min_uid``
+(daemons, system users), nor a user name that is not a portable one (POSIX's portable filename
+characters, as useradd allows): names reach getpwnam, NSS modules and log lines.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 from dataclasses import dataclass
 
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Forbidden
+
+PORTABLE_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")  # 32: useradd's own limit
 
 
 @dataclass(frozen=True)
@@ -32,12 +37,14 @@ class Identity:
 def resolve(cfg: ProcmgrConfig, user: str, esaf: int) -> Identity:
     if cfg.dev_user:
         return _dev_identity(cfg, esaf)
+    if not PORTABLE_USER.fullmatch(user):
+        raise Forbidden("the session's user name is not a portable user name")
     try:
         pw = pwd.getpwnam(user)
     except KeyError:
-        raise Forbidden(f"user {user[:64]!r} is not known on this image host") from None
-    if pw.pw_uid == 0:
-        raise Forbidden("refusing to serve a session as UID 0")
+        raise Forbidden(f"user {user!r} is not known on this image host") from None
+    if pw.pw_uid == 0 or pw.pw_uid < cfg.min_uid:
+        raise Forbidden(f"refusing to serve a session as UID {pw.pw_uid} (min_uid {cfg.min_uid})")
     if esaf == 0:
         gid, home = pw.pw_gid, pw.pw_dir
     else:

@@ -40,11 +40,13 @@ class ProcmgrConfig:
     auth_redis: str = "redis://127.0.0.1:6379/0"  # the web host's Redis holding <pid> hashes
     compat_enabled: bool = True  # accept the C server's isAuth/isAuthSig (RSA) objects
     compat_pubkey: str = "/etc/pyis/isauth-pubkey.pem"  # verifies isAuthSig
+    compat_max_age_s: float = 86400.0  # an isAuth without exp: this long after iat; 0 -> forever
     trust_root: str = ""  # the offline CA's root certificate; "" -> no JWT access objects
     trust_certs: str = "/etc/pyis/signing"  # auth servers' signing certificates (PEM files)
     trust_crl: str = "/etc/pyis/crl.pem"  # the root's CRL; "" -> no revocation checks
     audience: str = "pyis"  # JWT aud: the image-host group these servers belong to
     clock_leeway_s: float = 30.0  # tolerated clock skew for exp/nbf
+    min_uid: int = 1000  # users below this (root, system accounts) are never served
     require_esaf: bool = True  # esaf missing or 0 -> forbidden (the C HEAD ran root workers)
     esaf_group: str = "e{esaf}"  # the ESAF's Unix group (and passwd account for its home)
     esaf_home: str = ""  # "" -> home of the passwd account named like the group

@@ -1,0 +1,84 @@
+"""Who may be served at all: portable user names, UIDs from min_uid, compat objects that age."""
+
+from __future__ import annotations
+
+import json
+import pwd
+import secrets
+import subprocess
+import time
+
+import pytest
+
+from authsign import compat
+from tests.support.client import ask, error_code
+
+MAX_AGE_S = 86400  # compat_max_age_s's default, which the shared site runs with
+
+
+def job(site, pid: str) -> dict:
+    return {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf", "xsize": 64}
+
+
+def signed(site, obj: dict) -> str:
+    """Store an isAuth of exactly ``obj``, signed by the site's auth key."""
+    pid = obj["pid"]
+    isauth = json.dumps(obj, sort_keys=True).encode()
+    site.stack.redis.hset(
+        pid, mapping={"isAuth": isauth, "isAuthSig": compat.sign(site.stack.key, isauth)}
+    )
+    return pid
+
+
+@pytest.mark.parametrize(
+    "user", ["bad\x00name", "../../etc/passwd", "-rf", "x" * 33, "caf\u00e9", "a b", "root\n"]
+)
+def test_a_user_name_that_is_not_portable_is_forbidden(site, user):
+    reply = ask(site.endpoint, job(site, site.session(user=user)))
+    assert error_code(reply) == "forbidden", reply
+    assert b"portable" in reply[0]
+    assert ask(site.endpoint, job(site, site.session()))[0] == b""
+
+
+def test_a_system_account_below_min_uid_is_forbidden(site):
+    name = f"pyiss{site.accounts.tag}"
+    subprocess.run(
+        ["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", "-g", f"e{site.esaf}", name],
+        check=True,
+        capture_output=True,
+    )
+    site.accounts.users.append(name)  # removed with the site's other accounts
+    uid = pwd.getpwnam(name).pw_uid
+    assert 0 < uid < 1000
+    reply = ask(site.endpoint, job(site, site.session(user=name)))
+    assert error_code(reply) == "forbidden"
+    assert f"UID {uid} (min_uid 1000)" in reply[0].decode()
+
+
+def test_the_throwaway_users_are_at_or_above_min_uid(site):
+    assert pwd.getpwnam(site.user).pw_uid >= 1000  # so the privilege tests stay real
+
+
+def test_compat_object_without_exp_or_iat_is_refused(site):
+    pid = signed(site, {"pid": secrets.token_hex(8), "uid": site.user, "allowedESAFs": [site.esaf]})
+    reply = ask(site.endpoint, job(site, pid))
+    assert error_code(reply) == "unauthorized" and b"neither exp nor iat" in reply[0]
+
+
+def test_compat_object_without_exp_ages_out_after_compat_max_age(site):
+    now = int(time.time())
+    base = {"uid": site.user, "allowedESAFs": [site.esaf]}
+    fresh = signed(site, {"pid": secrets.token_hex(8), "iat": now - 60, **base})
+    assert ask(site.endpoint, job(site, fresh))[0] == b""
+    old = signed(site, {"pid": secrets.token_hex(8), "iat": now - MAX_AGE_S - 3600, **base})
+    reply = ask(site.endpoint, job(site, old))
+    assert error_code(reply) == "unauthorized" and b"expired" in reply[0]
+
+
+def test_compat_max_age_zero_keeps_the_c_servers_forever():
+    key = compat.generate_key()
+    isauth = json.dumps({"pid": "s", "uid": "alice", "allowedESAFs": [1]}).encode()
+    access = compat.verify(key.public_key(), isauth, compat.sign(key, isauth), "s", max_age_s=0)
+    assert access.expires is None
+    with pytest.raises(compat.AccessError, match="neither exp nor iat"):
+        compat.verify(key.public_key(), isauth, compat.sign(key, isauth), "s", max_age_s=60)
