@@ -29,6 +29,7 @@ ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can t
 SEND_TIMEOUT_S = 1.0  # a worker that does not take a tiny job within this is stuck
 RECV_CHUNK = 1 << 20
 CRASH_WINDOW_S = 60.0
+MIN_WORKER_MEMORY = 2 << 30  # address space for a 16M Eiger frame, its pyramid and the LRU
 FLAP_MIN_SERVED = 10
 
 
@@ -41,6 +42,15 @@ def zygote_environment(pythonpath: str) -> dict[str, str]:
         "OPENBLAS_NUM_THREADS": "1",  # one worker, a few threads: no thread pool per BLAS call
         "OMP_NUM_THREADS": "1",
     }
+
+
+def worker_memory_bytes(cfg: ProcmgrConfig) -> int:
+    """The worker's RLIMIT_AS: as configured, or a quarter of this host's RAM, so that a
+    few runaway decoders fail with MemoryError before the host runs out."""
+    if cfg.worker_memory_bytes > 0:
+        return cfg.worker_memory_bytes
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(MIN_WORKER_MEMORY, ram // 4)
 
 
 class ZygoteClient:
@@ -80,7 +90,7 @@ class ZygoteClient:
             "threads": cfg.worker_threads,
             "quality": cfg.jpeg_quality,
             "cache_bytes": cfg.worker_cache_bytes,
-            "memory_bytes": cfg.worker_memory_bytes,
+            "memory_bytes": worker_memory_bytes(cfg),
         }
         self.chan.send_fds(spec, [fd, stderr_fd])
 
@@ -152,6 +162,9 @@ class Workers:
         until = self.backoff.get(ident.key, 0.0)
         if time.monotonic() < until:
             raise Busy("the worker for this session failed to start; try again shortly")
+        if len(self.by_key) >= self.cfg.max_workers:
+            log.warning("max_workers (%d) reached; a new session waits", self.cfg.max_workers)
+            raise Busy("the image server has too many sessions open; try again later")
         return self._start(ident)
 
     def _start(self, ident: Identity) -> Worker:

@@ -65,7 +65,8 @@ class ProcmgrConfig:
     worker_start_timeout_s: float = 10.0  # fork + privilege drop takes milliseconds
     worker_backoff_s: float = 5.0  # after a worker failed to start, refuse quickly this long
     worker_idle_s: float = 900.0  # stop a worker nobody used for this long
-    worker_memory_bytes: int = 8 << 30  # RLIMIT_AS: a 16M frame, its mask and the LRU fit
+    worker_memory_bytes: int = 0  # RLIMIT_AS per worker; 0 -> a quarter of RAM, >= 2 GiB
+    max_workers: int = 256  # workers (user, ESAF) at once; beyond it a new session gets busy:
     worker_max_crashes: int = 3  # more crashes than this within a minute -> back off
     worker_max_message_bytes: int = 128 << 20  # one reply: a 10000 x 10000 JPEG fits
     worker_message_timeout_s: float = 5.0  # a message is sent in ms; half of one held longer

@@ -51,3 +51,15 @@ def test_exposure_within_target(units, unit, target):
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert match, result.stdout[-2000:] + result.stderr[-2000:]
     assert float(match.group(1)) <= target
+
+
+def test_procmgr_unit_bounds_memory_and_tasks(units):
+    """All workers live in the procmgr's cgroup: these bound them together."""
+    settings = dict(
+        line.split("=", 1)
+        for line in (units / "is-procmgr.service").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert settings["MemoryMax"].endswith("%") and 0 < int(settings["MemoryMax"][:-1]) < 100
+    assert int(settings["TasksMax"]) >= 256 * 4  # max_workers x a worker's threads
+    assert settings["OOMPolicy"] == "continue"
