@@ -89,7 +89,7 @@ def serve(
 ) -> int:
     setup_logging("is-procmgr", args.log_level)
     # the zygote first: before any zmq.Context, key or Redis connection exists in this process
-    from procmgr.workers import ZygoteClient
+    from procmgr.zygoteclient import ZygoteClient
 
     try:
         zygote = ZygoteClient()

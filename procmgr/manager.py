@@ -29,7 +29,8 @@ from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
 from procmgr.sessions import Outcome, SessionStore
 from procmgr.statuspage import StatusPage
-from procmgr.workers import Worker, Workers, ZygoteClient
+from procmgr.workers import Worker, Workers
+from procmgr.zygoteclient import ZygoteClient
 from pyis_common import wire
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
