@@ -3,8 +3,9 @@
 N requests (default 10,000) from 8 REQ clients over mixed formats, 5 % hostile (garbage, path
 traversal, multipart floods of 16 x 1 MiB and of many small frames, crafted bomb files,
 tests/support/bombs.py, which must be answered ``unsupported:``, a session whose ``isAuth``
-field is 1 MiB), and one worker SIGKILLed every 1,000 requests. Every request must get exactly
-one reply: a lost reply (none
+field is 1 MiB), and every 1,000 requests one worker killed: SIGKILLed, or (as root) killed
+mid-reply, its channel taken over (tests/support/hijack.py), half a reply sent and the channel
+closed. Every request must get exactly one reply: a lost reply (none
 within the client's timeout) or a wrong one (a hostile request served, a good one answered with
 a malformed reply) is counted; ``internal:`` for a request caught in a killed worker is the
 right answer and is counted separately. Prints p50/p99 latency and the RSS of the procmgr and
@@ -33,8 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TESTDATA, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
+from pyis_common import wire  # noqa: E402
 from pyis_common.devstack import Stack  # noqa: E402
 from tests.support import bombs  # noqa: E402
+from tests.support.hijack import worker_channel  # noqa: E402
+from tests.support.proctree import children, zygote_of  # noqa: E402
 
 FILES = [
     "cbf/thau_3_2_0001.cbf",
@@ -73,6 +77,7 @@ class Soak:
         self.lock = threading.Lock()
         self.sent = 0
         self.counts = {"ok": 0, "expected_error": 0, "killed": 0, "lost": 0, "wrong": 0}
+        self.kills = {"sigkill": 0, "mid_reply": 0}
         self.latencies: list[float] = []
         self.wrong: list[str] = []  # the first few wrong replies, to say what went wrong
         self.rss_start: dict[str, int] = {}
@@ -133,7 +138,10 @@ class Soak:
             if verdict == "wrong" and len(self.wrong) < 5:
                 self.wrong.append(f"{raw[:120]!r} -> {reply[0][:160]!r} ({len(reply)} frames)")
             if n % KILL_EVERY == 0 and n < self.total:
-                self.kill_a_worker(rng)
+                if n % (2 * KILL_EVERY) == 0 and os.geteuid() == 0:
+                    self.kill_mid_reply(rng)
+                else:
+                    self.kill_a_worker(rng)
             if n == min(500, self.total // 4):
                 self.rss_start = self.rss()
         if sock is not None:
@@ -158,21 +166,39 @@ class Soak:
         with self.lock:
             self.counts[what] += 1
 
+    def worker_pids(self) -> list[int]:
+        return sorted(children(zygote_of(self.stack.procmgr.pid)))
+
     def kill_a_worker(self, rng: random.Random) -> None:
-        status = self.status()
-        pids = [w["pid"] for w in status["workers"] if w["pid"]]
+        pids = self.worker_pids()
         if pids:
             os.kill(rng.choice(pids), signal.SIGKILL)
+            self.kills["sigkill"] += 1
 
-    def status(self) -> dict:
-        """Per-worker detail, from the procmgr's loopback status page."""
+    def kill_mid_reply(self, rng: random.Random) -> None:
+        """A worker that dies halfway through a reply: the procmgr holds a partial message,
+        then EOF; every request of that worker must be answered internal:, once."""
+        pids = self.worker_pids()
+        if not pids:
+            return
+        worker = rng.choice(pids)
+        sock = worker_channel(worker, self.stack.procmgr.pid)
+        sock.settimeout(5.0)
         try:
-            return self.stack.status_detail()
+            msg = wire.Channel(sock).recv()
+            if msg is not None and msg[0].get("t") == wire.MSG_JOB:
+                reply = {"t": wire.MSG_REPLY, "id": msg[0]["id"], "ok": True, "job": {}, "meta": {}}
+                data = wire.encode(reply, [b"\xff\xd8" + bytes(200_000)])
+                sock.sendall(data[: len(data) // 2])
         except OSError:
-            return {"workers": []}
+            pass  # no job came, or the procmgr already dropped it: still a kill
+        finally:
+            sock.close()
+            os.kill(worker, signal.SIGKILL)
+            self.kills["mid_reply"] += 1
 
     def rss(self) -> dict[str, int]:
-        workers = [w["pid"] for w in self.status()["workers"] if w["pid"]]
+        workers = self.worker_pids()
         return {
             "procmgr_kib": rss_kib(self.stack.procmgr.pid),
             "workers_kib": sum(rss_kib(p) for p in workers),
@@ -239,6 +265,7 @@ def main() -> int:
         "seconds": round(seconds, 2),
         "requests_per_s": round(args.requests / seconds, 1),
         **soak.counts,
+        "workers_killed": soak.kills,
         "p50_ms": round(statistics.median(lat), 2),
         "p99_ms": round(lat[int(len(lat) * 0.99)], 2),
         "proxy_refused_oversized": refused,  # multipart floods, none of them forwarded
