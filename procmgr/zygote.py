@@ -91,9 +91,9 @@ class Zygote:
     def _child(self, spec: dict, fd: int, stderr_fd: int) -> None:
         code = EXIT_CRASH
         try:
-            signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
+            self.signals.close()
             self.chan.sock.close()
             fd = isolate(fd, stderr_fd)
             limit = int(spec.get("memory_bytes") or 0)

@@ -39,3 +39,9 @@ class SignalQueue:
         out = list(self.pending)
         self.pending.clear()
         return out
+
+    def close(self) -> None:
+        """In a forked child: give the socketpair back, before its fd numbers are reused."""
+        signal.set_wakeup_fd(-1)
+        self._r.close()
+        self._w.close()
