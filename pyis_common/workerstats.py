@@ -18,6 +18,7 @@ CACHE_COUNTERS = frozenset(
         "entries",
         "max_bytes",
         "stage1_computed",
+        "frames_read",
         "redis_hits",
         "redis_misses",
         "redis_errors",
