@@ -75,10 +75,12 @@ class Zygote:
                 reply["pid"] = self.spawn(header, fds[0], fds[1])
         except OSError as exc:  # EAGAIN at the task limit, ENOMEM: this worker, not us
             reply["error"] = f"fork failed: {exc.strerror}"
+        try:
+            # the reply first: the procmgr must hear why before it sees the channel's EOF
+            self.chan.send(reply)
         finally:
             for fd in fds:
                 os.close(fd)
-        self.chan.send(reply)
         return True
 
     def spawn(self, spec: dict, fd: int, stderr_fd: int) -> int:
