@@ -8,33 +8,14 @@ import pwd
 from pathlib import Path
 
 from tests.support.client import ask, error_code
-
-
-def _status(pid: int) -> dict[str, str]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields[key] = value.strip()
-    return fields
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int(_status(int(entry.name)).get("PPid", -1)) == ppid:
-                    out.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return out
+from tests.support.proctree import children, status_of
 
 
 def workers_of(site) -> list[dict[str, str]]:
     """Workers are the zygote's children; the zygote is the procmgr's child."""
     found = []
-    for zygote in _children(site.stack.procmgr.pid):
-        found += [_status(pid) for pid in _children(zygote)]
+    for zygote in children(site.stack.procmgr.pid):
+        found += [status_of(pid) for pid in children(zygote)]
     return found
 
 
