@@ -9,7 +9,7 @@ from procmgr.__main__ import dev_user
 from tests.conftest import need_root
 from tests.support.client import ask
 from tests.support.devsite import dev_stack
-from tests.test_privsep import _children
+from tests.support.proctree import children
 
 
 def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
@@ -19,9 +19,9 @@ def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
             pid = stack.sign_session(dev_user(), [esaf])
             assert ask(stack.endpoint, {"pid": pid, "esaf": esaf, "fn": "a.cbf"})[0] == b""
         procmgr = stack.procmgr
-        zygotes = _children(procmgr.pid)
+        zygotes = sorted(children(procmgr.pid))
         assert len(zygotes) == 1
-        workers = _children(zygotes[0])
+        workers = children(zygotes[0])
         assert len(workers) == 3
         procmgr.signal(signal.SIGTERM)
         assert procmgr.proc.wait(30) == 0
