@@ -9,7 +9,8 @@ Native form (Ed25519 JWT; the signing certificate comes from the offline CA, is-
 which also makes the key; keygen --ed25519 makes a key alone):
   is-authsign keygen --ed25519 --kid KID --out DIR      KID-key.pem (0600) + KID-pubkey.pem
   is-authsign sign --jwt --key KID-key.pem --kid KID --pid P --user U --esaf N [--esaf M]
-      --aud GROUP [--scope "jpeg spots meta index"] [--lifetime 600] [--redis URL] [--inline]
+      --aud GROUP [--scope "jpeg spots meta index"] [--lifetime|--ttl 600] [--redis URL] [--inline]
+      [--path PREFIX ...]   bound to those prefixes inside the ESAF home (run7/, run7/a_)
       with --redis: HSET P isToken TOKEN and EXPIRE P (lifetime + 60 s); the token is printed
       (alone on stdout) only with --inline or without --redis
   is-authsign verify --jwt --trust-root ROOT --trust-certs DIR [--trust-crl CRL] --aud GROUP
@@ -41,7 +42,7 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"  # the compatible form's historical d
 FORMS: dict[tuple[str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {
     ("keygen", False): ((), ("kid",)),
     ("keygen", True): (("kid",), ()),
-    ("sign", False): (("key", "pid", "user"), ("kid", "aud", "scope", "inline")),
+    ("sign", False): (("key", "pid", "user"), ("kid", "aud", "scope", "inline", "path")),
     ("sign", True): (("key", "kid", "pid", "user", "esaf", "aud"), ()),
     ("verify", False): (
         ("pubkey", "pid"),
@@ -133,7 +134,12 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     s.add_argument("--esaf", type=int, action="append", default=[], help="allowed ESAF (repeat)")
     s.add_argument("--aud", help="the image-host group (the procmgr's audience)")
     s.add_argument("--scope", help='job types, default "jpeg spots meta index"')
-    s.add_argument("--lifetime", type=int, help="seconds (compat 3600; jwt 600, at most 3600)")
+    s.add_argument(
+        "--lifetime", "--ttl", type=int, help="seconds (compat 3600; jwt 600, at most 3600)"
+    )
+    s.add_argument(
+        "--path", action="append", default=[], help="jwt: a path prefix in the ESAF home (repeat)"
+    )
     s.add_argument("--inline", action="store_true", help="print the token (also with --redis)")
     v = sub.add_parser("verify", help="check a session's access object as the procmgr would")
     v.add_argument("--jwt", dest="native", action="store_true", help="the native JWT form")

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authsign import keys, tokens
+from authsign import keys, pathclaim, tokens
 from authsign.compat import AccessError
 from certs.ca import KID_RE, valid_kid
 from certs.trust import TrustStore
@@ -102,9 +102,18 @@ def sign(args: argparse.Namespace) -> int:
         raise CliError(f"--scope: {unknown or 'empty'}; job types are {sorted(JOB_TYPES)}")
     if not 0 < len(args.pid) <= MAX_PID or not args.user or min(args.esaf) < 0:
         raise CliError(f"--pid (1..{MAX_PID} chars), --user and --esaf (>= 0) must be valid")
+    if args.path and (why := pathclaim.problem(args.path)) is not None:
+        raise CliError(f"--path: {why}")
     try:
         claims = {"pid": args.pid, "uid": args.user, "esafs": args.esaf, "aud": args.aud}
-        token = tokens.issue(key, args.kid, scope=args.scope, lifetime_s=args.lifetime, **claims)
+        token = tokens.issue(
+            key,
+            args.kid,
+            scope=args.scope,
+            lifetime_s=args.lifetime,
+            paths=args.path or None,
+            **claims,
+        )
     except ValueError as exc:
         raise CliError(str(exc).replace("lifetime_s", "--lifetime")) from None
     if args.redis:
@@ -157,7 +166,11 @@ def verify(args: argparse.Namespace) -> int:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     left = round((access.expires or 0) - time.time())
-    print(f"ok: user {access.user!r}, ESAFs {sorted(access.allowed_esafs)}, expires in {left} s")
+    bound = f", paths {list(access.paths)}" if access.paths is not None else ""
+    print(
+        f"ok: user {access.user!r}, ESAFs {sorted(access.allowed_esafs)}{bound}, "
+        f"expires in {left} s"
+    )
     return 0
 
 

@@ -38,6 +38,9 @@ class Access:
     user: str
     allowed_esafs: frozenset[int]
     expires: float | None  # epoch seconds, or None when the object carries no exp
+    paths: tuple[str, ...] | None = None  # a JWT's path prefixes inside the ESAF home
+    kid: str = ""  # the signing key and token id, for the audit lines of refusals
+    jti: str = ""
 
 
 def generate_key(bits: int = 2048) -> rsa.RSAPrivateKey:

@@ -12,6 +12,7 @@ instead of silently comparing false).
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from authsign import pathclaim
 from authsign.compat import Access, AccessError
 
 ALGORITHMS = ["EdDSA"]  # the only accepted "alg"; never derived from the token
@@ -47,10 +49,15 @@ def issue(
     scope: list[str] | str,
     lifetime_s: int = 600,
     now: float | None = None,
+    paths: list[str] | None = None,
+    jti: str | None = None,
 ) -> str:
-    """The auth server's side: a signed token binding ``uid`` and ``esafs`` to session ``pid``."""
+    """The auth server's side: a signed token binding ``uid`` and ``esafs`` to session ``pid``;
+    with ``paths``, to those prefixes inside the ESAF home only (authsign/pathclaim.py)."""
     if not kid:
         raise ValueError("a token needs a kid naming its signing key")
+    if paths is not None and (why := pathclaim.problem(paths)) is not None:
+        raise ValueError(why)
     if not 0 < lifetime_s <= MAX_LIFETIME_S:
         raise ValueError(f"lifetime_s must be in 1..{MAX_LIFETIME_S}")
     t = int(time.time() if now is None else now)
@@ -63,7 +70,10 @@ def issue(
         "allowedESAFs": sorted(set(esafs)),
         "aud": aud,
         "scope": scope if isinstance(scope, str) else " ".join(scope),
+        "jti": jti or secrets.token_urlsafe(12),  # names this token in audit lines
     }
+    if paths is not None:
+        claims["paths"] = list(paths)
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": kid})
 
 
@@ -98,7 +108,7 @@ def verify(
         raise _refused("token signed by an unknown key")
     claims = _decode(token, key, aud)
     _check_times(claims, time.time() if now is None else now, leeway_s)
-    return _grant(claims, pid, job_type)
+    return _grant(claims, pid, job_type, kid)
 
 
 def _refused(reason: str) -> AccessError:
@@ -141,8 +151,8 @@ def _check_times(claims: dict[str, Any], now: float, leeway_s: float) -> None:
         raise _refused("token lifetime is too long")
 
 
-def _grant(claims: dict[str, Any], pid: str, job_type: str) -> Access:
-    """Session binding, claim types and scope; the Access the rest of procmgr uses."""
+def _grant(claims: dict[str, Any], pid: str, job_type: str, kid: str) -> Access:
+    """Session binding, claim types, scope and paths; the Access the rest of procmgr uses."""
     if claims["pid"] != pid:
         raise _refused("token was issued for another session")
     user, esafs, scope = claims["uid"], claims["allowedESAFs"], claims["scope"]
@@ -154,6 +164,20 @@ def _grant(claims: dict[str, Any], pid: str, job_type: str) -> Access:
         raise _refused("token has no valid allowedESAFs list")
     if not isinstance(scope, str):
         raise _refused("token has no valid scope")
+    if "paths" in claims and (why := pathclaim.problem(claims["paths"])) is not None:
+        raise _refused(f"token has a malformed paths claim ({why})")
+    jti = claims.get("jti", "")
+    if not isinstance(jti, str) or len(jti) > 128 or not jti.isprintable():
+        raise _refused("token has a malformed jti claim")
     if job_type not in scope.split():
         raise AccessError("forbidden", "token scope does not include this job type")
-    return Access(pid=pid, user=user, allowed_esafs=frozenset(esafs), expires=claims["exp"])
+    paths = tuple(claims["paths"]) if "paths" in claims else None
+    return Access(
+        pid=pid,
+        user=user,
+        allowed_esafs=frozenset(esafs),
+        expires=claims["exp"],
+        paths=paths,
+        kid=kid,
+        jti=jti,
+    )

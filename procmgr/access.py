@@ -21,6 +21,7 @@ from pathlib import Path
 from authsign import compat, tokens
 from authsign.compat import Access, AccessError
 from certs.trust import TrustStore
+from procmgr import audit
 from procmgr.sessions import Session
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Forbidden, Unauthorized
@@ -28,6 +29,9 @@ from pyis_common.request import Request
 
 log = logging.getLogger("procmgr.access")
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
+# job types whose every file the worker checks against a path-bound token (worker/bound.py);
+# a new type serves such a token only once it is added here, so nothing is unbound by default
+PATH_CHECKED_TYPES = frozenset({"jpeg", "spots", "meta", "index"})
 
 
 class AccessChecker:
@@ -125,6 +129,10 @@ class AccessChecker:
         return access
 
     def _policy(self, req: Request, access: Access) -> None:
+        if access.paths is not None and req.type not in PATH_CHECKED_TYPES:
+            why = f"a path-bound token cannot run '{req.type}' jobs"
+            audit.refused(access, req, why)
+            raise Forbidden(why)
         if req.esaf == 0:
             if self.cfg.require_esaf:
                 raise Forbidden("this server needs an 'esaf' in every request")

@@ -19,7 +19,8 @@ from typing import Any
 
 import zmq
 
-from procmgr import admission, identity
+from authsign.compat import Access
+from procmgr import admission, audit, identity
 from procmgr.access import AccessChecker
 from procmgr.accounting import Accounting
 from procmgr.cacheacl import CacheAcl
@@ -84,6 +85,7 @@ class InFlight:
     deadline: float
     t0: float
     access_ms: float = 0.0  # session lookup, access check and identity, for timings_ms
+    grant: Access | None = None  # what the access object granted (a path-bound token's audit)
 
 
 class Manager:
@@ -302,9 +304,9 @@ class Manager:
         rid = next(self.ids)
         limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
         deadline = t0 + limit
-        self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0, access_ms)
+        self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0, access_ms, grant)
         try:
-            self.workers.submit(worker, rid, req.to_worker())
+            self.workers.submit(worker, rid, req.to_worker(), grant.paths)
         except OSError:
             self.worker_lost(worker, "cannot send to it")
 
@@ -360,7 +362,11 @@ class Manager:
             worker.cache = cache
         if header.get("ok") is not True:
             code = known_code(header.get("code"))  # before any accounting sees it
-            self.answer_error(flight, code, str(header.get("error", ""))[:500])
+            sentence = str(header.get("error", ""))[:500]
+            grant = flight.grant
+            if grant is not None and grant.paths is not None and header.get("bound") is True:
+                audit.refused(grant, flight.req, sentence)
+            self.answer_error(flight, code, sentence)
             return
         try:
             seen = {"access": flight.access_ms, "total": (time.monotonic() - flight.t0) * 1000}

@@ -117,8 +117,14 @@ class Workers:
             worker.stderr.close()
             worker.stderr = None
 
-    def submit(self, worker: Worker, rid: int, job: dict[str, Any]) -> None:
-        data = wire.encode({"t": wire.MSG_JOB, "id": rid, "job": job})
+    def submit(
+        self, worker: Worker, rid: int, job: dict[str, Any], paths: tuple[str, ...] | None = None
+    ) -> None:
+        """``paths``: a path-bound token's prefixes, beside the job where no client can set them."""
+        header: dict[str, Any] = {"t": wire.MSG_JOB, "id": rid, "job": job}
+        if paths is not None:
+            header["paths"] = list(paths)
+        data = wire.encode(header)
         worker.inflight.add(rid)
         worker.last_used = time.monotonic()
         if worker.ready:

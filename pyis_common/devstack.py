@@ -202,9 +202,10 @@ class Stack:
         scope: str = "jpeg spots meta index",
         lifetime_s: int = 600,
         in_hash: bool = False,
+        paths: list[str] | None = None,
     ) -> tuple[str, str]:
         """(pid, JWT) as the auth server issues them; the session hash always exists (it is
-        what logout deletes), and holds the token too when ``in_hash``."""
+        what logout deletes), and holds the token too when ``in_hash``; ``paths`` binds it."""
         pid = pid or secrets.token_hex(16)
         token = tokens.issue(
             self.signing_key,
@@ -215,6 +216,7 @@ class Stack:
             aud="pyis",
             scope=scope,
             lifetime_s=lifetime_s,
+            paths=paths,
         )
         self.redis.hset(pid, mapping={"isToken": token} if in_hash else {"session": "1"})
         return pid, token

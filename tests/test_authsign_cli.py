@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import jwt
 import pytest
 import redis
 
@@ -365,3 +366,18 @@ def test_bad_arguments_and_unreachable_redis_exit_2(cli: Run, pki: Pki, tmp_path
     res = cli("revoke-session", "--pid", "p", "--redis", "redis://:hunter2@127.0.0.1:1/0")
     one_line_error(res, "Connection refused")
     assert "hunter2" not in res.stderr
+
+
+def test_jwt_sign_path_and_ttl_bind_the_token(cli: Run, pki: Pki, pid: str):
+    res = cli(*sign_jwt(pki, pid, "--path", "run7/", "--path", "run9/a_", "--ttl", 120))
+    token = res.stdout.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["paths"] == ["run7/", "run9/a_"] and claims["exp"] - claims["iat"] == 120
+    assert claims["jti"]
+    ok = cli(*verify_jwt(pki, pid, "--token", token), secret=token)
+    assert ok.returncode == 0 and "paths ['run7/', 'run9/a_']" in ok.stdout
+
+
+@pytest.mark.parametrize("prefix", ["/data/run7/", "run7/../run8/", ""])
+def test_jwt_sign_refuses_a_malformed_path(cli: Run, pki: Pki, pid: str, prefix: str):
+    one_line_error(cli(*sign_jwt(pki, pid, "--path", prefix)), "--path")

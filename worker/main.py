@@ -18,7 +18,7 @@ from typing import Any
 
 from pyis_common import wire
 from pyis_common.errors import PyisError
-from worker import jobs
+from worker import bound, jobs
 from worker.index import IndexSettings
 from worker.tier2 import RedisTier
 from worker.timings import Timings, since_ms
@@ -94,9 +94,10 @@ def _run(
     clock = Timings()
     clock.add("queue", since_ms(received))
     try:
-        result = pipeline.run(
-            header.get("job"), progress=lambda line: _progress(chan, rid, line), clock=clock
-        )
+        with bound.bound(bound.parse(header.get("paths"))):  # the procmgr's, not the client's
+            result = pipeline.run(
+                header.get("job"), progress=lambda line: _progress(chan, rid, line), clock=clock
+            )
         reply = {
             "t": wire.MSG_REPLY,
             "id": rid,
@@ -108,6 +109,8 @@ def _run(
         payloads = result.payloads
     except PyisError as exc:
         reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": exc.code, "error": str(exc)}
+        if isinstance(exc, bound.OutsideBound):
+            reply["bound"] = True  # for the procmgr's audit line
         payloads = []
     except Exception:
         print(f"worker {os.getpid()}: job {rid} failed", file=sys.stderr)

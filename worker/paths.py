@@ -20,6 +20,7 @@ import stat
 from dataclasses import dataclass
 
 from pyis_common.errors import BadRequest, Forbidden, NotFound
+from worker import bound
 
 MAX_HOPS = 40  # symlinks followed in one walk (the kernel's own limit)
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -73,16 +74,23 @@ class Opened:
 
 
 def resolve(home: str, fn: str | None) -> Opened:
-    """``fn`` (relative to the home, or absolute inside it) opened below the home."""
+    """``fn`` (relative to the home, or absolute inside it) opened below the home, and within
+    the prefixes of the job's path-bound token, if any (worker/bound.py)."""
     if not fn:
         raise BadRequest("'fn' names no file")
     if fn.rsplit("/", 1)[-1] in ("", "."):  # a trailing "/" names a directory, never an image
         raise BadRequest("'fn' ends with '/' or '/.': it names a directory, not an image")
     root = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the admin's: followed
     try:
-        return open_beneath(root, _inside(home, fn), fn)
+        opened = open_beneath(root, _inside(home, fn), fn)
     finally:
         os.close(root)
+    try:
+        bound.check(opened.name, fn)  # a path-bound token: the resolved name, not the asked one
+    except Forbidden:
+        opened.close()
+        raise
+    return opened
 
 
 def _inside(home: str, fn: str) -> str:

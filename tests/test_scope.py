@@ -1,0 +1,102 @@
+"""Path-bound tokens through the real stack: the worker's own resolution decides, so ``..``
+and symlinks cannot widen the prefixes, a client cannot set them, and each refusal leaves one
+audit line naming the token (kid, jti, prefixes) but never its bytes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.client import ask, error_code
+
+FILE = "run7/a_0001.cbf"
+
+
+@pytest.fixture(scope="module")
+def runs(site) -> Iterator[Path]:
+    """run7/ and run8/ in the ESAF home, and symlinks in run7/ that lead into run8/."""
+    group = f"e{site.esaf}"
+    for run in ("run7", "run8"):
+        (site.home / run).mkdir()
+        shutil.chown(site.home / run, "root", group)
+        os.chmod(site.home / run, 0o750)
+        shutil.copyfile(site.home / "thau_0001.cbf", site.home / run / "a_0001.cbf")
+        shutil.chown(site.home / run / "a_0001.cbf", "root", group)
+        os.chmod(site.home / run / "a_0001.cbf", 0o640)
+    (site.home / "run7" / "rel.cbf").symlink_to("../run8/a_0001.cbf")
+    (site.home / "run7" / "abs.cbf").symlink_to(site.home / "run8" / "a_0001.cbf")
+    (site.home / "run7" / "up").symlink_to("..")
+    yield site.home
+    for run in ("run7", "run8"):
+        shutil.rmtree(site.home / run)
+
+
+def _ask(site, token_pid: tuple[str, str], fn: str, **extra) -> list[bytes]:
+    pid, token = token_pid
+    job = {"pid": pid, "esaf": site.esaf, "fn": fn, "xsize": 64, "auth": token, **extra}
+    return ask(site.endpoint, job)
+
+
+def _bound(site, paths=("run7/",)) -> tuple[str, str]:
+    return site.stack.token(site.user, [site.esaf], paths=list(paths))
+
+
+def test_a_bound_token_reads_inside_its_prefix(site, runs):
+    token = _bound(site)
+    assert _ask(site, token, FILE)[0] == b""
+    assert _ask(site, token, str(runs / FILE))[0] == b""  # absolute, inside the home
+    assert _ask(site, token, "run8/../run7/a_0001.cbf")[0] == b""  # resolves inside
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        "run8/a_0001.cbf",
+        "run7/../run8/a_0001.cbf",
+        "run7/rel.cbf",  # a relative symlink in run7/ that leads to run8/
+        "run7/abs.cbf",  # an absolute one
+        "run7/up/run8/a_0001.cbf",  # a symlinked folder
+        "thau_0001.cbf",  # the ESAF root
+    ],
+)
+@pytest.mark.parametrize("job_type", ["jpeg", "spots", "meta"])
+def test_a_bound_token_is_refused_outside_after_resolution(site, runs, fn, job_type):
+    reply = _ask(site, _bound(site), fn, type=job_type)
+    assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
+
+
+def test_the_same_files_are_served_to_an_unbound_token(site, runs):
+    token = site.stack.token(site.user, [site.esaf])
+    for fn in ("run8/a_0001.cbf", "run7/rel.cbf", "run7/abs.cbf"):
+        assert _ask(site, token, fn)[0] == b""
+
+
+def test_a_client_cannot_widen_the_binding(site, runs):
+    token = _bound(site)
+    for smuggled in ({"paths": ["run8/"]}, {"paths": None}, {"job": {"paths": ["run8/"]}}):
+        reply = _ask(site, token, "run8/a_0001.cbf", **smuggled)
+        assert error_code(reply) == "forbidden"
+
+
+def test_a_series_prefix_covers_its_frames_only(site, runs):
+    token = _bound(site, ["run7/a_"])
+    assert _ask(site, token, FILE)[0] == b""
+    assert error_code(_ask(site, token, "run7/rel.cbf")) == "forbidden"
+
+
+def test_each_refusal_is_one_audit_line_naming_kid_jti_and_prefixes(site, runs):
+    pid, token = _bound(site, ["run7/", "run9/"])
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert error_code(_ask(site, (pid, token), "run8/a_0001.cbf")) == "forbidden"
+    log = site.log_text()
+    lines = [line for line in log.splitlines() if f'jti="{claims["jti"]}"' in line]
+    assert len(lines) == 1, lines
+    assert f'kid="{site.stack.kid}"' in lines[0] and '["run7/", "run9/"]' in lines[0]
+    assert '"run8/a_0001.cbf"' in lines[0]
+    assert token not in log and token.split(".")[2] not in log
