@@ -96,7 +96,7 @@ def serve(
     except (RuntimeError, OSError) as exc:
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         return 2
-    from procmgr.manager import Manager
+    from procmgr.manager import Manager, listen_for_signals
 
     try:
         manager = Manager(cfg, zygote, load_config)
@@ -104,10 +104,11 @@ def serve(
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         zygote.stop(timeout_s=5.0)
         return 2
+    signals = listen_for_signals()  # before READY: whoever reads READY may signal at once
     metrics = f" metrics={manager.metrics_address}" if manager.metrics_address else ""
     print(f"READY proxies={','.join(cfg.proxies)} pid={os.getpid()}{metrics}", flush=True)
     logging.getLogger("procmgr").info("serving via %s", ", ".join(cfg.proxies))
-    return manager.run()
+    return manager.run(signals)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,11 @@ class InFlight:
     grant: Access | None = None  # what the access object granted (a path-bound token's audit)
 
 
+def listen_for_signals() -> SignalQueue:
+    """The signals the loop acts on, recorded from now on."""
+    return SignalQueue((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+
+
 class Manager:
     def __init__(
         self,
@@ -135,8 +140,10 @@ class Manager:
         return acl
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self) -> int:
-        signals = SignalQueue((signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    def run(self, signals: SignalQueue | None = None) -> int:
+        """Serve until shutdown; ``signals`` is passed in when the caller had to listen before
+        announcing READY (a SIGHUP right after READY must reload, not kill the default way)."""
+        signals = signals or listen_for_signals()
         while not self._done():
             poller = zmq.Poller()
             poller.register(self.router, zmq.POLLIN)

@@ -86,6 +86,15 @@ def test_sighup_reloads_and_keeps_serving(stack):
     assert "SIGHUP" in (Path(stack.workdir) / "procmgr.log").read_text()
 
 
+def test_sighup_the_moment_ready_is_printed_reloads_instead_of_killing(testdata):
+    """systemd's ExecReload may follow READY at once: the handlers are in place before it."""
+    with dev_stack(testdata) as stack:
+        stack.procmgr.signal(signal.SIGHUP)  # no request first: the loop may not be up yet
+        pid = stack.sign_session(dev_user(), [0])
+        assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+        assert stack.procmgr.proc.poll() is None
+
+
 @pytest.mark.parametrize(
     "text,words",
     [
