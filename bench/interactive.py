@@ -21,7 +21,7 @@ figure alike; each ratio is the median of the per-round ratios:
 Then warm throughput with 1, 4 and 8 clients and the per-hop breakdown of a new contrast (from
 the reply's ``timings_ms``). Prints tables; writes bench/results/interactive.json.
 
-    python bench/interactive.py [--rounds 9] [--synth DIR]
+    python bench/interactive.py [--rounds 9] [--synth DIR] [--session-memo-s S]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--synth", type=Path, default=None, help="reuse synthesized images here")
+    ap.add_argument("--session-memo-s", type=float, default=0.0, help="procmgr session_memo_s")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyis-interactive-") as tmp:
         synth = synth_images(args.synth or Path(tmp) / "synth")
@@ -74,11 +75,15 @@ def main() -> int:
         make_tiny(data / "tiny.cbf")
         logs = Path(tmp) / "logs"
         logs.mkdir()
-        stack = Stack(Path(tmp), ["--dev", str(data)], stderr_dir=logs).start()
+        config = Path(tmp) / "procmgr.toml"
+        config.write_text(f"[procmgr]\nsession_memo_s = {args.session_memo_s}\n")
+        argv = ["--dev", str(data), "--config", str(config)]
+        stack = Stack(Path(tmp), argv, stderr_dir=logs).start()
         try:
             result = bench(stack, data, args.rounds)
         finally:
             stack.stop()
+    result["session_memo_s"] = args.session_memo_s
     report(result)
     print("written", write_json("interactive", result))
     return 0

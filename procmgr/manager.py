@@ -28,7 +28,8 @@ from procmgr.frames import reply_frames, split_envelope
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
-from procmgr.sessions import Outcome, SessionStore
+from procmgr.sessionmemo import SessionMemo
+from procmgr.sessions import Outcome, Session, SessionStore
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers
 from procmgr.zygoteclient import ZygoteClient
@@ -107,6 +108,7 @@ class Manager:
             cfg.auth_redis, cfg.session_timeout_s, cfg.session_max_field_bytes
         )
         self.pending: dict[int, Pending] = {}
+        self.session_memo = SessionMemo(cfg.session_memo_s)
         self.progress_channel = ProgressChannel(self.sessions.publish)
         self.cacheacl = self._cache_acl(cfg)
         self.workers = Workers(cfg, zygote)
@@ -201,6 +203,8 @@ class Manager:
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: reloading the configuration, signing certificates and CRL")
                 self.reload_config()
+                self.session_memo.clear()
+                self.session_memo.hold_s = self.cfg.session_memo_s
                 self.access.reload()
                 if self.cacheacl is not None:
                     self.cacheacl.ensure(force=True)
@@ -278,8 +282,12 @@ class Manager:
     def look_up(self, envelope: list[bytes], req: Request, t0: float) -> None:
         """Ask for the session off the loop; ``handle_sessions`` continues with ``route``."""
         admission.check_server(self.cfg, len(self.inflight) + len(self.pending))
-        lid = next(self.ids)
         t_lookup = time.monotonic()
+        remembered = self.session_memo.get(req.pid)
+        if remembered is not None:  # read within session_memo_s: no round trip, no thread
+            self.route(envelope, req, t0, remembered, t_lookup)
+            return
+        lid = next(self.ids)
         self.sessions.lookup(lid, req.pid)
         deadline = t_lookup + self.cfg.session_timeout_s + LOOKUP_GRACE_S
         self.pending[lid] = Pending(envelope, req, t0, deadline, t_lookup)
@@ -289,6 +297,8 @@ class Manager:
             p = self.pending.pop(lid, None)
             if p is None:
                 continue  # answered at its deadline already
+            if isinstance(outcome, Session):
+                self.session_memo.put(p.req.pid, outcome)
             try:
                 self.route(p.envelope, p.req, p.t0, outcome, p.t_lookup)
             except Exception as exc:

@@ -53,6 +53,9 @@ class ProcmgrConfig:
     dev_user: str = ""  # --dev only: serve every access object as this local user
     session_timeout_s: float = 0.5  # a whole session lookup (connect, reply); >1 ms is trouble
     session_max_field_bytes: int = 32 << 10  # an access object is < 2 KiB; larger is refused unread
+    # reuse a session hash read this recently (0: read it for every request); a logout or a
+    # revocation then takes up to this long to be seen (procmgr/sessionmemo.py)
+    session_memo_s: float = 0.0
     request_timeout_s: float = 20.0  # longer than a cold Eiger 16M read, shorter than patience
     max_in_flight: int = 256  # beyond it answer busy: rather than queue without bound
     # per (user, ESAF) worker: 8x its threads keeps a browser's prefetch queue full, and one
