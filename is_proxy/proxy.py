@@ -1,9 +1,12 @@
-"""ROUTER (clients) <-> DEALER (procmgrs) with an optional control socket.
+"""ROUTER (clients) <-> ROUTER (procmgrs) with an optional control socket.
 
 We run our own small loop instead of ``zmq.proxy_steerable``: its control protocol changed in
 libzmq 4.3.5 (STYLE.md), and the loop lets us count, hold requests to their limits
-(pyis_common/framelimits.py) and only take a request off the frontend when some procmgr can
-receive it (a DEALER with no peer would block the loop). The control socket: is_proxy/control.py.
+(pyis_common/framelimits.py), and route as the zguide's Paranoid Pirate queue does: a request
+goes only to a procmgr that announced credit, each is tagged and tracked, and a procmgr that
+misses its heartbeats has its requests answered ``busy:`` at once (pyis_common/hostlink.py,
+is_proxy/hosts.py). A request is taken off the frontend only while some procmgr has credit;
+until then it waits in ZeroMQ's queue. The control socket: is_proxy/control.py.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 
 import zmq
 
 from is_proxy import control
-from pyis_common import curve, framelimits
+from is_proxy.hosts import Flight, Host, Hosts
+from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProxyConfig
 from pyis_common.errors import wire_text
 from pyis_common.link import LinkMonitor, set_heartbeats
@@ -24,7 +29,6 @@ from pyis_common.signals import SignalQueue
 
 log = logging.getLogger("is_proxy")
 POLL_MS = 1000  # wake up at least this often; nothing time-based is urgent here
-NO_PEER_POLL_MS = 20  # while no procmgr is connected, look again soon: it may connect any time
 MAX_REPLY_BYTES = 256 << 20  # a 10000 px JPEG at quality 100
 BURST = 100  # messages moved per wake-up and direction, then look at the other sockets
 
@@ -35,7 +39,10 @@ class Proxy:
         self.ctx = ctx or zmq.Context.instance()
         self.limits = framelimits.MessageLimits(cfg.max_request_frames, cfg.max_request_bytes)
         self.frontend = self._socket(zmq.ROUTER, cfg.max_message_bytes)
-        self.backend = self._socket(zmq.DEALER, MAX_REPLY_BYTES)
+        self.backend = self._socket(zmq.ROUTER, MAX_REPLY_BYTES)
+        self.backend.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable send raises, not drops
+        self.hosts = Hosts()
+        self.held: deque[tuple[framelimits.Received, float]] = deque()  # read, not yet sent
         set_heartbeats(self.backend)
         self.link = LinkMonitor(self.backend, "procmgr", log)
         self.auth = (
@@ -49,7 +56,14 @@ class Proxy:
         self.paused = False
         self.running = True
         self.started = time.monotonic()
-        self.counts = {"requests": 0, "replies": 0, "control": 0, "refused": 0}
+        self.counts = {
+            "requests": 0,
+            "replies": 0,
+            "control": 0,
+            "refused": 0,
+            "host_lost": 0,  # requests answered busy: because their host went silent
+            "late_replies": 0,  # replies from a host after we answered for it: dropped
+        }
 
     def _socket(self, kind: int, maxmsg: int) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -76,11 +90,10 @@ class Proxy:
             if self.control is not None:
                 poller.register(self.control, zmq.POLLIN)
             poller.register(signals.fd, zmq.POLLIN)
-            # take requests only when a procmgr can receive them: a DEALER with no peer blocks
-            ready = not self.paused and self.backend.getsockopt(zmq.EVENTS) & zmq.POLLOUT
-            if ready:
+            # take requests only while some procmgr is present; until then ZeroMQ queues them
+            if not self.paused and self.hosts.hosts:
                 poller.register(self.frontend, zmq.POLLIN)
-            events = dict(poller.poll(POLL_MS if ready or self.paused else NO_PEER_POLL_MS))
+            events = dict(poller.poll(self._poll_ms()))
             if signals.fd in events and signals.drain():
                 self.shutdown("signal")
             if self.link.sock in events:
@@ -89,9 +102,47 @@ class Proxy:
                 self.handle_control(self.control)
             if self.backend in events:
                 self.forward_replies()
-            if self.frontend in events:
+            self.give_up_silent_hosts()
+            self.release_held()
+            if self.frontend in events and not self.held:
                 self.forward_requests()
         self.close()
+
+    def _poll_ms(self) -> int:
+        now = time.monotonic()
+        expiry = self.hosts.next_expiry(now)
+        if self.held:
+            held_s = max(0.0, self.held[0][1] + hostlink.HOST_DEAD_AFTER_S - now)
+            expiry = held_s if expiry is None else min(expiry, held_s)
+        return POLL_MS if expiry is None else max(1, min(POLL_MS, int(expiry * 1000) + 1))
+
+    def give_up_silent_hosts(self) -> None:
+        """A host silent for HOST_DEAD_AFTER_S (killed, cut off, hung)."""
+        for host, flights in self.hosts.silent(time.monotonic()):
+            self.given_up(host, flights, f"silent for {hostlink.HOST_DEAD_AFTER_S:.0f} s")
+
+    def given_up(self, host: Host, flights: list[Flight], why: str) -> None:
+        """Answer each of its requests now with a retryable error; nothing more goes to it
+        until it is heard again."""
+        log.warning(
+            "image host %s %s: given up, %d requests in flight answered busy",
+            host.name,
+            why,
+            len(flights),
+        )
+        busy = wire_text("busy", "the image host serving this request went away; try again")
+        for flight in flights:
+            self.counts["host_lost"] += 1
+            self._send(self.frontend, [*flight.reply_route, busy], "replies")
+
+    def release_held(self) -> None:
+        """Requests read but not sent (credit ran out, a host vanished under them) go first
+        when credit comes back; one waiting longer than HOST_DEAD_AFTER_S is answered busy."""
+        now = time.monotonic()
+        while self.held and now - self.held[0][1] > hostlink.HOST_DEAD_AFTER_S:
+            self.answer(self.held.popleft()[0], "busy", "no image host can take it; try again")
+        while self.held and self.hosts.hosts:
+            self.dispatch(self.held.popleft()[0])
 
     def forward_requests(self) -> None:
         """Up to a burst of requests, each held to the request limits as it is received."""
@@ -102,16 +153,65 @@ class Proxy:
                 return
             if msg.oversized:
                 self.refuse(msg)
-            elif not self._send(self.backend, msg.frames, "requests"):
+            elif not msg.envelope:
+                self.answer(msg, "bad_request", framelimits.NO_DELIMITER)
+            elif not self.dispatch(msg):
                 return
 
+    def dispatch(self, msg: framelimits.Received) -> bool:
+        """Send one request to the host chosen for it, tagged; False (the request is held)
+        when no host is present to take it."""
+        key = session_key(msg.body[len(msg.envelope) :])
+        host = self.hosts.choose(key)
+        if host is None:
+            if self.hosts.hosts:  # all present and full: overload is answered at once
+                self.answer(msg, "busy", "every image host is busy; try again")
+                return True
+            self.held.append((msg, time.monotonic()))  # none present: one may come back
+            return False
+        tag = self.hosts.start(host, msg.reply_route, key)
+        try:
+            self.backend.send_multipart(
+                [host.rid, msg.route[0], tag, *msg.body], zmq.NOBLOCK, copy=False
+            )
+        except zmq.ZMQError as exc:
+            self.hosts.finish(tag)
+            if exc.errno != zmq.EHOSTUNREACH:  # its queue is full: that host is swamped
+                self.answer(msg, "busy", "the image host for this request is busy; try again")
+                return True
+            # its connection is gone, though stale heartbeats made it look alive
+            self.given_up(host, self.hosts.remove(host), "disconnected")
+            return self.dispatch(msg)
+        self.counts["requests"] += 1
+        return True
+
+    def answer(self, msg: framelimits.Received, code: str, sentence: str) -> None:
+        self._send(self.frontend, [*msg.reply_route, wire_text(code, sentence)], "replies")
+
     def forward_replies(self) -> None:
+        """Heartbeats and replies: ``[host][client][tag][hops...][""][frames]`` goes back as
+        ``[client][hops...][""][frames]`` if the tag is still in flight on that host."""
         for _ in range(BURST):
             try:
-                frames = self.backend.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = self.backend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if not self._send(self.frontend, frames, "replies"):
+            rid, rest = frames[0], frames[1:]
+            control = hostlink.is_control(rest)
+            beat = hostlink.parse(rest) if control else None
+            if control and beat is None:
+                log.warning("image host %s sent an unknown control message", rid.hex()[:10])
+            new = self.hosts.heard(rid, beat, time.monotonic())
+            if new is not None:
+                log.info("image host %s up (capacity %d)", new.name, new.capacity)
+            if control:
+                continue
+            flight = self.hosts.finish(rest[1], rid) if len(rest) >= 2 else None
+            if flight is None:
+                self.counts["late_replies"] += 1
+                log.info("dropped a reply from image host %s: not in flight there", rid.hex()[:10])
+                continue
+            if not self._send(self.frontend, [rest[0], *rest[2:]], "replies"):
                 return
 
     def _send(self, dst: zmq.Socket, frames: list, counter: str) -> bool:
@@ -139,8 +239,7 @@ class Proxy:
             f"a request is one JSON frame after the empty delimiter, at most "
             f"{self.limits.max_bytes} bytes and {self.limits.max_frames} frames in all"
         )
-        reply = [*msg.reply_route, wire_text("bad_request", sentence)]
-        self._send(self.frontend, reply, "replies")
+        self.answer(msg, "bad_request", sentence)
 
     def handle_control(self, sock: zmq.Socket) -> None:
         command = sock.recv().decode("ascii", "replace").strip().upper()
@@ -154,7 +253,10 @@ class Proxy:
             self.shutdown("control")
         elif command == "STATISTICS":
             uptime = round(time.monotonic() - self.started, 3)
-            reply = json.dumps(self.counts | {"paused": self.paused, "uptime_s": uptime})
+            hosts = self.hosts.describe(time.monotonic())
+            reply = json.dumps(
+                self.counts | {"paused": self.paused, "uptime_s": uptime, "hosts": hosts}
+            )
         else:
             reply = "ERROR unknown command"
         sock.send_string(reply)
@@ -172,3 +274,16 @@ class Proxy:
                 sock.close(linger=0)
         if self.auth is not None:
             self.auth.stop()
+
+
+def session_key(body: list) -> tuple[str, str] | None:
+    """``(pid, esaf)`` of a request, for sticky routing; None if it is not a JSON object."""
+    if len(body) != 1:
+        return None
+    try:
+        job = json.loads(body[0].bytes)
+    except ValueError:  # includes UnicodeDecodeError; the procmgr gives the error reply
+        return None
+    if not isinstance(job, dict):
+        return None
+    return str(job.get("pid", ""))[:128], str(job.get("esaf", ""))[:32]

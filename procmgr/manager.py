@@ -33,7 +33,7 @@ from procmgr.sessions import Outcome, Session, SessionStore
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers
 from procmgr.zygoteclient import ZygoteClient
-from pyis_common import wire
+from pyis_common import framelimits, wire
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
 from pyis_common.request import Request, parse_frame
@@ -179,16 +179,20 @@ class Manager:
             self.expire_requests()
             self.retire_workers()
             self.link.rearm(time.monotonic())
+            self.link.beat(time.monotonic(), self.capacity())
             self.refresh_metrics()
         return self.close()
 
     def _poll_ms(self) -> int:
+        now = time.monotonic()
         deadlines = [f.deadline for f in self.inflight.values()]
         deadlines += [p.deadline for p in self.pending.values()]
-        if not deadlines:
-            return POLL_MAX_MS
-        soonest = min(deadlines) - time.monotonic()
+        soonest = min([*deadlines, now + self.link.beat_in_s(now)]) - now
         return max(1, min(POLL_MAX_MS, int(soonest * 1000) + 1))
+
+    def capacity(self) -> int:
+        """What each proxy may have in flight here: nothing once we are shutting down."""
+        return 0 if self.stopping_since is not None else self.cfg.max_in_flight
 
     def _done(self) -> bool:
         if self.stopping_since is None:
@@ -255,7 +259,7 @@ class Manager:
             if self.stopping_since is not None:
                 raise Busy("the image server is shutting down; try again")
             if body is None:
-                raise BadRequest("no empty delimiter frame before the request (use a REQ socket)")
+                raise BadRequest(framelimits.NO_DELIMITER)
             if len(body) != 1:
                 raise BadRequest(f"a request is one frame of JSON, not {len(body)}")
             if len(body[0]) > self.cfg.max_message_bytes:

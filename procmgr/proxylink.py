@@ -11,17 +11,25 @@ libzmq reconnects after a lost connection, but not after a protocol error such a
 frame: that proxy would stay cut off until a restart. A drop that libzmq does not follow with
 a reconnect attempt is re-armed here after REARM_AFTER_S, slow enough that a hostile proxy
 cannot make the procmgr spin on it.
+
+Every proxy hears from us every HEARTBEAT_INTERVAL_S how many requests it may send
+(pyis_common/hostlink.py). To address a proxy before it has sent anything, each connection
+gets a routing id we choose (``CONNECT_ROUTING_ID``), a new one for every re-arm, since libzmq
+refuses a routing id still held by a pipe on its way out.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import socket
 import time
 
 import zmq
 
 from procmgr.frames import MAX_ENVELOPE
-from pyis_common import curve, framelimits
+from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProcmgrConfig
 from pyis_common.link import LinkMonitor, set_heartbeats
 
@@ -45,8 +53,34 @@ class ProxyLink:
             curve.connect_as_client(self.router, cfg.curve_secret, cfg.proxy_curve_public)
         self.endpoints = tuple(cfg.proxies)
         self.dropped: dict[str, float] = {}  # endpoint -> when libzmq dropped it, not retrying
+        self.peer_ids: dict[str, bytes] = {}  # endpoint -> the routing id we gave that proxy
+        self.generation = itertools.count(1)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.next_beat = 0.0
         for endpoint in self.endpoints:
-            self.router.connect(endpoint)
+            self._connect(endpoint)
+
+    def _connect(self, endpoint: str) -> None:
+        peer = f"proxy:{next(self.generation)}".encode()
+        self.router.setsockopt(zmq.CONNECT_ROUTING_ID, peer)
+        self.router.connect(endpoint)
+        self.peer_ids[endpoint] = peer
+
+    def beat_in_s(self, now: float) -> float:
+        return max(0.0, self.next_beat - now)
+
+    def beat(self, now: float, capacity: int) -> None:
+        """Tell every proxy, once an interval, how many requests it may have in flight here.
+        A proxy not connected now misses this one (ROUTER drops it) and hears the next."""
+        if now < self.next_beat:
+            return
+        self.next_beat = now + hostlink.HEARTBEAT_INTERVAL_S
+        frames = hostlink.heartbeat(capacity, self.name)
+        for peer in self.peer_ids.values():
+            try:
+                self.router.send_multipart([peer, *frames], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # queue full or peer gone: the proxy gives us up, as it should
 
     def watch(self) -> None:
         """The monitor's events (the loop saw its socket readable): note drops, forget them
@@ -64,7 +98,7 @@ class ProxyLink:
                 del self.dropped[endpoint]
                 log.warning("reconnecting to proxy %s (dropped for a protocol error)", endpoint)
                 self.router.disconnect(endpoint)
-                self.router.connect(endpoint)
+                self._connect(endpoint)
 
     def receive(self) -> list[bytes] | None:
         """One message as bytes, None if it was over the limits (dropped, logged);

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import zmq
 
+NO_DELIMITER = "no empty delimiter frame before the request (use a REQ socket)"
 MAX_ROUTE_ID = 255  # bytes: ZeroMQ routing ids are 1..255 bytes (libzmq's own are 5)
 
 
