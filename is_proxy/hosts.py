@@ -8,8 +8,9 @@ Routing rule: a request goes to the host that last served its session (``pid`` +
 proxy cannot see the verified user) while that host has credit and the session holds less than
 ``1 / SESSION_SHARE`` of the host's capacity there; a busy session's request beyond that goes
 to the host with the most free credit (the session stays sticky); a new session, or one whose
-host is full or gone, sticks to the open host with the fewest sessions. So one busy session
-spills over instead of pinning a host, and sessions spread over every host.
+host is full or gone, or whose host holds more than one session over the least-held open host
+(a host that came back), sticks to the open host with the fewest sessions. So one busy session
+spills over instead of pinning a host, and sessions spread over every host, a returning one too.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class Hosts:
         if key is not None:
             rid = self.sticky.get(key)
             host = self.hosts.get(rid) if rid is not None else None
-            if host is not None and host.free > 0:
+            least = min(self.stuck[h.rid] for h in open_hosts)
+            if host is not None and host.free > 0 and self.stuck[host.rid] <= least + 1:
                 share = max(1, host.capacity // SESSION_SHARE)
                 if self.session_load.get((key, host.rid), 0) < share:
                     self.sticky.move_to_end(key)

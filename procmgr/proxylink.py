@@ -35,6 +35,7 @@ from pyis_common.link import LinkMonitor, set_heartbeats
 
 log = logging.getLogger("procmgr")
 ROUTE_BYTES = MAX_ENVELOPE * 256  # routing ids are at most 255 bytes; libzmq's are 5
+CONNECT_TIMEOUT_MS = 3000  # a SYN into a cut link: give up and retry, not the kernel's 2 min
 REARM_AFTER_S = 5.0  # libzmq's own retry comes within 0.1 s; none by then means it gave up
 
 
@@ -44,6 +45,7 @@ class ProxyLink:
         self.router.setsockopt(zmq.LINGER, 1000)
         self.router.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
         set_heartbeats(self.router)
+        self.router.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
         # [proxy id] + what the proxy sent: [client id][hops...][""][JSON]
         self.limits = framelimits.MessageLimits(
             max_frames=MAX_ENVELOPE + 1, max_bytes=ROUTE_BYTES + cfg.max_message_bytes

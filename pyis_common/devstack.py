@@ -116,14 +116,14 @@ class Stack:
         self.start_procmgr()
         return self
 
-    def start_cache_redis(self, port: int | None = None) -> None:
+    def start_cache_redis(self, port: int | None = None, wrap: tuple[str, ...] = ()) -> None:
         """The image host's Redis (tier 2), separate from the web host's session Redis: a
         stock configuration (``default`` on, no password, as a distribution ships it) plus our
         admin user; the procmgr turns ``default`` off itself."""
         digest = hashlib.sha256(self.cache_password.encode()).hexdigest()
         admin = ["--user", CACHE_ADMIN, "on", f"#{digest}", *self.cache_admin_rules]
         self.cache_redis_proc, self.cache_redis_port = procs.redis_server(
-            self.workdir, [*CACHE_REDIS_ARGS, *admin], port
+            self.workdir, [*CACHE_REDIS_ARGS, *admin], port, wrap
         )
         self.procs.append(self.cache_redis_proc)
         self.cache_redis_url = f"redis://127.0.0.1:{self.cache_redis_port}/0"
@@ -140,10 +140,12 @@ class Stack:
             str(self.curve_clients),
         ]
 
-    def start_procmgr(self) -> procs.Proc:
+    def start_procmgr(self, wrap: tuple[str, ...] = (), name: str = "procmgr") -> procs.Proc:
+        """``wrap`` runs it inside, e.g. ``ip netns exec NAME``; ``name`` names its log."""
         self.procmgr = self._run(
-            "procmgr",
+            name,
             [
+                *wrap,
                 *procs.pyis_command("procmgr"),
                 "--proxy",
                 self.backend,

@@ -96,16 +96,20 @@ class Proc:
 
 
 def redis_server(
-    workdir: Path, extra: list[str] | None = None, port: int | None = None
+    workdir: Path,
+    extra: list[str] | None = None,
+    port: int | None = None,
+    wrap: tuple[str, ...] = (),
 ) -> tuple[Proc, int]:
     """A private redis-server on a free loopback port (retried if another took the port), or
-    on ``port`` (a restart in a test)."""
+    on ``port`` (a restart in a test); ``wrap`` runs it inside, e.g. ``ip netns exec NAME``."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise StartError("redis-server is not installed (apt-get install redis-server)")
     for _ in range(20 if port is None else 1):
         try_port = port or random.randint(20000, 32000)  # below Linux's ephemeral range
         argv = [
+            *wrap,
             exe,
             "--port",
             str(try_port),

@@ -1,0 +1,175 @@
+"""Scale-out with real hosts: one web host (proxy + session Redis) and three image hosts
+(procmgr + cache Redis each), each its own network namespace joined by veth pairs, under a
+bounded load of Lazy Pirate clients. Mid-run one procmgr is SIGKILLed and another cut off
+(link down) and healed: every request still gets exactly one right reply."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from procmgr.__main__ import dev_user
+from pyis_common import hostlink, procs
+from pyis_common.devstack import Stack
+from tests.conftest import need_root
+from tests.support import netns
+from tests.support.devsite import CBF
+from tests.test_control import statistics
+
+CLIENTS = 6
+REQUESTS = 500  # per client: 3000 in all
+BACKEND_PORT = 60203  # each namespace has its own ports
+SLACK_S = 2.0  # a loaded 2-core box runs the proxy's loop late by up to this much
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    end = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < end, f"not within {timeout_s} s: {what}"
+        time.sleep(0.05)
+
+
+def progress(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def hosts_by_name(stack: Stack) -> dict[str, dict]:
+    return {h["name"]: h for h in statistics(stack.control)["hosts"]}
+
+
+def start_web(stack: Stack, site: netns.Site) -> None:
+    """Session Redis (TCP on the web namespace's veths; a Unix socket for the test to sign
+    sessions, reachable from outside any network namespace) and the proxy."""
+    web = site.inside(site.web)
+    unix = stack.workdir / "session-redis.sock"
+    stack.redis_proc, stack.redis_port = procs.redis_server(
+        stack.workdir,
+        ["--bind", "0.0.0.0", "--protected-mode", "no", "--unixsocket", str(unix)],
+        wrap=web,
+    )
+    stack.procs.append(stack.redis_proc)
+    stack.redis = redis.Redis(unix_socket_path=str(unix))
+    stack.proxy = stack._run(
+        "proxy",
+        [
+            *web,
+            *procs.pyis_command("is_proxy"),
+            "--frontend",
+            "tcp://127.0.0.1:60202",
+            "--backend",
+            f"tcp://0.0.0.0:{BACKEND_PORT}",
+            "--control",
+            f"ipc://{stack.workdir / 'proxy-run' / 'control'}",
+            *stack.proxy_curve_args(),
+        ],
+    )
+    stack.endpoint, stack.control = "tcp://127.0.0.1:60202", stack.proxy.fields()["control"]
+
+
+def start_image_host(stack: Stack, site: netns.Site, i: int) -> procs.Proc:
+    inside = site.inside(site.images[i - 1])
+    stack.start_cache_redis(wrap=inside)
+    stack.backend = f"tcp://{site.web_address(i)}:{BACKEND_PORT}"
+    stack.redis_url = f"redis://{site.web_address(i)}:{stack.redis_port}/0"
+    return stack.start_procmgr(wrap=inside, name=f"procmgr{i}")
+
+
+def test_three_image_hosts_survive_a_kill_and_a_partition(testdata):
+    need_root()
+    base = Path(tempfile.mkdtemp(prefix="pyis-netns-", dir="/tmp"))
+    os.chmod(base, 0o755)  # the workers (nobody) reach the data through it
+    data = base / "data"
+    data.mkdir()
+    shutil.copyfile(testdata / CBF, data / "a.cbf")
+    os.chmod(data / "a.cbf", 0o644)
+    stack = Stack(base, ["--dev", str(data)], stderr_dir=base)
+    try:
+        with netns.site(3) as site:
+            start_web(stack, site)
+            image = [start_image_host(stack, site, i) for i in (1, 2, 3)]
+            wait_until("three hosts heard", lambda: len(hosts_by_name(stack)) == 3)
+            names = {proc.pid: f"{os.uname().nodename}:{proc.pid}" for proc in image}
+            run_load_with_failures(stack, site, image, names)
+    finally:
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    assert not any(ns.startswith(site.web[:-4]) for ns in namespaces())
+
+
+def namespaces() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def served(stack: Stack, name: str) -> int:
+    return hosts_by_name(stack)[name]["served"]
+
+
+def run_load_with_failures(stack, site, image, names) -> None:
+    jobs = [
+        {"pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
+        for _ in range(CLIENTS)
+    ]
+    (stack.workdir / "jobs.json").write_text(json.dumps(jobs))
+    progress_file = stack.workdir / "progress"
+    load = subprocess.Popen(
+        [
+            *site.inside(site.web),
+            sys.executable,
+            "-m",
+            "tests.support.pirate_load",
+            "--endpoint",
+            stack.endpoint,
+            "--jobs",
+            str(stack.workdir / "jobs.json"),
+            "--requests",
+            str(REQUESTS),
+            "--progress",
+            str(progress_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        total = CLIENTS * REQUESTS
+        wait_until("a fifth of the load done", lambda: progress(progress_file) >= total // 5, 60)
+        killed, cut, third = (names[proc.pid] for proc in image)
+        os.kill(image[0].pid, signal.SIGKILL)
+        wait_until("the killed host given up", lambda: killed not in hosts_by_name(stack))
+        wait_until("two fifths done", lambda: progress(progress_file) >= 2 * total // 5, 60)
+        site.cut(2)
+        wait_until("the cut-off host given up", lambda: cut not in hosts_by_name(stack))
+        before = served(stack, third)
+        wait_until("the third host carries on", lambda: served(stack, third) > before + 50)
+        site.heal(2)
+        wait_until("the healed host heard again", lambda: cut in hosts_by_name(stack))
+        wait_until("the healed host takes requests again", lambda: served(stack, cut) > 0)
+        out, _ = load.communicate(timeout=120)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    summary = json.loads(out)
+    report = json.dumps(summary)
+    print("load:", report)
+    assert summary["requests"] == total and summary["ok"] == total, report
+    assert summary["lost"] == summary["wrong"] == summary["duplicates"] == 0, report
+    assert summary["silent_tries"] == 0, report  # every try had its one reply
+    assert summary["max_retries"] <= 1, report
+    assert summary["busy_replies"] >= 1, report  # the failures did cost in-flight requests
+    assert summary["busy_latency_max_s"] <= hostlink.HOST_DEAD_AFTER_S + SLACK_S, report
+    stats = statistics(stack.control)
+    assert 1 <= stats["host_lost"] <= summary["busy_replies"], stats  # answered by the proxy
