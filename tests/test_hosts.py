@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from is_proxy.hosts import SESSION_SHARE, Hosts
@@ -121,3 +122,14 @@ def test_routing_rules_stick_spill_and_fall_back():
     assert table.choose(("s1", "1")) is second  # falls back to the host still there
     assert table.silent(now + hostlink.HOST_DEAD_AFTER_S + 1)[0][0] is second
     assert table.choose(("s1", "1")) is None
+
+
+def test_sessions_move_onto_a_host_that_comes_back():
+    table, now = Hosts(), time.monotonic()
+    table.heard(b"a", hostlink.Heartbeat(64, "a"), now)
+    sessions = [(f"s{i}", "1") for i in range(4)]
+    assert {table.choose(key).rid for key in sessions} == {b"a"}
+    table.heard(b"b", hostlink.Heartbeat(64, "b"), now)  # back after a partition
+    for key in sessions * 2:
+        table.choose(key)
+    assert sorted(Counter(table.sticky.values()).values()) == [2, 2]
