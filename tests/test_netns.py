@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
 from procmgr.__main__ import dev_user
-from pyis_common import hostlink, procs
+from pyis_common import hostlink
 from pyis_common.devstack import Stack
 from tests.conftest import need_root
 from tests.support import netns
@@ -28,7 +26,6 @@ from tests.test_control import statistics
 
 CLIENTS = 6
 REQUESTS = 500  # per client: 3000 in all
-BACKEND_PORT = 60203  # each namespace has its own ports
 SLACK_S = 2.0  # a loaded 2-core box runs the proxy's loop late by up to this much
 
 
@@ -50,43 +47,6 @@ def hosts_by_name(stack: Stack) -> dict[str, dict]:
     return {h["name"]: h for h in statistics(stack.control)["hosts"]}
 
 
-def start_web(stack: Stack, site: netns.Site) -> None:
-    """Session Redis (TCP on the web namespace's veths; a Unix socket for the test to sign
-    sessions, reachable from outside any network namespace) and the proxy."""
-    web = site.inside(site.web)
-    unix = stack.workdir / "session-redis.sock"
-    stack.redis_proc, stack.redis_port = procs.redis_server(
-        stack.workdir,
-        ["--bind", "0.0.0.0", "--protected-mode", "no", "--unixsocket", str(unix)],
-        wrap=web,
-    )
-    stack.procs.append(stack.redis_proc)
-    stack.redis = redis.Redis(unix_socket_path=str(unix))
-    stack.proxy = stack._run(
-        "proxy",
-        [
-            *web,
-            *procs.pyis_command("is_proxy"),
-            "--frontend",
-            "tcp://127.0.0.1:60202",
-            "--backend",
-            f"tcp://0.0.0.0:{BACKEND_PORT}",
-            "--control",
-            f"ipc://{stack.workdir / 'proxy-run' / 'control'}",
-            *stack.proxy_curve_args(),
-        ],
-    )
-    stack.endpoint, stack.control = "tcp://127.0.0.1:60202", stack.proxy.fields()["control"]
-
-
-def start_image_host(stack: Stack, site: netns.Site, i: int) -> procs.Proc:
-    inside = site.inside(site.images[i - 1])
-    stack.start_cache_redis(wrap=inside)
-    stack.backend = f"tcp://{site.web_address(i)}:{BACKEND_PORT}"
-    stack.redis_url = f"redis://{site.web_address(i)}:{stack.redis_port}/0"
-    return stack.start_procmgr(wrap=inside, name=f"procmgr{i}")
-
-
 def test_three_image_hosts_survive_a_kill_and_a_partition(testdata):
     need_root()
     base = Path(tempfile.mkdtemp(prefix="pyis-netns-", dir="/tmp"))
@@ -98,8 +58,8 @@ def test_three_image_hosts_survive_a_kill_and_a_partition(testdata):
     stack = Stack(base, ["--dev", str(data)], stderr_dir=base)
     try:
         with netns.site(3) as site:
-            start_web(stack, site)
-            image = [start_image_host(stack, site, i) for i in (1, 2, 3)]
+            netns.start_web(stack, site)
+            image = [netns.start_image_host(stack, site, i) for i in (1, 2, 3)]
             wait_until("three hosts heard", lambda: len(hosts_by_name(stack)) == 3)
             names = {proc.pid: f"{os.uname().nodename}:{proc.pid}" for proc in image}
             run_load_with_failures(stack, site, image, names)

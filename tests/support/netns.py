@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import redis
+
+from pyis_common import procs
+from pyis_common.devstack import Stack
+
 SUBNET = "10.231"
+BACKEND_PORT = 60203  # each namespace has its own ports
+FRONTEND = "tcp://127.0.0.1:60202"  # in the web namespace, where the clients run
 
 
 def ip(*args: str) -> None:
@@ -78,3 +85,41 @@ def site(n_images: int) -> Iterator[Site]:
     finally:
         for ns in [*made.images, made.web]:
             _remove(ns)
+
+
+def start_web(stack: Stack, site: Site) -> None:
+    """Session Redis (TCP on the web namespace's veths; a Unix socket for the test to sign
+    sessions, reachable from outside any network namespace) and the proxy."""
+    web = site.inside(site.web)
+    unix = stack.workdir / "session-redis.sock"
+    stack.redis_proc, stack.redis_port = procs.redis_server(
+        stack.workdir,
+        ["--bind", "0.0.0.0", "--protected-mode", "no", "--unixsocket", str(unix)],
+        wrap=web,
+    )
+    stack.procs.append(stack.redis_proc)
+    stack.redis = redis.Redis(unix_socket_path=str(unix))
+    stack.proxy = stack._run(
+        "proxy",
+        [
+            *web,
+            *procs.pyis_command("is_proxy"),
+            "--frontend",
+            FRONTEND,
+            "--backend",
+            f"tcp://0.0.0.0:{BACKEND_PORT}",
+            "--control",
+            f"ipc://{stack.workdir / 'proxy-run' / 'control'}",
+            *stack.proxy_curve_args(),
+        ],
+    )
+    stack.endpoint, stack.control = FRONTEND, stack.proxy.fields()["control"]
+
+
+def start_image_host(stack: Stack, site: Site, i: int, wrap: tuple[str, ...] = ()) -> procs.Proc:
+    """``wrap`` goes before ``ip netns exec`` (e.g. a cgroup placement)."""
+    inside = (*wrap, *site.inside(site.images[i - 1]))
+    stack.start_cache_redis(wrap=inside)
+    stack.backend = f"tcp://{site.web_address(i)}:{BACKEND_PORT}"
+    stack.redis_url = f"redis://{site.web_address(i)}:{stack.redis_port}/0"
+    return stack.start_procmgr(wrap=inside, name=f"procmgr{i}")

@@ -97,7 +97,7 @@ def one_request(ctx, sock, endpoint: str, job: dict, tally: Tally, seen: set[str
     return sock
 
 
-def client(endpoint: str, base: dict, n: int, number: int, tally: Tally) -> None:
+def client(endpoint: str, base: dict, n: int, number: int, tally: Tally, drain_ms: int) -> None:
     ctx = zmq.Context.instance()
     sock = connect(ctx, endpoint)
     seen: set[str] = set()
@@ -106,7 +106,7 @@ def client(endpoint: str, base: dict, n: int, number: int, tally: Tally) -> None
         job = base | {"tag": tag, "xsize": 64 + 8 * (i % 4)}
         sock = one_request(ctx, sock, endpoint, job, tally, seen)
         seen.add(tag)
-    while sock.poll(DRAIN_MS):  # nothing more may come: each request had its one reply
+    while sock.poll(drain_ms):  # nothing more may come: each request had its one reply
         sock.recv_multipart()
         tally.add("duplicates")
     sock.close(0)
@@ -118,11 +118,14 @@ def main() -> None:
     ap.add_argument("--jobs", required=True, help="JSON list: one base job per client")
     ap.add_argument("--requests", type=int, required=True, help="per client")
     ap.add_argument("--progress", required=True)
+    ap.add_argument("--drain-ms", type=int, default=DRAIN_MS, help="wait for stray replies")
     args = ap.parse_args()
     jobs = json.loads(Path(args.jobs).read_text())
     tally = Tally(Path(args.progress))
     threads = [
-        threading.Thread(target=client, args=(args.endpoint, job, args.requests, k, tally))
+        threading.Thread(
+            target=client, args=(args.endpoint, job, args.requests, k, tally, args.drain_ms)
+        )
         for k, job in enumerate(jobs)
     ]
     t0 = time.monotonic()
