@@ -9,7 +9,8 @@ Native form (Ed25519 JWT; the signing certificate comes from the offline CA, is-
 which also makes the key; keygen --ed25519 makes a key alone):
   is-authsign keygen --ed25519 --kid KID --out DIR      KID-key.pem (0600) + KID-pubkey.pem
   is-authsign sign --jwt --key KID-key.pem --kid KID --pid P --user U --esaf N [--esaf M]
-      --aud GROUP [--scope "jpeg spots meta index"] [--lifetime|--ttl 600] [--redis URL] [--inline]
+      --aud GROUP [--scope "jpeg spots meta index list tile pixels"] [--lifetime|--ttl 600]
+      [--redis URL] [--inline]
       [--path PREFIX ...]   bound to those prefixes inside the ESAF home (run7/, run7/a_)
       with --redis: HSET P isToken TOKEN and EXPIRE P (lifetime + 60 s); the token is printed
       (alone on stdout) only with --inline or without --redis
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authsign import cli_jwt, compat, keys
 from authsign.cli_jwt import CliError
+from pyis_common.request import DEFAULT_SCOPE
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"  # the compatible form's historical default
 # (command, native form): (options it requires, options only the other form takes)
@@ -133,7 +135,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     s.add_argument("--user", help="login name")
     s.add_argument("--esaf", type=int, action="append", default=[], help="allowed ESAF (repeat)")
     s.add_argument("--aud", help="the image-host group (the procmgr's audience)")
-    s.add_argument("--scope", help='job types, default "jpeg spots meta index"')
+    s.add_argument("--scope", help=f'job types, default "{DEFAULT_SCOPE}"')
     s.add_argument(
         "--lifetime", "--ttl", type=int, help="seconds (compat 3600; jwt 600, at most 3600)"
     )
@@ -186,7 +188,7 @@ def check_form(subs: dict[str, argparse.ArgumentParser], args: argparse.Namespac
         args.leeway = 30.0 if args.leeway is None else args.leeway
     if args.command == "sign":
         args.lifetime = (600 if native else 3600) if args.lifetime is None else args.lifetime
-        args.scope = "jpeg spots meta index" if args.scope is None else args.scope
+        args.scope = DEFAULT_SCOPE if args.scope is None else args.scope
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,9 +85,26 @@ class ProcmgrConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8080"  # host:port; TLS terminates in front of it (nginx, caddy)
+    endpoint: str = "tcp://127.0.0.1:60202"  # the is-proxy frontend, as is.js connects to it
+    login_redis: str = ""  # where the auth server leaves one-time login codes; "" -> no /login
+    secure_cookie: bool = True  # the session cookie only over TLS; is-dev (plain loopback) off
+    cookie_name: str = "pyis_session"
+    request_timeout_s: float = 25.0  # longer than the procmgr's own deadline (20 s)
+    max_in_flight: int = 64  # requests waiting on the image server; beyond it answer busy
+    session_rate: float = 100.0  # requests per second per session (bursts of 2 s allowed)
+    max_query_bytes: int = 6000  # a query is a file name and a few numbers (fn <= 4096)
+
+
+@dataclass(frozen=True)
 class Config:
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     procmgr: ProcmgrConfig = field(default_factory=ProcmgrConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+
+
+SECTIONS: dict[str, type] = {"proxy": ProxyConfig, "procmgr": ProcmgrConfig, "web": WebConfig}
 
 
 class ConfigError(Exception):
@@ -130,7 +147,7 @@ def load(
     environ: typing.Mapping[str, str] = os.environ,
 ) -> Config:
     """File, then ``PYIS_<SECTION>_<KEY>`` environment variables, then ``overrides`` (flags)."""
-    data: dict[str, dict[str, Any]] = {"proxy": {}, "procmgr": {}}
+    data: dict[str, dict[str, Any]] = {"proxy": {}, "procmgr": {}, "web": {}}
     if path:
         try:
             with Path(path).open("rb") as fh:
@@ -141,14 +158,11 @@ def load(
             if key not in data or not isinstance(value, dict):
                 raise ConfigError(f"unknown section [{key}]")
             data[key].update(value)
-    for sec, cls in (("proxy", ProxyConfig), ("procmgr", ProcmgrConfig)):
+    for sec, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             env = f"{ENV_PREFIX}{sec}_{f.name}".upper()
             if env in environ:
                 data[sec][f.name] = environ[env]
     for sec, values in (overrides or {}).items():
         data[sec].update({k: v for k, v in values.items() if v is not None})
-    return Config(
-        proxy=_section(ProxyConfig, "proxy", data["proxy"]),
-        procmgr=_section(ProcmgrConfig, "procmgr", data["procmgr"]),
-    )
+    return Config(**{sec: _section(cls, sec, data[sec]) for sec, cls in SECTIONS.items()})

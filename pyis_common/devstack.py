@@ -24,8 +24,10 @@ import redis
 
 from authsign import compat, keys, tokens
 from certs import ca
+from isweb import login
 from procmgr.__main__ import dev_user
 from pyis_common import cli, curve, procs
+from pyis_common.request import DEFAULT_SCOPE
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
 CACHE_ADMIN = "pyis-admin"  # the procmgr's own user on the cache Redis (the config default)
@@ -181,6 +183,29 @@ class Stack:
         with urllib.request.urlopen(f"http://{address}/status", timeout=10) as resp:
             return json.loads(resp.read())
 
+    def start_web(self, *args: str) -> str:
+        """is-web on a free loopback port in front of this stack's proxy; its base URL."""
+        self.web = self._run(
+            "web",
+            [
+                *procs.pyis_command("isweb"),
+                "--listen",
+                "127.0.0.1:0",
+                "--endpoint",
+                self.endpoint,
+                "--login-redis",
+                self.redis_url,
+                "--insecure-cookie",
+                *args,
+            ],
+        )
+        self.web_url = self.web.fields()["url"]
+        return self.web_url
+
+    def login_url(self, pid: str) -> str:
+        """A one-time link that gives a browser the cookie of session ``pid``."""
+        return f"{self.web_url}/login?code={login.store_code(self.redis, pid)}"
+
     def _run(self, name: str, argv: list[str]) -> procs.Proc:
         proc = procs.Proc(argv, lambda line: line.startswith("READY"), stderr=self._stderr(name))
         self.procs.append(proc)
@@ -201,7 +226,7 @@ class Stack:
         user: str,
         esafs: list[int],
         pid: str | None = None,
-        scope: str = "jpeg spots meta index",
+        scope: str = DEFAULT_SCOPE,
         lifetime_s: int = 600,
         in_hash: bool = False,
         paths: list[str] | None = None,
@@ -238,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--demo", metavar="FILE", help="render FILE (relative to --data) and exit")
     ap.add_argument("-o", "--output", default="demo.jpg", help="where --demo writes the JPEG")
     ap.add_argument("--xsize", type=int, default=512)
+    ap.add_argument("--web", action="store_true", help="also run is-web; print a login link")
     args = ap.parse_args(argv)
     data = os.path.abspath(args.data)
     with tempfile.TemporaryDirectory(prefix="pyis-dev-") as tmp:
@@ -261,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
             jwt_pid, token = stack.token(dev_user(), [0], lifetime_s=3600)
+            if args.web:
+                stack.start_web()
+                print(f"  viewer: open {stack.login_url(pid)} (one-time link)", flush=True)
             print(
                 f"pyis dev stack up: serving {data}\n"
                 f"  export PYIS_ENDPOINT={stack.endpoint} PYIS_REDIS={stack.redis_url}\n"

@@ -14,7 +14,11 @@ from typing import Any
 from pyis_common import wire
 from pyis_common.errors import BadRequest
 
-JOB_TYPES = frozenset({"jpeg", "spots", "meta", "index", "status"})
+JOB_TYPES = frozenset(
+    {"jpeg", "spots", "meta", "index", "status", "list", "tile", "pixels"}  # the last 3: is-web
+)
+# what an access token allows when its issuer names no scope: every job a viewer needs
+DEFAULT_SCOPE = "jpeg spots meta index list tile pixels"
 OBSOLETE_TYPES = frozenset(
     {"rsync_host_test", "rsync_connection_test", "local_dir_stats", "rsync_transfer"}
 )

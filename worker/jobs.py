@@ -18,7 +18,7 @@ from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
-from worker import formats, index, paths, reduce, render, spots
+from worker import formats, index, listing, paths, pixels, reduce, render, spots, tiles
 from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
 from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
@@ -99,6 +99,9 @@ class Pipeline:
             files = [_real_path(self.home, fn) for fn in names]
             result = index.run(self.index_settings, files, progress or (lambda _line: None))
             return Result(job={}, meta=result)
+        viewer_job = VIEWER_JOBS.get(req.type)
+        if viewer_job is not None:
+            return viewer_job(self, req)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
 
     def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
@@ -208,6 +211,14 @@ class Pipeline:
         counts = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
         out = self.lru.counters() | counts
         return out | self.tier2.counters() if self.tier2 is not None else out
+
+
+# the browser viewer's job types (is-web), each in its own module
+VIEWER_JOBS: dict[str, Callable[[Pipeline, Request], Result]] = {
+    "list": lambda pipe, req: listing.run(pipe.home, req),
+    "tile": tiles.run,
+    "pixels": pixels.run,
+}
 
 
 def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any]]:

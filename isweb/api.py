@@ -1,0 +1,123 @@
+"""The JSON/JPEG API: each browser call becomes exactly one wire request with the session.
+
+The gateway checks only the shape of a call (known parameters of the right type, so a typo
+fails here with a sentence instead of travelling); what a session may see is decided by the
+image server alone, and its refusal comes back word for word with an HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from isweb.upstream import Reply, Upstream
+from pyis_common.errors import BadRequest, PyisError
+
+STATUS = {  # wire code -> HTTP status
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "unsupported": 422,
+    "busy": 503,
+    "timeout": 504,
+    "internal": 502,
+}
+MAX_FN = 4096
+MAX_REPLY_HEADER = 16 << 10  # job + meta beside a JPEG; browsers accept far larger headers
+
+
+def _text(value: str) -> str:
+    if len(value) > MAX_FN:
+        raise ValueError(f"longer than {MAX_FN} characters")
+    return value
+
+
+def _integer(value: str) -> int:
+    if len(value) > 12:
+        raise ValueError("too long")
+    return int(value)
+
+
+def _number(value: str) -> float:
+    out = float(value[:40])
+    if not math.isfinite(out):
+        raise ValueError("not finite")
+    return out
+
+
+PARAMS: dict[str, Callable[[str], Any]] = {
+    "fn": _text,
+    "esaf": _integer,
+    "frame": _integer,
+    "xsize": _integer,
+    "ysize": _integer,
+    "contrast": _number,
+    "wval": _number,
+    "zoom": _number,
+    "segcol": _number,
+    "segrow": _number,
+    "level": _integer,
+    "col": _integer,
+    "row": _integer,
+    "x": _integer,
+    "y": _integer,
+    "size": _integer,
+    "offset": _integer,
+    "limit": _integer,
+}
+IMAGE = ("fn", "esaf", "frame", "contrast", "wval")
+CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, parameters)
+    "list": ("list", frozenset({"fn", "esaf", "offset", "limit"})),
+    "meta": ("meta", frozenset({"fn", "esaf", "frame"})),
+    "image": ("jpeg", frozenset({*IMAGE, "xsize", "ysize", "zoom", "segcol", "segrow"})),
+    "tile": ("tile", frozenset({*IMAGE, "level", "col", "row"})),
+    "pixels": ("pixels", frozenset({"fn", "esaf", "frame", "x", "y", "size"})),
+}
+
+
+def build_job(name: str, query: dict[str, str], pid: str) -> dict[str, Any]:
+    """The wire request for ``/api/<name>?query``, or BadRequest naming the parameter."""
+    call = CALLS.get(name)
+    if call is None:
+        raise web.HTTPNotFound(text="no such API call")
+    jtype, allowed = call
+    job: dict[str, Any] = {"pid": pid, "type": jtype}
+    for key, raw in query.items():
+        if key not in allowed:
+            raise BadRequest(f"unknown parameter '{key[:40]}' for {name}")
+        try:
+            job[key] = PARAMS[key](raw)
+        except ValueError:
+            raise BadRequest(f"parameter '{key}' has a bad value") from None
+    return job
+
+
+def error_response(exc: PyisError, status: int | None = None) -> web.Response:
+    body = {"error": exc.code, "message": str(exc)}
+    return web.json_response(body, status=status or STATUS.get(exc.code, 502))
+
+
+def reply_response(reply: Reply) -> web.Response:
+    """JSON for list/meta/pixels; a JPEG with the job and meta in ``X-Pyis-Reply`` otherwise."""
+    body = {"job": reply.job, "meta": reply.meta}
+    if reply.payload is None:
+        return web.json_response(body)
+    header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    if len(header) > MAX_REPLY_HEADER:
+        body["meta"] = {"truncated": True}
+        header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return web.Response(
+        body=reply.payload, content_type="image/jpeg", headers={"X-Pyis-Reply": header}
+    )
+
+
+async def call(upstream: Upstream, name: str, query: dict[str, str], pid: str) -> web.Response:
+    try:
+        return reply_response(await upstream.ask(build_job(name, query, pid)))
+    except PyisError as exc:
+        return error_response(exc)

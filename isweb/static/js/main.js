@@ -1,0 +1,265 @@
+// The viewer's state and controls. The URL hash is the deep link (file, frame, levels, ESAF):
+// it never holds the session, which lives in an HttpOnly cookie no script can read.
+
+import {getImage, getJSON} from "./api.js";
+import {Browser} from "./browser.js";
+import {byId, clear, clearError, el, showError} from "./dom.js";
+import {resolutionAt} from "./geometry.js";
+import {Viewer} from "./viewer.js";
+
+const OVERVIEW_PX = 512;
+const state = {fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null};
+const telemetry = {paints: [], lastAction: null}; // read by the browser tests and bench/web.py
+window.pyisViewer = telemetry;
+
+const viewer = new Viewer(byId("map"), {
+  onCursor: cursor,
+  onPainted: (ms) => {
+    telemetry.paints.push({action: telemetry.lastAction, ms, at: performance.now()});
+    document.body.dataset.painted = String(telemetry.paints.length);
+  },
+  onError: showError,
+});
+const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open(fn, frame, true), onError: showError});
+
+function readHash() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const num = (k) => (q.has(k) && Number.isFinite(Number(q.get(k))) ? Number(q.get(k)) : null);
+  return {fn: q.get("fn"), frame: num("frame") ?? 1, contrast: num("contrast"), wval: num("wval"), esaf: num("esaf")};
+}
+
+function writeHash() {
+  const q = new URLSearchParams();
+  if (state.esaf) q.set("esaf", String(state.esaf));
+  if (state.fn) q.set("fn", state.fn);
+  q.set("frame", String(state.frame));
+  if (state.contrast !== null) q.set("contrast", String(state.contrast));
+  if (state.wval !== null) q.set("wval", String(state.wval));
+  history.replaceState(null, "", `#${q.toString()}`);
+}
+
+function levels() {
+  return {contrast: state.contrast ?? undefined, wval: state.wval ?? undefined};
+}
+
+// Series navigation: frames are numbered files (name_0001.cbf ...) or frames inside one file.
+function frameCount() {
+  const m = state.meta ?? {};
+  return Math.max(1, (Number(m.last_frame) || 1) - (Number(m.first_frame) || 1) + 1);
+}
+
+function seriesName(number) {
+  const s = state.series;
+  const m = /^(.*?)(#+)(\..+)$/.exec(s.template);
+  const name = `${m[1]}${String(number).padStart(m[2].length, "0")}${m[3]}`;
+  return s.dir ? `${s.dir}/${name}` : name;
+}
+
+function step(delta) {
+  if (state.series) {
+    const n = state.series.number + delta;
+    if (n < state.series.first || n > state.series.last) return false;
+    open(seriesName(n), 1);
+    return true;
+  }
+  const f = state.frame + delta;
+  if (f < 1 || f > frameCount()) return false;
+  open(state.fn, f);
+  return true;
+}
+
+function jump(n) {
+  if (state.series) {
+    if (n >= state.series.first && n <= state.series.last) open(seriesName(n), 1);
+  } else if (n >= 1 && n <= frameCount()) {
+    open(state.fn, n);
+  }
+}
+
+let generation = 0;
+
+async function open(fn, frame, fromBrowser = false) {
+  const mine = ++generation;
+  telemetry.lastAction = telemetry.lastAction ?? "open";
+  clearError();
+  const dir = fn.includes("/") ? fn.slice(0, fn.lastIndexOf("/")) : "";
+  if (!fromBrowser && browser.dir !== dir) await browser.load(dir);
+  let reply;
+  try {
+    reply = await getImage("image", {fn, frame, xsize: OVERVIEW_PX, esaf: state.esaf ?? undefined, ...levels()});
+  } catch (err) {
+    if (mine === generation) showError(err);
+    return;
+  }
+  if (mine !== generation) return; // a newer open (play, a click) won
+  state.fn = fn;
+  state.frame = frame;
+  state.meta = reply.meta;
+  state.series = browser.seriesOf(fn);
+  state.levels = {black: reply.job.bval_used, white: reply.job.wval_used};
+  byId("title").textContent = frameCount() > 1 ? `${fn} #${frame}` : fn;
+  browser.mark(fn);
+  writeHash();
+  showLevels();
+  showHeader(reply.meta);
+  showTimings(reply.job.timings_ms);
+  showRange();
+  const width = Number(reply.meta.x_pixels_in_detector);
+  const height = Number(reply.meta.y_pixels_in_detector);
+  viewer.show(width, height, reply.blob, tileParams());
+  drawOverlay();
+}
+
+function tileParams() {
+  return {fn: state.fn, frame: state.frame, esaf: state.esaf ?? undefined, contrast: state.levels.black, wval: state.levels.white};
+}
+
+// Sliders show the levels in use; the range follows the frame (up to a few times the automatic black level).
+function showLevels() {
+  const black = Math.max(1, Math.round(state.levels.black ?? 1));
+  const white = Math.max(0, Math.round(state.levels.white ?? 0));
+  const top = Math.max(10, Math.round(4 * black), Number(state.meta.max) > 0 ? Math.min(Number(state.meta.max), 8 * black) : 0);
+  const c = byId("contrast");
+  const w = byId("white");
+  c.max = String(top);
+  w.max = String(top);
+  c.value = String(black);
+  w.value = String(white);
+  byId("contrast-value").textContent = `${black}${state.contrast === null ? " (auto)" : ""}`;
+  byId("white-value").textContent = `${white}${state.wval === null ? " (auto)" : ""}`;
+}
+
+function changeLevels() {
+  if (!state.fn) return;
+  telemetry.lastAction = "contrast";
+  state.contrast = Number(byId("contrast").value);
+  state.wval = Math.min(Number(byId("white").value), state.contrast - 1);
+  state.levels = {black: state.contrast, white: state.wval};
+  showLevels();
+  writeHash();
+  viewer.setTiles(tileParams());
+}
+
+function showRange() {
+  const jumpBox = byId("jump");
+  if (state.series) {
+    jumpBox.min = String(state.series.first);
+    jumpBox.max = String(state.series.last);
+    jumpBox.value = String(state.series.number);
+    byId("range").textContent = `${state.series.first}–${state.series.last}`;
+  } else {
+    jumpBox.min = "1";
+    jumpBox.max = String(frameCount());
+    jumpBox.value = String(state.frame);
+    byId("range").textContent = `1–${frameCount()}`;
+  }
+}
+
+function showHeader(meta) {
+  const body = byId("header").tBodies[0];
+  clear(body);
+  for (const [k, v] of Object.entries(meta).sort()) {
+    if (v !== null && typeof v === "object") continue;
+    const tr = el("tr");
+    tr.appendChild(el("td", k));
+    tr.appendChild(el("td", typeof v === "number" ? Number(v.toPrecision(8)) : v));
+    body.appendChild(tr);
+  }
+}
+
+function showTimings(timings) {
+  const box = byId("timings");
+  if (!timings || typeof timings !== "object") {
+    box.textContent = "– (the server sent none)";
+    return;
+  }
+  box.textContent = Object.entries(timings).map(([k, v]) => `${k} ${Number(v).toFixed(1)}`).join(" · ");
+}
+
+function spacings() {
+  return byId("rings").value.split(/[\s,;]+/).map(Number).filter((d) => Number.isFinite(d) && d > 0).slice(0, 20);
+}
+
+function drawOverlay() {
+  if (!state.meta) return;
+  const rings = viewer.drawOverlay(state.meta, spacings(), byId("show-rings").checked, byId("show-beam").checked);
+  const list = byId("ring-list");
+  clear(list);
+  for (const {d, r} of rings) {
+    const li = el("li", r === null ? `${d} Å: no geometry in this header` : `${d} Å: r = ${r.toFixed(1)} px`);
+    li.dataset.d = String(d);
+    if (r !== null) li.dataset.radiusPx = String(r);
+    list.appendChild(li);
+  }
+  if (!rings.length && spacings().length) list.appendChild(el("li", "no beam centre in this header"));
+}
+
+let cursorSeq = 0;
+let cursorTimer = null;
+
+function cursor(x, y) {
+  byId("cursor-xy").textContent = `${x}, ${y}`;
+  const d = state.meta ? resolutionAt(state.meta, x + 0.5, y + 0.5) : null;
+  byId("cursor-res").textContent = d === null ? "–" : d === Infinity ? "∞" : `${d.toFixed(2)} Å`;
+  clearTimeout(cursorTimer);
+  cursorTimer = setTimeout(async () => {
+    const seq = ++cursorSeq;
+    try {
+      const reply = await getJSON("pixels", {fn: state.fn, frame: state.frame, esaf: state.esaf ?? undefined, x, y, size: 1});
+      if (seq !== cursorSeq) return;
+      const v = reply.meta.values?.[0]?.[0];
+      const box = byId("cursor-value");
+      box.textContent = v === null || v === undefined ? "masked" : String(v);
+      box.dataset.x = String(x);
+      box.dataset.y = String(y);
+    } catch (err) {
+      if (seq === cursorSeq) showError(err);
+    }
+  }, 60);
+}
+
+let playing = null;
+
+function play() {
+  if (playing) {
+    clearInterval(playing);
+    playing = null;
+    byId("play").textContent = "Play";
+    return;
+  }
+  const fps = Math.min(30, Math.max(0.2, Number(byId("rate").value) || 2));
+  byId("play").textContent = "Stop";
+  playing = setInterval(() => {
+    telemetry.lastAction = "play";
+    if (!step(1)) play();
+  }, 1000 / fps);
+}
+
+function wire() {
+  byId("prev").addEventListener("click", () => { telemetry.lastAction = "prev"; step(-1); });
+  byId("next").addEventListener("click", () => { telemetry.lastAction = "next"; step(1); });
+  byId("jump").addEventListener("change", () => { telemetry.lastAction = "jump"; jump(Number(byId("jump").value)); });
+  byId("play").addEventListener("click", play);
+  byId("contrast").addEventListener("change", changeLevels);
+  byId("white").addEventListener("change", changeLevels);
+  byId("auto").addEventListener("click", () => {
+    state.contrast = null;
+    state.wval = null;
+    telemetry.lastAction = "auto";
+    if (state.fn) open(state.fn, state.frame);
+  });
+  for (const id of ["rings", "show-rings", "show-beam"]) byId(id).addEventListener("change", drawOverlay);
+  window.addEventListener("hashchange", start);
+}
+
+function start() {
+  const h = readHash();
+  state.esaf = h.esaf;
+  state.contrast = h.contrast;
+  state.wval = h.wval;
+  if (h.fn && (h.fn !== state.fn || h.frame !== state.frame)) open(h.fn, h.frame);
+  else if (!h.fn) browser.load("");
+}
+
+wire();
+start();

@@ -1,0 +1,139 @@
+// The image: Leaflet on a flat CRS (one map unit = one detector pixel at the native zoom),
+// a coarse overview under deep-zoom tiles, and the rings / beam-centre overlay, which is drawn
+// in the browser from the meta geometry so toggling it needs no new image.
+
+import * as L from "/vendor/leaflet/leaflet-src.esm.js";
+import {url} from "./api.js";
+import {ringRadius, beamCentre} from "./geometry.js";
+import {el} from "./dom.js";
+
+const TILE = 256;
+const EXTRA_ZOOM = 3; // zoom past one screen pixel per detector pixel: 8 screen px per pixel
+
+// Tiles fetched (not <img src>) so a refusal's sentence reaches the page.
+const ServerTiles = L.GridLayer.extend({
+  createTile(coords, done) {
+    const img = document.createElement("img");
+    img.alt = "";
+    const params = this.options.tileParams(coords);
+    fetch(url("tile", params), {credentials: "same-origin"})
+      .then(async (response) => {
+        if (!response.ok) {
+          let body = null;
+          try { body = await response.json(); } catch { body = null; }
+          throw new Error(body ? `${body.error}: ${body.message}` : `HTTP ${response.status}`);
+        }
+        return response.blob();
+      })
+      .then((blob) => {
+        img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); };
+        img.onerror = () => done(new Error("a tile could not be decoded"), img);
+        img.src = URL.createObjectURL(blob);
+      })
+      .catch((err) => done(err, img));
+    return img;
+  },
+});
+
+export class Viewer {
+  constructor(container, {onCursor, onPainted, onError}) {
+    this.map = L.map(container, {
+      crs: L.CRS.Simple,
+      attributionControl: false,
+      zoomSnap: 1,
+      minZoom: -2,
+      fadeAnimation: false,
+    });
+    this.onPainted = onPainted;
+    this.onError = onError;
+    this.width = 0;
+    this.height = 0;
+    this.native = 0;
+    this.overlay = L.layerGroup().addTo(this.map);
+    this.map.on("mousemove", (ev) => {
+      if (!this.width) return;
+      const p = this.map.project(ev.latlng, this.native);
+      const x = Math.floor(p.x);
+      const y = Math.floor(p.y);
+      if (x >= 0 && y >= 0 && x < this.width && y < this.height) onCursor(x, y);
+    });
+  }
+
+  toLatLng(x, y) {
+    return this.map.unproject([x, y], this.native);
+  }
+
+  // A new frame: resize the world if its size changed (else keep the view), put the overview
+  // under the tiles, and start tiles with the given levels.
+  show(width, height, overviewBlob, tileParams) {
+    const resized = width !== this.width || height !== this.height;
+    this.width = width;
+    this.height = height;
+    this.native = Math.max(0, Math.ceil(Math.log2(Math.max(width, height) / TILE)));
+    const bounds = L.latLngBounds(this.toLatLng(0, height), this.toLatLng(width, 0));
+    if (resized) {
+      this.map.setMaxBounds(bounds.pad(0.5));
+      this.map.setMaxZoom(this.native + EXTRA_ZOOM);
+      this.map.fitBounds(bounds);
+    }
+    const previous = this.overview;
+    this.overview = L.imageOverlay(URL.createObjectURL(overviewBlob), bounds).addTo(this.map);
+    this.overview.getElement().classList.add("overview");
+    if (previous) {
+      URL.revokeObjectURL(previous.getElement().src);
+      previous.remove();
+    }
+    this.setTiles(tileParams, bounds);
+  }
+
+  setTiles(tileParams, bounds) {
+    const started = performance.now();
+    if (this.tiles) this.tiles.remove();
+    let firstError = null;
+    this.tiles = new ServerTiles({
+      tileSize: TILE,
+      bounds: bounds ?? this.tiles?.options.bounds,
+      noWrap: true,
+      maxNativeZoom: this.native,
+      minNativeZoom: 0,
+      maxZoom: this.native + EXTRA_ZOOM,
+      minZoom: -2,
+      keepBuffer: 1,
+      updateWhenZooming: false,
+      tileParams: (c) => ({...tileParams, level: this.native - c.z, col: c.x, row: c.y}),
+    });
+    this.tiles.on("tileerror", (ev) => {
+      if (!firstError) {
+        firstError = ev.error;
+        this.onError(ev.error);
+      }
+    });
+    this.tiles.on("load", () => this.onPainted(performance.now() - started));
+    this.tiles.addTo(this.map);
+  }
+
+  drawOverlay(meta, spacings, showRings, showBeam) {
+    this.overlay.clearLayers();
+    const rings = [];
+    const beam = beamCentre(meta);
+    if (!beam) return rings;
+    const centre = this.toLatLng(beam.x, beam.y);
+    const scale = 2 ** this.native; // map units per detector pixel = 1 / scale
+    if (showBeam) {
+      L.circleMarker(centre, {radius: 5, color: "#c22", weight: 2, className: "beam"}).addTo(this.overlay);
+    }
+    for (const d of spacings) {
+      const r = ringRadius(meta, d);
+      rings.push({d, r});
+      if (r === null || !showRings) continue;
+      const ring = L.circle(centre, {radius: r / scale, color: "#16a", weight: 1.5, fill: false, className: "ring"});
+      ring.addTo(this.overlay);
+      const label = el("span", `${d.toFixed(2)} Å`);
+      L.tooltip({permanent: true, direction: "right", className: "ring-label", offset: [0, 0]})
+        .setLatLng(this.toLatLng(beam.x + r * Math.SQRT1_2, beam.y - r * Math.SQRT1_2))
+        .setContent(label)
+        .addTo(this.overlay);
+    }
+    return rings;
+  }
+}

@@ -1,0 +1,178 @@
+"""``list``: one directory inside the ESAF home, as the worker's user sees it.
+
+The worker runs as the user with the ESAF's group, so the kernel decides what may be listed,
+exactly as it decides what may be read. Files numbered like ``name_0001.cbf`` ... ``name_0090.cbf``
+collapse into one series entry (template ``name_####.cbf``, first and last number, count);
+HDF5 files (Eiger masters and data files) carry their frame count. Entries are sorted
+(directories first) and paged, and the scan itself is bounded, so a directory of a million
+files costs a bounded time. Names are data: they travel as JSON strings and nothing here
+interprets them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyis_common.errors import BadRequest, Forbidden, NotFound, PyisError
+from pyis_common.request import Request
+from pyis_common.request import _int as int_field  # the request's own integer rule
+from worker import formats
+
+if TYPE_CHECKING:
+    from worker.jobs import Result
+
+MAX_SCAN = 50_000  # directory entries looked at per request; the rest are reported as cut off
+MAX_LIMIT = 500  # entries per page
+DEFAULT_LIMIT = 200
+MAX_HDF5_OPENS = 50  # frame counts per page: opening an HDF5 file costs a few milliseconds
+HDF5_SUFFIXES = (".h5", ".hdf5", ".nxs")
+NUMBERED = re.compile(r"^(?P<stem>.*?)(?P<num>\d+)(?P<ext>(?:\.[A-Za-z][A-Za-z0-9]*)+)$")
+
+
+@dataclass
+class Series:
+    template: str
+    numbers: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    bytes: int = 0
+    mtime: float = 0.0
+
+
+def resolve_dir(home: str, fn: str | None) -> tuple[str, str]:
+    """(real path, path relative to the home) of a directory inside the home, or refuse."""
+    base = os.path.realpath(home)
+    real = os.path.realpath(os.path.join(base, fn or "."))
+    if os.path.commonpath([real, base]) != base:
+        raise Forbidden("the directory is outside the ESAF home")
+    rel = os.path.relpath(real, base)
+    return real, "" if rel == "." else rel
+
+
+def _scan(real: str, shown: str) -> tuple[list[os.DirEntry[str]], bool]:
+    entries: list[os.DirEntry[str]] = []
+    try:
+        with os.scandir(real) as it:
+            for entry in it:
+                if len(entries) >= MAX_SCAN:
+                    return entries, True
+                entries.append(entry)
+    except FileNotFoundError:
+        raise NotFound(f"no such directory: {shown[:200]}") from None
+    except NotADirectoryError:
+        raise BadRequest(f"not a directory: {shown[:200]}") from None
+    except PermissionError:
+        raise Forbidden(f"permission denied: {shown[:200]}") from None
+    except OSError as exc:
+        raise BadRequest(f"cannot list {shown[:200]}: {exc.strerror}") from None
+    return entries, False
+
+
+def _printable_name(name: str) -> bool:
+    """Names that are not valid UTF-8 (surrogate escapes) cannot travel as JSON strings."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _group(entries: list[os.DirEntry[str]]) -> tuple[list[dict[str, Any]], int]:
+    """Directories, series and single files as entry dicts; and how many names were skipped."""
+    out: list[dict[str, Any]] = []
+    series: dict[tuple[str, int, str], Series] = {}
+    skipped = 0
+    for entry in entries:
+        if not _printable_name(entry.name):
+            skipped += 1
+            continue
+        try:
+            st = entry.stat()  # follows symlinks; one inside the home still needs a readable target
+        except OSError:
+            out.append({"kind": "other", "name": entry.name})
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            out.append({"kind": "dir", "name": entry.name, "mtime": st.st_mtime})
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            out.append({"kind": "other", "name": entry.name})
+            continue
+        m = NUMBERED.match(entry.name)
+        if m and not entry.name.lower().endswith(HDF5_SUFFIXES):
+            num = m["num"]
+            template = f"{m['stem']}{'#' * len(num)}{m['ext']}"
+            s = series.setdefault((m["stem"], len(num), m["ext"]), Series(template))
+            s.numbers.append(int(num))
+            s.names.append(entry.name)
+            s.bytes += st.st_size
+            s.mtime = max(s.mtime, st.st_mtime)
+            continue
+        out.append({"kind": "file", "name": entry.name, "bytes": st.st_size, "mtime": st.st_mtime})
+    for s in series.values():
+        if len(s.names) == 1:
+            out.append({"kind": "file", "name": s.names[0], "bytes": s.bytes, "mtime": s.mtime})
+            continue
+        first, last = min(s.numbers), max(s.numbers)
+        out.append(
+            {
+                "kind": "series",
+                "name": s.names[s.numbers.index(first)],
+                "template": s.template,
+                "first": first,
+                "last": last,
+                "count": len(s.numbers),
+                "bytes": s.bytes,
+                "mtime": s.mtime,
+            }
+        )
+    return out, skipped
+
+
+def _sort_key(entry: dict[str, Any]) -> tuple[int, str]:
+    return (0 if entry["kind"] == "dir" else 1, entry.get("template", entry["name"]))
+
+
+def _frame_counts(real: str, page: list[dict[str, Any]]) -> None:
+    """HDF5 files on this page get ``frames`` (or ``error``); at most MAX_HDF5_OPENS opens."""
+    opened = 0
+    for entry in page:
+        if entry["kind"] != "file" or not entry["name"].lower().endswith(HDF5_SUFFIXES):
+            continue
+        entry["kind"] = "hdf5"
+        if opened >= MAX_HDF5_OPENS:
+            continue
+        opened += 1
+        try:
+            meta = formats.read_meta(os.path.join(real, entry["name"]))
+            entry["frames"] = int(meta.get("last_frame", 0)) - int(meta.get("first_frame", 1)) + 1
+            entry["first_frame"] = int(meta.get("first_frame", 1))
+        except PyisError as exc:
+            entry["error"] = f"{exc.code}: {exc}"[:300]
+
+
+def run(home: str, req: Request) -> Result:
+    from worker.jobs import Result
+
+    job: dict[str, Any] = req.raw
+    offset = int_field(job, "offset", 0, 0, MAX_SCAN)
+    limit = int_field(job, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    real, rel = resolve_dir(home, req.fn)
+    entries, cut_off = _scan(real, rel or "/")
+    listed, skipped = _group(entries)
+    listed.sort(key=_sort_key)
+    page = listed[offset : offset + limit]
+    _frame_counts(real, page)
+    meta = {
+        "dir": rel,
+        "parent": None if not rel else os.path.dirname(rel),
+        "entries": page,
+        "offset": offset,
+        "limit": limit,
+        "total": len(listed),
+        "truncated": cut_off,
+        "skipped_names": skipped,
+    }
+    return Result(job={}, meta=meta)
