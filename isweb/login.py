@@ -66,6 +66,7 @@ class Login:
         raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
+        await request.read()  # bounded by client_max_size: a large body is refused (413)
         response = web.HTTPSeeOther("/")
         response.del_cookie(self.cfg.cookie_name, path="/")
         raise response

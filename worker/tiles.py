@@ -62,12 +62,13 @@ def cut(full: reduce.Reduced, level: int, col: int, row: int) -> reduce.Reduced:
     span = TILE * factor
     y0, x0 = row * span, col * span
     src = (slice(y0, y0 + span), slice(x0, x0 + span))
-    data, valid, saturated = block_max(full.data[src], full.valid[src], full.saturated[src], factor)
     out_data = np.zeros((TILE, TILE), full.data.dtype)
     out_valid = np.zeros((TILE, TILE), bool)
     out_sat = np.zeros((TILE, TILE), bool)
-    h, w = data.shape
-    out_data[:h, :w], out_valid[:h, :w], out_sat[:h, :w] = data, valid, saturated
+    if full.data[src].size:  # else the tile lies wholly past the frame: all invalid
+        data, valid, sat = block_max(full.data[src], full.valid[src], full.saturated[src], factor)
+        h, w = data.shape
+        out_data[:h, :w], out_valid[:h, :w], out_sat[:h, :w] = data, valid, sat
     return reduce.Reduced(out_data, out_valid, out_sat, stats={})
 
 
