@@ -20,6 +20,12 @@ const viewer = new Viewer(byId("map"), {
   },
   onError: showError,
 });
+telemetry.view = () => ({zoom: viewer.map.getZoom(), native: viewer.native});
+telemetry.toPage = (x, y) => viewer.toPage(x, y);
+telemetry.zoomTo = (x, y, zoom) => {
+  telemetry.lastAction = "pan";
+  viewer.map.setView(viewer.toLatLng(x, y), zoom, {animate: false});
+};
 const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open(fn, frame, true), onError: showError});
 
 function readHash() {

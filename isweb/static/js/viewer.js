@@ -16,6 +16,9 @@ const ServerTiles = L.GridLayer.extend({
     const img = document.createElement("img");
     img.alt = "";
     const params = this.options.tileParams(coords);
+    img.dataset.level = String(params.level);
+    img.dataset.col = String(params.col);
+    img.dataset.row = String(params.row);
     fetch(url("tile", params), {credentials: "same-origin"})
       .then(async (response) => {
         if (!response.ok) {
@@ -49,6 +52,8 @@ export class Viewer {
     this.width = 0;
     this.height = 0;
     this.native = 0;
+    // the coarse overview sits under the tiles (Leaflet's tile pane is at z-index 200)
+    this.map.createPane("overview").style.zIndex = "150";
     this.overlay = L.layerGroup().addTo(this.map);
     this.map.on("mousemove", (ev) => {
       if (!this.width) return;
@@ -61,6 +66,13 @@ export class Viewer {
 
   toLatLng(x, y) {
     return this.map.unproject([x, y], this.native);
+  }
+
+  // Page coordinates of detector pixel position (x, y), for tests and benchmarks.
+  toPage(x, y) {
+    const p = this.map.latLngToContainerPoint(this.toLatLng(x, y));
+    const box = this.map.getContainer().getBoundingClientRect();
+    return {x: box.left + p.x, y: box.top + p.y};
   }
 
   // A new frame: resize the world if its size changed (else keep the view), put the overview
@@ -77,7 +89,8 @@ export class Viewer {
       this.map.fitBounds(bounds);
     }
     const previous = this.overview;
-    this.overview = L.imageOverlay(URL.createObjectURL(overviewBlob), bounds).addTo(this.map);
+    this.overview = L.imageOverlay(URL.createObjectURL(overviewBlob), bounds, {pane: "overview"});
+    this.overview.addTo(this.map);
     this.overview.getElement().classList.add("overview");
     if (previous) {
       URL.revokeObjectURL(previous.getElement().src);
