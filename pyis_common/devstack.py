@@ -287,9 +287,10 @@ def main(argv: list[str] | None = None) -> int:
                     ]
                 )
             jwt_pid, token = stack.token(dev_user(), [0], lifetime_s=3600)
+            viewer = ""
             if args.web:
                 stack.start_web()
-                print(f"  viewer: open {stack.login_url(pid)} (one-time link)", flush=True)
+                viewer = f"  viewer: open {stack.login_url(pid)} (a one-time link)\n"
             print(
                 f"pyis dev stack up: serving {data}\n"
                 f"  export PYIS_ENDPOINT={stack.endpoint} PYIS_REDIS={stack.redis_url}\n"
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  # export PYIS_PID={jwt_pid} PYIS_AUTH={token}\n"
                 f"  is-cli jpeg <file relative to {data}> -o out.jpg\n"
                 f"  (the CA, the signing certificate and the CRL are in {stack.workdir})\n"
-                "Ctrl-C stops it.",
+                f"{viewer}Ctrl-C stops it.",
                 flush=True,
             )
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pyis_common import procs
 from tests.support.client import ask, error_code, meta_of
 from tests.support.website import HOSTILE, SECRET, web_site
 from worker import render, tiles
@@ -275,3 +276,27 @@ def test_the_gateway_log_holds_no_session_id(site):
     log = (site.stack.workdir / "web.log").read_text()
     assert "GET /api/list 200" in log
     assert site.pid not in log and "code=" not in log
+
+
+def test_is_dev_web_prints_a_working_login_link(site):
+    """``is-dev --web``: the printed link logs a browser in to the dev session, once."""
+    proc = procs.Proc(
+        [*procs.pyis_command("pyis_common.devstack"), "--data", str(site.data), "--web"],
+        lambda line: line.startswith("Ctrl-C"),
+    )
+    try:
+        proc.wait_ready()
+        (line,) = [ln for ln in proc.lines if "viewer: open" in ln]
+        link = line.split()[2]
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            opener.open(link, timeout=30)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 303 and "pyis_session=" in exc.headers["Set-Cookie"]
+            cookie = exc.headers["Set-Cookie"].split(";")[0]
+        base = link.split("/login")[0]
+        req = urllib.request.Request(base + "/api/list?fn=series", headers={"Cookie": cookie})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert json.loads(r.read())["meta"]["entries"][0]["template"] == "thau_####.cbf"
+    finally:
+        assert proc.stop() == 0
