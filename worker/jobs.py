@@ -101,7 +101,7 @@ class Pipeline:
             return Result(job={}, meta=result)
         viewer_job = VIEWER_JOBS.get(req.type)
         if viewer_job is not None:
-            return viewer_job(self, req)
+            return viewer_job(self, req, clock)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
 
     def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
@@ -133,8 +133,16 @@ class Pipeline:
             return self._stage1(req, src, clock or Timings())
 
     def _stage1(self, req: Request, src: paths.Opened, clock: Timings) -> tuple[Stage1, Key, str]:
+        key = self._key(req, src)
+        cached = self.lru.get(key)
+        if cached is not None:
+            return cached, key, "lru"
+        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, src, key, clock))
+        return value, key, tier if led else "flight"
+
+    def _key(self, req: Request, src: paths.Opened) -> Key:
         st = src.stat()
-        key = Key(
+        return Key(
             self.esaf,
             src.name,
             st.st_dev,
@@ -148,11 +156,19 @@ class Pipeline:
             req.xsize,
             req.ysize,
         )
-        cached = self.lru.get(key)
-        if cached is not None:
-            return cached, key, "lru"
-        (value, tier), led = self.flights.run(key, lambda: self._tiered(req, src, key, clock))
-        return value, key, tier if led else "flight"
+
+    def pyramid(self, req: Request, clock: Timings) -> tuple[Pyramid, FrameKey, str]:
+        """The frame's pyramid (tiles and pixels cut windows of its levels), from tier 1 or
+        read once across this worker's threads; its key; and where it came from. A caller
+        that builds a level resizes the LRU entry (``lru.resize(key, pyramid.nbytes)``)."""
+        with paths.resolve(self.home, req.fn) as src:
+            key = self._key(req, src)
+            fkey = key.frame_key
+            cached = self.lru.get(fkey)
+            if cached is not None:
+                return cached, fkey, "pyramid"
+            pyramid, led = self.reads.run(fkey, lambda: self._read(src, fkey, key, clock))
+            return pyramid, fkey, "file" if led else "flight"
 
     def _tiered(
         self, req: Request, src: paths.Opened, key: Key, clock: Timings
@@ -214,8 +230,8 @@ class Pipeline:
 
 
 # the browser viewer's job types (is-web), each in its own module
-VIEWER_JOBS: dict[str, Callable[[Pipeline, Request], Result]] = {
-    "list": lambda pipe, req: listing.run(pipe.home, req),
+VIEWER_JOBS: dict[str, Callable[[Pipeline, Request, Timings], Result]] = {
+    "list": lambda pipe, req, clock: listing.run(pipe.home, req),
     "tile": tiles.run,
     "pixels": pixels.run,
 }
