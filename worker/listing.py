@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pyis_common.errors import BadRequest, Forbidden, NotFound, PyisError
 from pyis_common.request import Request
 from pyis_common.request import _int as int_field  # the request's own integer rule
-from worker import formats
+from worker import formats, paths
 
 if TYPE_CHECKING:
     from worker.jobs import Result
@@ -135,7 +135,7 @@ def _sort_key(entry: dict[str, Any]) -> tuple[int, str]:
     return (0 if entry["kind"] == "dir" else 1, entry.get("template", entry["name"]))
 
 
-def _frame_counts(real: str, page: list[dict[str, Any]]) -> None:
+def _frame_counts(home: str, rel: str, page: list[dict[str, Any]]) -> None:
     """HDF5 files on this page get ``frames`` (or ``error``); at most MAX_HDF5_OPENS opens."""
     opened = 0
     for entry in page:
@@ -146,7 +146,10 @@ def _frame_counts(real: str, page: list[dict[str, Any]]) -> None:
             continue
         opened += 1
         try:
-            meta = formats.read_meta(os.path.join(real, entry["name"]))
+            # opened like any image (no-follow walk below the home): a symlink out of the
+            # home gets its refusal, not its frame count
+            with paths.resolve(home, os.path.join(rel, entry["name"])) as src:
+                meta = formats.read_meta(src)
             entry["frames"] = int(meta.get("last_frame", 0)) - int(meta.get("first_frame", 1)) + 1
             entry["first_frame"] = int(meta.get("first_frame", 1))
         except PyisError as exc:
@@ -164,7 +167,7 @@ def run(home: str, req: Request) -> Result:
     listed, skipped = _group(entries)
     listed.sort(key=_sort_key)
     page = listed[offset : offset + limit]
-    _frame_counts(real, page)
+    _frame_counts(home, rel, page)
     meta = {
         "dir": rel,
         "parent": None if not rel else os.path.dirname(rel),
