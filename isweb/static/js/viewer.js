@@ -10,15 +10,17 @@ import {el} from "./dom.js";
 const TILE = 256;
 const EXTRA_ZOOM = 3; // zoom past one screen pixel per detector pixel: 8 screen px per pixel
 
-// Tiles fetched (not <img src>) so a refusal's sentence reaches the page.
+// Tiles fetched (not <img src>) so a refusal's sentence reaches the page, and decoded with
+// createImageBitmap straight onto a canvas: no blob URL round trip before the pixels show.
 const ServerTiles = L.GridLayer.extend({
   createTile(coords, done) {
-    const img = document.createElement("img");
-    img.alt = "";
+    const canvas = document.createElement("canvas");
+    canvas.width = TILE;
+    canvas.height = TILE;
     const params = this.options.tileParams(coords);
-    img.dataset.level = String(params.level);
-    img.dataset.col = String(params.col);
-    img.dataset.row = String(params.row);
+    canvas.dataset.level = String(params.level);
+    canvas.dataset.col = String(params.col);
+    canvas.dataset.row = String(params.row);
     fetch(url("tile", params), {credentials: "same-origin"})
       .then(async (response) => {
         if (!response.ok) {
@@ -26,15 +28,15 @@ const ServerTiles = L.GridLayer.extend({
           try { body = await response.json(); } catch { body = null; }
           throw new Error(body ? `${body.error}: ${body.message}` : `HTTP ${response.status}`);
         }
-        return response.blob();
+        return createImageBitmap(await response.blob());
       })
-      .then((blob) => {
-        img.onload = () => { URL.revokeObjectURL(img.src); done(null, img); };
-        img.onerror = () => done(new Error("a tile could not be decoded"), img);
-        img.src = URL.createObjectURL(blob);
+      .then((bitmap) => {
+        canvas.getContext("2d").drawImage(bitmap, 0, 0);
+        bitmap.close();
+        done(null, canvas);
       })
-      .catch((err) => done(err, img));
-    return img;
+      .catch((err) => done(err, canvas));
+    return canvas;
   },
 });
 
