@@ -65,27 +65,30 @@ function step(delta) {
   if (state.series) {
     const n = state.series.number + delta;
     if (n < state.series.first || n > state.series.last) return false;
-    open(seriesName(n), 1);
+    open(seriesName(n), 1, false, true);
     return true;
   }
   const f = state.frame + delta;
   if (f < 1 || f > frameCount()) return false;
-  open(state.fn, f);
+  open(state.fn, f, false, true);
   return true;
 }
 
 function jump(n) {
   if (state.series) {
-    if (n >= state.series.first && n <= state.series.last) open(seriesName(n), 1);
+    if (n >= state.series.first && n <= state.series.last) open(seriesName(n), 1, false, true);
   } else if (n >= 1 && n <= frameCount()) {
-    open(state.fn, n);
+    open(state.fn, n, false, true);
   }
 }
 
 let generation = 0;
 
-async function open(fn, frame, fromBrowser = false) {
+// `stepping`: a frame of the same series, so the tiles start at once, beside the overview
+// request (their levels are the explicit ones, or the server's automatic rule for this frame).
+async function open(fn, frame, fromBrowser = false, stepping = false) {
   const mine = ++generation;
+  const early = stepping && viewer.startTiles(tileParams(fn, frame));
   telemetry.lastAction = telemetry.lastAction ?? "open";
   clearError();
   const dir = fn.includes("/") ? fn.slice(0, fn.lastIndexOf("/")) : "";
@@ -112,12 +115,21 @@ async function open(fn, frame, fromBrowser = false) {
   showRange();
   const width = Number(reply.meta.x_pixels_in_detector);
   const height = Number(reply.meta.y_pixels_in_detector);
-  viewer.show(width, height, reply.blob, tileParams());
+  viewer.show(width, height, reply.blob, tileParams(fn, frame), early);
   drawOverlay();
 }
 
-function tileParams() {
-  return {fn: state.fn, frame: state.frame, esaf: state.esaf ?? undefined, contrast: state.levels.black, wval: state.levels.white};
+// Tiles carry explicit levels once the user set them; else none, and the server applies the
+// same automatic rule as to the overview image, so both agree without waiting for each other.
+function tileParams(fn = state.fn, frame = state.frame) {
+  const explicit = state.contrast !== null;
+  return {
+    fn,
+    frame,
+    esaf: state.esaf ?? undefined,
+    contrast: explicit ? state.contrast : undefined,
+    wval: explicit ? state.wval : undefined,
+  };
 }
 
 // Sliders show the levels in use; the range follows the frame (up to a few times the automatic black level).

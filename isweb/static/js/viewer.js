@@ -78,8 +78,9 @@ export class Viewer {
   }
 
   // A new frame: resize the world if its size changed (else keep the view), put the overview
-  // under the tiles, and start tiles with the given levels.
-  show(width, height, overviewBlob, tileParams) {
+  // under the tiles, and (unless they were started early, for a frame of the same size)
+  // start the tiles.
+  show(width, height, overviewBlob, tileParams, tilesStarted = false) {
     const resized = width !== this.width || height !== this.height;
     this.width = width;
     this.height = height;
@@ -93,12 +94,19 @@ export class Viewer {
     const previous = this.overview;
     this.overview = L.imageOverlay(URL.createObjectURL(overviewBlob), bounds, {pane: "overview"});
     this.overview.addTo(this.map);
-    this.overview.getElement().classList.add("overview");
     if (previous) {
       URL.revokeObjectURL(previous.getElement().src);
       previous.remove();
     }
-    this.setTiles(tileParams, bounds);
+    if (resized || !tilesStarted) this.setTiles(tileParams, bounds);
+  }
+
+  // Tiles of the next frame of a series before its overview arrives: the world keeps its size
+  // (show() restarts them if the frame turns out to differ).
+  startTiles(tileParams) {
+    if (!this.width) return false;
+    this.setTiles(tileParams);
+    return true;
   }
 
   setTiles(tileParams, bounds) {
