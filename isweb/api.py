@@ -69,8 +69,9 @@ PARAMS: dict[str, Callable[[str], Any]] = {
     "size": _integer,
     "offset": _integer,
     "limit": _integer,
+    "sum": _integer,
 }
-IMAGE = ("fn", "esaf", "frame", "contrast", "wval")
+IMAGE = ("fn", "esaf", "frame", "contrast", "wval", "sum")
 CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, parameters)
     "list": ("list", frozenset({"fn", "esaf", "offset", "limit"})),
     "meta": ("meta", frozenset({"fn", "esaf", "frame"})),

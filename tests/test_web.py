@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import fabio
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -300,3 +301,33 @@ def test_is_dev_web_prints_a_working_login_link(site):
             assert json.loads(r.read())["meta"]["entries"][0]["template"] == "thau_####.cbf"
     finally:
         assert proc.stop() == 0
+
+
+def test_sum_adds_frames_at_full_depth(site):
+    """A tile of frames 1+2 of the Eiger file equals the same map of h5py's frames added."""
+    fn = "eiger/eiger2_data_000001.h5"
+    with h5py.File(site.data / fn) as f:
+        stack = f["entry/data/data"][0:2].astype(np.int64)
+    total = stack.sum(axis=0)
+    job = {
+        "pid": site.pid,
+        "type": "tile",
+        "fn": fn,
+        "sum": 2,
+        "level": 0,
+        "col": 1,
+        "row": 1,
+        "contrast": 12,
+        "wval": 0,
+    }
+    reply = ask(site.stack.endpoint, job)
+    full = np.full((256, 256), -1, np.int64)
+    part = total[256:512, 256:512]
+    full[: part.shape[0], : part.shape[1]] = part
+    reduced = render.Reduced(full, full >= 0, np.zeros(full.shape, bool), {})
+    expect = render.encode_jpeg(render.to_pixels(reduced, 0.0, 12.0), 90)
+    assert np.array_equal(decode(reply[3]), decode(expect))
+    status, body = api(site, "image", fn=fn, frame=2, sum=2)
+    assert status == 404 and "has no frame 3" in body["message"]
+    status, body = api(site, "image", fn=fn, sum=101)
+    assert status == 400 and "'sum' must be between 1 and 100" in body["message"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
-from worker import formats, index, listing, paths, pixels, reduce, render, spots, tiles
+from worker import formats, index, listing, paths, pixels, reduce, render, spots, sums, tiles
 from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
 from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
@@ -106,6 +106,8 @@ class Pipeline:
 
     def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
         clock = clock or Timings()
+        if sums.count(req) > 1:  # k frames added before reduction (worker/sums.py)
+            return sums.jpeg(self, req, clock)
         stage1, key, tier = self.stage1(req, clock)
         t0 = time.perf_counter()
         auto = stage1.meta.get("auto_levels")  # a DICOM window, say

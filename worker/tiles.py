@@ -18,7 +18,7 @@ import numpy as np
 
 from pyis_common.request import Request
 from pyis_common.request import _int as int_field  # the request's own integer rule
-from worker import levelwindow, reduce, render
+from worker import levelwindow, reduce, render, sums
 from worker.pyramid import Pyramid
 from worker.timings import Timings
 
@@ -49,6 +49,9 @@ def frame_levels(pipe: Pipeline, req: Request, clock: Timings) -> tuple[float, f
     if req.contrast > 0 and req.wval >= 0:
         return render.levels({}, req.contrast, req.wval)
     overview = dataclasses.replace(req, xsize=512, ysize=None, zoom=1.0, segcol=0.0, segrow=0.0)
+    if sums.count(req) > 1:
+        reply = sums.jpeg(pipe, overview, clock).job
+        return reply["wval_used"], reply["bval_used"]
     stage1, _, _ = pipe.stage1(overview, clock)
     auto = stage1.meta.get("auto_levels")
     return render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
@@ -62,10 +65,10 @@ def run(pipe: Pipeline, req: Request, clock: Timings) -> Result:
     col = int_field(job, "col", 0, 0, 1 << 16)
     row = int_field(job, "row", 0, 0, 1 << 16)
     white, black = frame_levels(pipe, req, clock)
-    pyramid, fkey, tier = pipe.pyramid(req, clock)
+    pyramid, key, tier = sums.pyramid(pipe, req, clock)
     with clock.step("reduce"):
         tile = cut(pyramid, level, col, row)
-    pipe.lru.resize(fkey, pyramid.nbytes)  # the cut may have built a level
+    pipe.lru.resize(key, pyramid.nbytes)  # the cut may have built a level
     data, decided = render.render(tile, black, white, quality=pipe.quality, clock=clock)
     meta = {"level": level, "col": col, "row": row, "tile": TILE}
     return Result(job=decided, meta=meta, payloads=[data], tier=tier)

@@ -95,7 +95,7 @@ async function open(fn, frame, fromBrowser = false, stepping = false) {
   if (!fromBrowser && browser.dir !== dir) await browser.load(dir);
   let reply;
   try {
-    reply = await getImage("image", {fn, frame, xsize: OVERVIEW_PX, esaf: state.esaf ?? undefined, ...levels()});
+    reply = await getImage("image", {fn, frame, xsize: OVERVIEW_PX, esaf: state.esaf ?? undefined, sum: summed(), ...levels()});
   } catch (err) {
     if (mine === generation) showError(err);
     return;
@@ -121,11 +121,17 @@ async function open(fn, frame, fromBrowser = false, stepping = false) {
 
 // Tiles carry explicit levels once the user set them; else none, and the server applies the
 // same automatic rule as to the overview image, so both agree without waiting for each other.
+function summed() {
+  const k = Math.round(Number(byId("sum").value));
+  return k > 1 ? Math.min(k, 100) : undefined;
+}
+
 function tileParams(fn = state.fn, frame = state.frame) {
   const explicit = state.contrast !== null;
   return {
     fn,
     frame,
+    sum: summed(),
     esaf: state.esaf ?? undefined,
     contrast: explicit ? state.contrast : undefined,
     wval: explicit ? state.wval : undefined,
@@ -267,6 +273,7 @@ function wire() {
     if (state.fn) open(state.fn, state.frame);
   });
   for (const id of ["rings", "show-rings", "show-beam"]) byId(id).addEventListener("change", drawOverlay);
+  byId("sum").addEventListener("change", () => { if (state.fn) open(state.fn, state.frame); });
   window.addEventListener("hashchange", start);
 }
 
