@@ -9,7 +9,7 @@ Native form (Ed25519 JWT; the signing certificate comes from the offline CA, is-
 which also makes the key; keygen --ed25519 makes a key alone):
   is-authsign keygen --ed25519 --kid KID --out DIR      KID-key.pem (0600) + KID-pubkey.pem
   is-authsign sign --jwt --key KID-key.pem --kid KID --pid P --user U --esaf N [--esaf M]
-      --aud GROUP [--scope "jpeg spots meta index list tile pixels"] [--lifetime|--ttl 600]
+      --aud GROUP [--scope "jpeg spots meta index list tile pixels newest"] [--lifetime|--ttl 600]
       [--redis URL] [--inline]
       [--path PREFIX ...]   bound to those prefixes inside the ESAF home (run7/, run7/a_)
       with --redis: HSET P isToken TOKEN and EXPIRE P (lifetime + 60 s); the token is printed

@@ -45,6 +45,21 @@ def timings_ms(reported: Any, seen: dict[str, float]) -> dict[str, float]:
     return out | {k: round(v, 3) for k, v in seen.items()}
 
 
+def checked_newest(value: Any) -> dict[str, Any] | None:
+    """A ``newest`` reply's frame (None: nothing new in the wait), rebuilt from checked
+    fields so a worker cannot put anything else in the client's job."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("malformed newest")
+    seq, fn, frame, age = (value.get(k) for k in ("seq", "fn", "frame", "age_ms"))
+    if not all(type(v) is int for v in (seq, frame)) or not isinstance(fn, str):
+        raise ValueError("malformed newest")
+    if not isinstance(age, int | float) or isinstance(age, bool) or not 0 <= age <= MAX_MS:
+        raise ValueError("malformed newest")
+    return {"seq": seq, "fn": fn[:4096], "frame": frame, "age_ms": round(float(age), 3)}
+
+
 def reply_frames(
     req: Request,
     header: dict[str, Any],
@@ -61,5 +76,7 @@ def reply_frames(
         value = decided.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             job[name] = value
+    if req.type == "newest":
+        job["newest"] = checked_newest(decided.get("newest"))
     job["timings_ms"] = timings_ms(header.get("timings"), seen_ms or {})
     return [wire.dumps(job), wire.dumps(meta), *payloads]

@@ -36,7 +36,7 @@ from procmgr.zygoteclient import ZygoteClient
 from pyis_common import framelimits, wire
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
-from pyis_common.request import Request, parse_frame
+from pyis_common.request import LONG_POLL_TYPES, Request, parse_frame
 from pyis_common.signals import SignalQueue
 from pyis_common.workerstats import clean_counters
 
@@ -285,7 +285,7 @@ class Manager:
 
     def look_up(self, envelope: list[bytes], req: Request, t0: float) -> None:
         """Ask for the session off the loop; ``handle_sessions`` continues with ``route``."""
-        admission.check_server(self.cfg, len(self.inflight) + len(self.pending))
+        admission.check_server(self.cfg, self.slots_used(req.type in LONG_POLL_TYPES))
         t_lookup = time.monotonic()
         remembered = self.session_memo.get(req.pid)
         if remembered is not None:  # read within session_memo_s: no round trip, no thread
@@ -320,11 +320,10 @@ class Manager:
         if self.stopping_since is not None:
             raise Busy("the image server is shutting down; try again")
         admission.check_session_share(self.cfg, self.session_job_types(ident), req.type)
-        admission.check_server(self.cfg, len(self.inflight) + len(self.pending))
+        admission.check_server(self.cfg, self.slots_used(req.type in LONG_POLL_TYPES))
         worker = self.workers.get(ident)
         rid = next(self.ids)
-        limit = self.cfg.index_timeout_s + 5 if req.type == "index" else self.cfg.request_timeout_s
-        deadline = t0 + limit
+        deadline = t0 + self.time_limit_s(req)
         self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0, access_ms, grant)
         try:
             self.workers.submit(worker, rid, req.to_worker(), grant.paths)
@@ -336,6 +335,22 @@ class Manager:
         worker = self.workers.by_key.get(self.workers.key_of(ident))
         rids = worker.inflight if worker is not None else ()
         return [self.inflight[rid].req.type for rid in rids if rid in self.inflight]
+
+    def slots_used(self, long_polls: bool) -> int:
+        """Requests in flight of one kind: long-polls (``newest``) wait for a file, not for
+        the server, so an idle one never holds a slot another user's image needs; they have
+        a pool of their own, and count against their session's own share. Requests still
+        waiting for their session lookup count too."""
+        reqs = [f.req for f in self.inflight.values()] + [p.req for p in self.pending.values()]
+        return sum((r.type in LONG_POLL_TYPES) == long_polls for r in reqs)
+
+    def time_limit_s(self, req: Request) -> float:
+        """The request's deadline: a long-poll's wait comes on top of the usual budget."""
+        if req.type == "index":
+            return self.cfg.index_timeout_s + 5
+        if req.type in LONG_POLL_TYPES:
+            return req.wait_s + self.cfg.request_timeout_s
+        return self.cfg.request_timeout_s
 
     def reply(self, envelope: list[bytes], frames: list[bytes]) -> None:
         try:

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import zmq
 
-from pyis_common import client
+from pyis_common import cli_follow, client
 from pyis_common.client import DEFAULT_ENDPOINT, ConfigError, NoReply, Settings
 from pyis_common.errors import CODES, parse_wire_text
 
@@ -177,6 +177,12 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
         p.add_argument("--frame", type=int, metavar="N", help="1-based frame of a multi-frame file")
     for p in (jpeg, spots):
         _image_options(p)
+    follow = command("follow", "keep writing the newest frame of a collection to a file")
+    follow.add_argument("fn", metavar="DIR", help="directory, series template or Eiger master")
+    follow.add_argument("-o", "--output", required=True, help="the JPEG, replaced atomically")
+    follow.add_argument("--wait", type=float, default=4.0, metavar="S", help="long-poll wait (4)")
+    follow.add_argument("--count", type=int, default=0, metavar="N", help="stop after N frames")
+    _image_options(follow)
     index.add_argument("--fn2", metavar="FILE", help="a second image, e.g. 90 degrees away")
     index.add_argument("--frame2", type=int, metavar="N", help="frame of the second image")
     return ap
@@ -376,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         explicit = "config" in flags
         path = Path(flags["config"]) if explicit else client.config_path(env)
         floor = INDEX_TIMEOUT_S if args.command == "index" else 0.0
+        if args.command == "follow":  # each try waits for a frame, then for its rendering
+            floor = args.wait + client.DEFAULT_TIMEOUT_S
         settings = client.resolve(flags, env, client.load_config(path, explicit), floor)
     except ConfigError as exc:
         print(f"is-cli: {printable(str(exc), hidden)}", file=sys.stderr)
@@ -391,7 +399,23 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.command == "follow":
+        return run_follow(args, settings, hidden)
     return run(args, settings, build_job(args.command, args, settings), hidden)
+
+
+def run_follow(args: argparse.Namespace, settings: Settings, hidden: list[str]) -> int:
+    job = build_job("newest", args, settings) | {"wait": args.wait}
+    codes = EXIT_BY_CODE | {"no_reply": EXIT_NO_REPLY, "local": EXIT_LOCAL}
+    return cli_follow.follow(
+        settings,
+        job,
+        args.output,
+        args.count,
+        show=lambda line: print(printable(line, hidden), flush=True),
+        warn=lambda line: print(f"is-cli: {printable(line, hidden)}", file=sys.stderr),
+        exit_codes=codes,
+    )
 
 
 if __name__ == "__main__":

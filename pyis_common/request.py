@@ -15,10 +15,13 @@ from pyis_common import wire
 from pyis_common.errors import BadRequest
 
 JOB_TYPES = frozenset(
-    {"jpeg", "spots", "meta", "index", "status", "list", "tile", "pixels"}  # the last 3: is-web
-)
+    {"jpeg", "spots", "meta", "index", "status", "list", "tile", "pixels", "newest"}
+)  # list, tile, pixels: is-web; newest: following a collection (worker/follow.py)
 # what an access token allows when its issuer names no scope: every job a viewer needs
-DEFAULT_SCOPE = "jpeg spots meta index list tile pixels"
+DEFAULT_SCOPE = "jpeg spots meta index list tile pixels newest"
+LONG_POLL_TYPES = frozenset({"newest"})  # wait for an event: only the session's share counts
+MAX_WAIT_S = 30.0  # a newest long-poll waits at most this long (its client waits longer)
+DEFAULT_WAIT_S = 4.0  # under is-cli's default 5 s timeout
 OBSOLETE_TYPES = frozenset(
     {"rsync_host_test", "rsync_connection_test", "local_dir_stats", "rsync_transfer"}
 )
@@ -51,6 +54,8 @@ class Request:
     wval: float = 0.0
     label: str = ""
     label_height: int = 0
+    seq: int = 0  # newest: the sequence number the client last saw (0: none yet)
+    wait_s: float = 0.0  # newest: how long to wait for a newer frame
     auth: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -90,6 +95,15 @@ def _str(obj: dict[str, Any], name: str, limit: int) -> str | None:
     if "\x00" in value:
         raise BadRequest(f"'{name}' contains a NUL character")
     return value
+
+
+def _wait(obj: dict[str, Any]) -> float:
+    """The long-poll's ``wait`` in seconds: bounded, so the procmgr's deadline (the wait plus
+    the usual request time) always passes after the worker's "nothing new"."""
+    wait = _num(obj, "wait", DEFAULT_WAIT_S)
+    if not 0.0 <= wait <= MAX_WAIT_S:
+        raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds")
+    return wait
 
 
 def parse_frame(frame: bytes) -> Request:
@@ -139,6 +153,8 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         wval=_num(obj, "wval", 0.0),
         label=_str(obj, "label", MAX_LABEL) or "",
         label_height=_int(obj, "labelHeight", 0, 0, MAX_LABEL_HEIGHT),
+        seq=_int(obj, "seq", 0, 0, 1 << 62),
+        wait_s=_wait(obj),
         auth=_str(obj, "auth", 8192),
         raw=obj,
     )

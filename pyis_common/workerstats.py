@@ -19,6 +19,12 @@ CACHE_COUNTERS = frozenset(
         "max_bytes",
         "stage1_computed",
         "frames_read",
+        # worker/follow.py: followed directories, waiting polls, frames seen, renders made
+        "watches",
+        "followers",
+        "follow_frames",
+        "follow_renders",
+        "follow_prerenders",
         "redis_hits",
         "redis_misses",
         "redis_errors",

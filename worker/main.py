@@ -7,6 +7,7 @@ and a sentence (never a traceback: that goes to our stderr, i.e. the procmgr's l
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -18,7 +19,7 @@ from typing import Any
 
 from pyis_common import wire
 from pyis_common.errors import PyisError
-from worker import bound, jobs
+from worker import bound, follow, jobs
 from worker.index import IndexSettings
 from worker.tier2 import RedisTier
 from worker.timings import Timings, since_ms
@@ -39,6 +40,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
         cache_bytes=int(cache_bytes) if cache_bytes else None,
     )
     with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
+        follows = follow.Follows(pipeline.home, pipeline.jpeg, pool)
         pool.submit(int)  # a job thread now: a session's first image must not wait for one
         chan.send(
             {
@@ -57,7 +59,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
             if msg is None or msg[0].get("t") == wire.MSG_STOP:
                 break
             if msg[0].get("t") == wire.MSG_JOB:
-                pool.submit(_run, chan, pipeline, msg[0], time.perf_counter())
+                pool.submit(_run, chan, pipeline, follows, msg[0], time.perf_counter())
             elif msg[0].get("t") == wire.MSG_CONFIG:
                 configure(pipeline, msg[0])
     return 0
@@ -87,34 +89,63 @@ def _progress(chan: wire.Channel, rid: Any, line: str) -> None:
 
 
 def _run(
-    chan: wire.Channel, pipeline: jobs.Pipeline, header: dict[str, Any], received: float
+    chan: wire.Channel,
+    pipeline: jobs.Pipeline,
+    follows: follow.Follows,
+    header: dict[str, Any],
+    received: float,
 ) -> None:
-    """One job on a pool thread; ``received`` is when the loop read it (the queue time)."""
+    """One job on a pool thread; ``received`` is when the loop read it (the queue time). A
+    ``newest`` long-poll is parked with the follower and answered when it has its frame."""
     rid = header.get("id")
     clock = Timings()
     clock.add("queue", since_ms(received))
+    job = header.get("job")
+    answer = functools.partial(_answer, chan, pipeline, follows, rid, received, clock)
     try:
         with bound.bound(bound.parse(header.get("paths"))):  # the procmgr's, not the client's
-            result = pipeline.run(
-                header.get("job"), progress=lambda line: _progress(chan, rid, line), clock=clock
+            if isinstance(job, dict) and job.get("type") == "newest":
+                follows.submit(job, clock, answer, bound.current())
+                return
+            outcome: jobs.Result | PyisError | None = pipeline.run(
+                job, progress=lambda line: _progress(chan, rid, line), clock=clock
             )
+    except PyisError as exc:
+        outcome = exc
+    except Exception:
+        print(f"worker {os.getpid()}: job {rid} failed", file=sys.stderr)
+        traceback.print_exc()
+        outcome = None
+    answer(outcome)
+
+
+def _answer(
+    chan: wire.Channel,
+    pipeline: jobs.Pipeline,
+    follows: follow.Follows,
+    rid: Any,
+    received: float,
+    clock: Timings,
+    outcome: jobs.Result | PyisError | None,
+) -> None:
+    """The one reply of a job: its result, its error, or (None) an internal failure."""
+    if isinstance(outcome, jobs.Result):
         reply = {
             "t": wire.MSG_REPLY,
             "id": rid,
             "ok": True,
-            "job": result.job,
-            "meta": result.meta,
-            "tier": result.tier,
+            "job": outcome.job,
+            "meta": outcome.meta,
+            "tier": outcome.tier,
         }
-        payloads = result.payloads
-    except PyisError as exc:
-        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": exc.code, "error": str(exc)}
-        if isinstance(exc, bound.OutsideBound):
+        payloads = outcome.payloads
+    elif isinstance(outcome, PyisError):
+        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": outcome.code}
+        reply["error"] = str(outcome)
+        if isinstance(outcome, bound.OutsideBound):
             reply["bound"] = True  # for the procmgr's audit line
         payloads = []
-    except Exception:
-        print(f"worker {os.getpid()}: job {rid} failed", file=sys.stderr)
-        traceback.print_exc()
+    else:
         reply = {
             "t": wire.MSG_REPLY,
             "id": rid,
@@ -123,7 +154,7 @@ def _run(
             "error": "the worker failed on this image",
         }
         payloads = []
-    reply["cache"] = pipeline.counters()
+    reply["cache"] = pipeline.counters() | follows.counters()
     clock.add("worker", since_ms(received))
     reply["timings"] = clock.rounded()
     try:

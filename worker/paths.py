@@ -103,8 +103,25 @@ def _inside(home: str, fn: str) -> str:
     raise Forbidden("'fn' leaves the ESAF home")
 
 
-def open_beneath(root_fd: int, rel: str, shown: str) -> Opened:
-    """Walk ``rel`` from ``root_fd`` without ever leaving it; ``shown`` names it in errors."""
+def resolve_dir(home: str, fn: str | None) -> Opened:
+    """The directory ``fn`` names below the home (the home itself for "" or "."), walked by
+    the same rules and open (``fd``): a follower watches it as the session's own user."""
+    root = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        opened = open_beneath(root, _inside(home, fn or "."), fn or ".", directory=True)
+    finally:
+        os.close(root)
+    try:
+        bound.check(opened.name, fn or ".", is_dir=True)  # every frame in it is then covered
+    except Forbidden:
+        opened.close()
+        raise
+    return opened
+
+
+def open_beneath(root_fd: int, rel: str, shown: str, *, directory: bool = False) -> Opened:
+    """Walk ``rel`` from ``root_fd`` without ever leaving it; ``shown`` names it in errors.
+    The last component must be a regular file, or with ``directory`` a directory."""
     stack = [os.dup(root_fd)]  # directory fds from the root down; names[i] is stack[i + 1]
     names: list[str] = []
     parts = [p for p in rel.split("/") if p not in ("", ".")]
@@ -134,7 +151,7 @@ def open_beneath(root_fd: int, rel: str, shown: str) -> Opened:
                     del stack[1:], names[:]
                 parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
                 continue
-            if parts:  # a directory on the way
+            if parts or directory:  # a directory on the way, or the one asked for
                 if not stat.S_ISDIR(st.st_mode):
                     raise NotFound(f"no such file: {shown[:200]}")
                 fd = _open(part, stack[-1], _DIR, shown)
@@ -144,6 +161,9 @@ def open_beneath(root_fd: int, rel: str, shown: str) -> Opened:
                     continue
                 stack.append(fd)
                 names.append(part)
+                if not parts:
+                    fd = stack.pop()
+                    return Opened(fd, stack.pop(), "/".join(names))
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise BadRequest(f"not a regular file: {shown[:200]}")
@@ -157,6 +177,9 @@ def open_beneath(root_fd: int, rel: str, shown: str) -> Opened:
                 raise BadRequest(f"not a regular file: {shown[:200]}")
             opened = Opened(fd, stack.pop(), "/".join([*names, part]))
             return opened
+        if directory:  # the walk ended on a directory: the home, or one ".." led back to
+            fd = stack.pop()
+            return Opened(fd, stack.pop() if stack else os.dup(fd), "/".join(names))
         raise BadRequest(f"not a regular file: {shown[:200]}")  # the home itself, or a folder
     finally:
         for fd in stack:

@@ -1,0 +1,365 @@
+"""The ``newest`` job: a long-poll for the newest complete frame of a series being collected.
+
+One inotify instance per worker and one watch per followed directory, shared by every viewer
+of it (``watches`` in the worker's counters); one thread reads the events. A waiting request
+holds no job thread: it is a :class:`Waiter` until a frame completes or its wait passes. Then
+the newest frame is rendered once per distinct set of rendering fields (the pipeline's caches
+make a repeat a lookup) and every waiter of that set is answered; frames that completed in
+between are skipped. Nothing new within the wait is a success reply whose job says
+``"newest": null`` and carries no JPEG.
+
+A frame is offered only once complete (worker/followed.py). A read that still finds it short
+(``incomplete:``, a writer that closed it early) is retried a few times, then answered with
+that retryable code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from inotify_simple import INotify, flags
+
+from pyis_common.errors import Busy, NotFound, PyisError
+from pyis_common.request import Request, parse
+from worker import bound
+from worker import followreply as reply
+from worker.followed import Frame, Target, target
+from worker.jobs import Result
+from worker.timings import Timings
+
+log = logging.getLogger("worker")
+WATCH_MASK = flags.CLOSE_WRITE | flags.MOVED_TO | flags.MODIFY | flags.DELETE_SELF | flags.MOVE_SELF
+MAX_SERIES = 64  # followed series per worker (one user in one ESAF)
+IDLE_S = 30.0  # a series nobody asked about for this long loses its watch
+PRERENDER_S = 5.0  # frames completing this soon after a poll are rendered before it returns
+LOOP_MAX_S = 1.0
+
+Done = Callable[[Result | PyisError | None], None]  # the answer; None: an internal failure
+
+
+@dataclass
+class Waiter:
+    req: Request
+    clock: Timings
+    done: Done
+    deadline: float  # time.monotonic()
+    paths: tuple[str, ...] | None = None  # a path-bound token's prefixes (worker/bound.py)
+
+    @property
+    def key(self) -> str:
+        """Waiters with equal keys share one rendering."""
+        return reply.rendering_key(self.req, self.paths)
+
+
+@dataclass
+class Series:
+    target: Target
+    wd: int
+    newest: Frame | None = None
+    seq: int = 0
+    waiters: list[Waiter] = field(default_factory=list)
+    used: float = field(default_factory=time.monotonic)
+    last_req: Request | None = None  # the rendering a viewer asked for last (prerendered)
+    last_paths: tuple[str, ...] | None = None  # and that viewer's path binding
+    rendering: bool = False  # a render loop runs (worker/follow.py _render_loop)
+
+
+def next_seq(last: int) -> int:
+    """Increasing across watches and worker restarts on this host: microseconds of the
+    system's monotonic clock (a client's number from elsewhere is in the future: start over)."""
+    return max(last + 1, time.monotonic_ns() // 1000)
+
+
+class Follows:
+    """One per worker. ``render(req, clock)`` is the pipeline's jpeg job; ``pool`` runs it."""
+
+    def __init__(self, home: str, render: Callable[[Request, Timings], Result], pool: Executor):
+        self.home = home
+        self.render = render
+        self.pool = pool
+        self.inotify: INotify | None = None  # made by the first follower: most workers never
+        self.series: dict[tuple[Any, ...], Series] = {}
+        self.lock = threading.Lock()
+        self.last_seq = 0
+        self.frames_seen = self.renders = self.prerenders = 0
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _started(self) -> INotify:
+        """The inotify instance and its thread, started once (under ``self.lock``)."""
+        if self.inotify is None:
+            self.inotify = INotify()
+            threading.Thread(target=self._loop, args=(self.inotify,), daemon=True).start()
+        return self.inotify
+
+    def _wake(self) -> None:
+        """A new waiter may have the soonest deadline: the event thread re-reads them."""
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # already awake-pending
+
+    # -- requests ---------------------------------------------------------------------------
+    def submit(
+        self, job: Any, clock: Timings, done: Done, paths: tuple[str, ...] | None = None
+    ) -> None:
+        """Answer now (a newer frame than the client saw, or no wait) or park a waiter.
+        ``paths``: the job's path binding, also set for this thread (the directory is
+        checked against it here, every frame again when it is rendered)."""
+        try:
+            req = parse(job, need_pid=False)
+            series = self._series(target(self.home, req.fn))
+        except PyisError as exc:
+            done(exc)
+            return
+        with self.lock:
+            if not series.rendering:  # a running loop keeps the rendering it started with
+                series.last_req, series.last_paths = req, paths
+            series.used = time.monotonic()
+            newest = series.newest
+            stale = req.seq > time.monotonic_ns() // 1000  # not a number this host gave out
+            looped = (
+                series.rendering
+                and req.wait_s > 0
+                and _answers(
+                    Waiter(req, clock, done, 0.0, paths), self._loop_key(series), series.seq
+                )
+            )
+            if newest is not None and (series.seq > req.seq or stale) and not looped:
+                seq = series.seq
+            elif req.wait_s <= 0:
+                seq = 0
+            else:
+                deadline = time.monotonic() + req.wait_s
+                series.waiters.append(Waiter(req, clock, done, deadline, paths))
+                self._wake()
+                return
+        if seq:
+            self.pool.submit(self._answer, newest, seq, [Waiter(req, clock, done, 0.0, paths)])
+        else:
+            done(reply.nothing_new())
+
+    def _series(self, tgt: Target) -> Series:
+        with self.lock:
+            known = self.series.get(tgt.key)
+            if known is not None:
+                tgt.close()
+                return known
+            if len(self.series) >= MAX_SERIES:
+                tgt.close()
+                raise Busy(f"this session already follows {MAX_SERIES} series")
+            try:
+                wd = self._started().add_watch(tgt.folder.path, WATCH_MASK)
+            except OSError as exc:
+                tgt.close()
+                raise Busy(f"cannot watch this directory ({os.strerror(exc.errno or 0)})") from None
+            series = Series(tgt, wd)
+            self.series[tgt.key] = series
+        frame = tgt.newest_settled()  # outside the lock: it reads the directory
+        with self.lock:
+            if frame is not None and series.newest is None:
+                series.newest, series.seq = frame, self._next_seq()
+        return series
+
+    def _next_seq(self) -> int:
+        self.last_seq = next_seq(self.last_seq)
+        return self.last_seq
+
+    # -- the event thread -------------------------------------------------------------------
+    def _loop(self, inotify: INotify) -> None:
+        poller = select.poll()
+        poller.register(inotify.fileno(), select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while True:
+            try:
+                ready = dict(poller.poll(self._timeout_s() * 1000))
+                if self._wake_r in ready:
+                    os.read(self._wake_r, 4096)
+                events = inotify.read(timeout=0) if inotify.fileno() in ready else []
+                self._events(events, time.perf_counter())
+                self._expire(time.monotonic())
+            except Exception:
+                log.exception("follow: the event loop failed; it goes on")
+
+    def _timeout_s(self) -> float:
+        with self.lock:
+            deadlines = [w.deadline for s in self.series.values() for w in s.waiters]
+        soonest = min(deadlines, default=time.monotonic() + LOOP_MAX_S) - time.monotonic()
+        return min(max(soonest, 0.001), LOOP_MAX_S)
+
+    def _events(self, events: list[Any], seen: float) -> None:
+        """The last frame each series completed in this batch; the ones before are skipped."""
+        by_wd: dict[int, list[Series]] = {}
+        with self.lock:
+            for series in self.series.values():
+                by_wd.setdefault(series.wd, []).append(series)
+        touched: dict[tuple[int, str], tuple[Series, bool]] = {}  # in the order last touched
+        gone: set[int] = set()
+        for event in events:
+            if event.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF):
+                gone.add(event.wd)
+                continue
+            written = bool(event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO))
+            for series in by_wd.get(event.wd, []):
+                _, before = touched.pop((id(series), event.name), (series, False))
+                touched[(id(series), event.name)] = (series, written or before)
+        latest: dict[int, tuple[Series, Frame]] = {}
+        for (_, name), (series, written) in touched.items():  # each file looked at once
+            frame = series.target.completed(name, seen, written)
+            if frame is not None:
+                latest[id(series)] = (series, frame)
+        for series, frame in latest.values():
+            self._complete(series, frame)
+        for wd in gone:
+            self._drop([s for s in by_wd.get(wd, [])], NotFound("the followed directory is gone"))
+
+    def _complete(self, series: Series, frame: Frame) -> None:
+        with self.lock:
+            if series.newest is not None and series.newest.fn == frame.fn:
+                if series.target.kind == "eiger" and frame.frame <= series.newest.frame:
+                    return  # a data file written to, but no frame more on disk
+            self.frames_seen += 1
+            series.newest, series.seq = frame, self._next_seq()
+            key = self._loop_key(series)
+            others = [w for w in series.waiters if w.key != key]
+            series.waiters = [w for w in series.waiters if w not in others]
+            start = key is not None and not series.rendering
+            series.rendering = series.rendering or start
+        if start:
+            self.pool.submit(self._render_loop, series, key)
+        groups: dict[str, list[Waiter]] = {}
+        for waiter in others:
+            groups.setdefault(waiter.key, []).append(waiter)
+        for group in groups.values():
+            self.pool.submit(self._answer, frame, series.seq, group)
+
+    def _loop_key(self, series: Series) -> str | None:
+        """Under ``self.lock``: the rendering the series' render loop makes, if a viewer
+        asked within ``PRERENDER_S`` (None: no loop, nobody is looking)."""
+        if series.last_req is None or time.monotonic() - series.used >= PRERENDER_S:
+            return None
+        return reply.rendering_key(series.last_req, series.last_paths)
+
+    def _render_loop(self, series: Series, key: str) -> None:
+        """Render the newest frame as the last viewer asked, answer that viewer's waiting
+        polls, and go on while newer frames complete (the ones in between are skipped). A
+        viewer busy with the frame before finds the next one ready (a cache hit), and one
+        render runs per series however fast the detector writes."""
+        done_seq = 0
+        while True:
+            with self.lock:
+                frame, seq, req = series.newest, series.seq, series.last_req
+                paths = series.last_paths
+                pending = [w for w in series.waiters if _answers(w, key, seq)]
+                if frame is None or req is None or (seq == done_seq and not pending):
+                    series.rendering = False
+                    return
+            clock = Timings()
+            try:
+                with bound.bound(paths):
+                    result: Result | PyisError | None = reply.render_complete(
+                        self.render, reply.as_jpeg(req, frame), clock
+                    )
+                with self.lock:
+                    self.prerenders += 1
+            except PyisError as exc:
+                result = exc
+            except Exception:  # never leave the series marked as rendering
+                log.exception("follow: rendering %s failed", frame.fn[:200])
+                result = None
+            with self.lock:
+                mine = [w for w in series.waiters if _answers(w, key, seq)]
+                series.waiters = [w for w in series.waiters if w not in mine]
+            self._deliver(frame, seq, mine, result, clock)
+            done_seq = seq
+
+    def _expire(self, now: float) -> None:
+        """Waiters whose wait passed get "nothing new"; idle series lose their watch."""
+        passed: list[Waiter] = []
+        idle: list[Series] = []
+        with self.lock:
+            for series in self.series.values():
+                keep = [w for w in series.waiters if w.deadline > now]
+                passed += [w for w in series.waiters if w.deadline <= now]
+                series.waiters = keep
+                if not keep and now - series.used > IDLE_S:
+                    idle.append(series)
+        for waiter in passed:
+            waiter.done(reply.nothing_new())
+        self._drop(idle, None)
+
+    def _drop(self, dropped: list[Series], why: PyisError | None) -> None:
+        waiters: list[Waiter] = []
+        with self.lock:
+            for series in dropped:
+                if self.series.pop(series.target.key, None) is None:
+                    continue
+                waiters += series.waiters
+                if self.inotify and not any(s.wd == series.wd for s in self.series.values()):
+                    try:
+                        self.inotify.rm_watch(series.wd)
+                    except OSError:
+                        pass  # the kernel dropped it already (directory removed)
+                series.target.close()
+        for waiter in waiters:
+            waiter.done(why or reply.nothing_new())
+
+    # -- rendering (on the job pool) --------------------------------------------------------
+    def _answer(self, frame: Frame, seq: int, waiters: list[Waiter]) -> None:
+        """Render ``frame`` once for ``waiters`` (same rendering fields) and answer each."""
+        clock = Timings()
+        try:
+            with bound.bound(waiters[0].paths):
+                result: Result | PyisError | None = reply.render_complete(
+                    self.render, reply.as_jpeg(waiters[0].req, frame), clock
+                )
+        except PyisError as exc:
+            result = exc
+        except Exception:
+            log.exception("follow: rendering %s failed", frame.fn[:200])
+            result = None
+        self._deliver(frame, seq, waiters, result, clock)
+
+    def _deliver(
+        self,
+        frame: Frame,
+        seq: int,
+        waiters: list[Waiter],
+        result: Result | PyisError | None,
+        clock: Timings,
+    ) -> None:
+        """Answer ``waiters`` with ``frame`` rendered (or the error; None: internal)."""
+        if not isinstance(result, Result):
+            for waiter in waiters:
+                waiter.done(result)
+            return
+        with self.lock:
+            self.renders += bool(waiters)
+        for waiter in waiters:
+            for step, ms in clock.ms.items():
+                waiter.clock.add(step, ms)
+            age_ms = (time.perf_counter() - frame.seen) * 1000
+            newest = {"seq": seq, "fn": frame.fn, "frame": frame.frame, "age_ms": age_ms}
+            waiter.done(reply.with_newest(result, newest))
+
+    def counters(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "watches": len({s.wd for s in self.series.values()}),
+                "followers": sum(len(s.waiters) for s in self.series.values()),
+                "follow_frames": self.frames_seen,
+                "follow_renders": self.renders,
+                "follow_prerenders": self.prerenders,
+            }
+
+
+def _answers(waiter: Waiter, key: str | None, seq: int) -> bool:
+    """The render loop of ``key`` answers ``waiter`` with the frame numbered ``seq``."""
+    return key is not None and waiter.req.seq < seq and waiter.key == key
