@@ -263,3 +263,18 @@ def test_is_cli_follow_keeps_the_newest_frame_and_ends_on_ctrl_c(site, testdata,
     assert run.returncode == 0, err
     assert b"stopped after 2 frames" in err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".newest")] == []
+
+
+def test_a_path_bound_token_follows_inside_its_prefix_only(site, testdata):
+    inside = live_dir(site.home, group_of(site))
+    outside = live_dir(site.home, group_of(site))
+    pid, token = site.stack.token(site.user, [site.esaf], paths=[f"{inside.name}/"])
+    job = {"pid": pid, "esaf": site.esaf, "type": "newest", "auth": token, "wait": 0.2}
+    for fn in (outside.name, f"{outside.name}/x_####.cbf", f"{inside.name}/../{outside.name}"):
+        reply = ask(site.endpoint, job | {"fn": fn})
+        assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
+    assert followed(ask(site.endpoint, job | {"fn": inside.name})) is None
+    waiting, out = in_background(ask, site.endpoint, job | {"fn": inside.name, "wait": 10})
+    write_frame(testdata / CBF, inside / "x_0001.cbf", group=group_of(site))
+    waiting.join()
+    assert followed(out[0])["fn"] == f"{inside.name}/x_0001.cbf"
