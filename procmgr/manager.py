@@ -191,8 +191,12 @@ class Manager:
         return max(1, min(POLL_MAX_MS, int(soonest * 1000) + 1))
 
     def capacity(self) -> int:
-        """What each proxy may have in flight here: nothing once we are shutting down."""
-        return 0 if self.stopping_since is not None else self.cfg.max_in_flight
+        """What each proxy may have in flight here: nothing once we are shutting down. The
+        long-polls held now come on top (announced within a heartbeat), so they never use up
+        the credit other users' images need."""
+        if self.stopping_since is not None:
+            return 0
+        return self.cfg.max_in_flight + self.slots_used(True)
 
     def _done(self) -> bool:
         if self.stopping_since is None:

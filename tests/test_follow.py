@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -221,11 +222,13 @@ def test_idle_long_polls_do_not_hold_slots_other_users_need(small_site):
     poll = {"pid": pid, "esaf": esaf, "type": "newest", "fn": "empty", "wait": 8}
     polls = [in_background(ask, stack.endpoint, poll) for _ in range(2)]
     job = {"pid": stack.sign_session(other, [esaf]), "esaf": esaf, "fn": "x.cbf", "xsize": 64}
-    for _ in range(50):  # until both polls are in flight
-        _, status = meta_of(ask(stack.endpoint, {"pid": "monitor", "type": "status"}))
-        if status["in_flight"] == 2:
-            break
-    assert status["in_flight"] == 2
+    deadline = time.monotonic() + 6  # both polls in flight, and the proxy told of them (1 s)
+    in_flight = 0
+    while time.monotonic() < deadline and in_flight != 2:
+        status = ask(stack.endpoint, {"pid": "monitor", "type": "status"})
+        in_flight = json.loads(status[2])["in_flight"] if status[0] == b"" else 0
+        time.sleep(0.05)
+    assert in_flight == 2
     reply = ask(stack.endpoint, job)
     assert reply[0] == b"" and len(reply) == 4, reply  # not busy: the polls hold no slot
     for thread, out in polls:
