@@ -101,6 +101,9 @@ def site(testdata: Path) -> Iterator[Site]:
         os.chmod(home / "secret", 0o755)
         _place(testdata / CBF, other_home, "thau_0001.cbf", ogroup)
         (home / "escape.cbf").symlink_to(other_home / "thau_0001.cbf")
+        (home / "results").mkdir()  # the admin's: where processing jobs write (worker/results.py)
+        shutil.chown(home / "results", "root", egroup)
+        os.chmod(home / "results", 0o2770)
         logs = base / "logs"
         logs.mkdir()
         indexer = base / "fake_indexer.py"

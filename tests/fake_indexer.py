@@ -1,6 +1,7 @@
 """A stand-in for the real indexer (rapd.index): progress on stderr, a JSON result on stdout.
 
-It reports exactly the argv it was given, so the tests can show that file names reach it as
+It writes a log file in its working directory (the run's results folder) and reports exactly
+the argv it was given, so the tests can show that file names reach it as
 data and never as shell code. An image whose name starts with ``wait`` makes it block until
 the test writes to the FIFO ``release`` beside that image (a long run, without sleeping).
 """
@@ -16,10 +17,14 @@ for step in (1, 2, 3):
 if files and os.path.basename(files[0]).startswith("wait"):
     with open(os.path.join(os.path.dirname(files[0]), "release")) as fifo:
         fifo.read()
+with open("fake_indexer.log", "w") as log:  # what an indexer writes beside itself
+    log.write("indexed\n")
 result = {
     "argv": args,
     "files": files,
     "cwd": os.getcwd(),
+    "home": os.environ.get("HOME", ""),
+    "umask": os.umask(0o077),
     "uid": os.getuid(),
     "env": sorted(os.environ),
 }

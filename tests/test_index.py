@@ -40,13 +40,14 @@ def _index(site, fn: str, **extra) -> list[bytes]:
     )
 
 
-def test_index_runs_as_the_user_in_a_private_directory_that_is_removed(site):
+def test_index_runs_as_the_user_in_its_results_folder_with_a_private_home(site):
     reply = _index(site, "thau_0001.cbf")
     _, result = meta_of(reply)
     assert result["files"] == [str(site.home / "thau_0001.cbf")]
     assert result["uid"] == pwd.getpwnam(site.user).pw_uid
-    assert Path(result["cwd"]).name.startswith("pyis-index-")
-    assert not Path(result["cwd"]).exists()
+    assert result["cwd"] == str(site.home / result["results_folder"])
+    assert Path(result["home"]).name.startswith("pyis-index-")
+    assert not Path(result["home"]).exists()
     assert "REDIS" not in " ".join(result["env"]) and "PYIS" not in " ".join(result["env"])
 
 

@@ -3,10 +3,11 @@
 The C server pasted file names into a shell script (injection) and published progress to any
 address the client named (SSRF). Here the indexer is an argv list from the procmgr's config,
 never a shell; the image paths pass the same ESAF-home policy as every other job and are handed
-over as separate arguments after ``--``; it runs as the worker's (dropped) user in a private
-temporary directory that is removed afterwards, with a minimal environment, a time limit and a
-cap on what it may print. Its stderr lines are progress (relayed by the procmgr to a channel
-derived from the session); its stdout is the JSON result.
+over as separate arguments after ``--``; it runs as the worker's (dropped) user with a
+minimal environment, a time limit and a cap on what it may print, in the run's results folder
+inside the ESAF home (worker/results.py), with a private HOME and TMPDIR removed afterwards.
+Its stderr lines are progress (relayed by the procmgr to a channel derived from the session);
+its stdout is the JSON result.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyis_common.errors import Internal, Timeout, Unsupported
+from worker import results
 
 MAX_PROGRESS_LINE = 200  # a progress bar needs a short line, not a log dump
 MAX_PROGRESS_LINES = 10_000
@@ -36,17 +38,27 @@ class IndexSettings:
     max_output: int = 1 << 20  # bytes of JSON result we accept
 
 
-def run(
-    settings: IndexSettings, paths: list[str], progress: Callable[[str], None]
-) -> dict[str, Any]:
-    """The indexer's JSON result; ``paths`` are already resolved inside the ESAF home."""
+def require(settings: IndexSettings) -> None:
     if not settings.command:
         raise Unsupported("indexing is not configured on this image server")
+
+
+def run(
+    settings: IndexSettings,
+    paths: list[str],
+    progress: Callable[[str], None],
+    output: results.Folder | None = None,
+) -> dict[str, Any]:
+    """The indexer's JSON result; ``paths`` are already resolved inside the ESAF home. With
+    ``output`` the indexer runs in that results folder and writes as the ESAF's rules say."""
+    require(settings)
     workdir = tempfile.mkdtemp(prefix="pyis-index-")
     try:
         proc = subprocess.Popen(
             [*settings.command, "--", *paths],
-            cwd=workdir,
+            cwd=output.path if output is not None else workdir,  # the child's /proc/self/fd
+            pass_fds=(output.fd,) if output is not None else (),
+            umask=results.FILE_UMASK,
             env=SAFE_ENV | {"HOME": workdir, "TMPDIR": workdir},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

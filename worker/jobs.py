@@ -9,6 +9,7 @@ reduction is kept too, so a new contrast costs stage 2 only (levels, colours, JP
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -18,12 +19,25 @@ from typing import Any
 
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
-from worker import formats, index, listing, paths, pixels, reduce, render, spots, sums, tiles
+from worker import (
+    formats,
+    index,
+    listing,
+    paths,
+    pixels,
+    reduce,
+    render,
+    results,
+    spots,
+    sums,
+    tiles,
+)
 from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
 from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
 from worker.timings import Timings, since_ms
 
+INDEX_RESULT = "index.json"  # the indexer's JSON result, beside what it wrote itself
 JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one user
 
 
@@ -95,14 +109,25 @@ class Pipeline:
             with paths.resolve(self.home, req.fn) as src, clock.step("read"):
                 return Result(job={}, meta=formats.read_meta(src))
         if req.type == "index":
-            names = [req.fn, *([req.fn2] if req.fn2 else [])]
-            files = [_real_path(self.home, fn) for fn in names]
-            result = index.run(self.index_settings, files, progress or (lambda _line: None))
-            return Result(job={}, meta=result)
+            return self.index(req, progress or (lambda _line: None))
         viewer_job = VIEWER_JOBS.get(req.type)
         if viewer_job is not None:
             return viewer_job(self, req, clock)
         raise Unsupported(f"job type '{req.type}' is not served by this server yet")
+
+    def index(self, req: Request, progress: Callable[[str], None]) -> Result:
+        """The indexer on the request's inputs only (each resolved, and within a path-bound
+        token's prefixes); its results go to a new folder in the same ESAF home, named in
+        the reply as ``results_folder`` (relative to the home) and ``results_files``."""
+        index.require(self.index_settings)
+        names = [req.fn, *([req.fn2] if req.fn2 else [])]
+        files = [_real_path(self.home, fn) for fn in names]
+        stem = results.stem_of(os.path.basename(files[0]))
+        with results.make(self.home, "index", stem) as folder:
+            result = index.run(self.index_settings, files, progress, output=folder)
+            folder.write(INDEX_RESULT, json.dumps(result, sort_keys=True).encode() + b"\n")
+            written = {"results_folder": folder.name, "results_files": folder.files()}
+        return Result(job={}, meta=result | written)
 
     def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
         clock = clock or Timings()

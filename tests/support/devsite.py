@@ -33,6 +33,8 @@ def dev_stack(
     data.mkdir()
     shutil.copyfile(testdata / CBF, data / name)
     os.chmod(data / name, 0o644)
+    (data / "results").mkdir()  # where index jobs write (worker/results.py), as the dev user
+    os.chmod(data / "results", 0o777)
     argv = ["--dev", str(data), *args]
     if config:
         (base / "procmgr.toml").write_text(f"[procmgr]\n{config}\n")
