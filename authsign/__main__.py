@@ -18,6 +18,11 @@ which also makes the key; keygen --ed25519 makes a key alone):
       --pid P [--type jpeg] [--leeway 30] (--token T | --token-file F|- | --redis URL)
       --redis with --token/--token-file also checks the session hash, as the procmgr does
 
+Signed viewer links (native; a session of their own, revoke-session ends it):
+  is-authsign link --key KID-key.pem --kid KID --user U --esaf N --path PREFIX --aud GROUP
+      --base-url https://web/view --redis URL [--ttl 600] [--scope "jpeg meta spots"]
+      prints the URL (the token rides in its #fragment, which browsers never send)
+
 Either form:
   is-authsign revoke-session --pid P --redis URL [--delete]   field revoked=1, or logout
 
@@ -35,7 +40,7 @@ from pathlib import Path
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authsign import cli_jwt, compat, keys
+from authsign import cli_jwt, compat, keys, links
 from authsign.cli_jwt import CliError
 from pyis_common.request import DEFAULT_SCOPE
 
@@ -158,6 +163,12 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     for p in (s, v):
         p.add_argument("--pid", help="session id")
         p.add_argument("--redis", help=f"session Redis URL (compat default {DEFAULT_REDIS})")
+    ln = sub.add_parser("link", help="a short-lived signed viewer link to one dataset")
+    for name in ("key", "kid", "user", "path", "aud", "base_url", "redis"):
+        ln.add_argument("--" + name.replace("_", "-"), required=True)
+    ln.add_argument("--esaf", type=int, required=True, help="the dataset's ESAF")
+    ln.add_argument("--ttl", type=int, default=600, help="seconds, at most 3600")
+    ln.add_argument("--scope", default=links.VIEWER_SCOPE, help="job types the viewer may ask")
     r = sub.add_parser("revoke-session", help="mark a session revoked, or --delete it (logout)")
     r.add_argument("--pid", required=True, help="session id")
     r.add_argument("--redis", required=True, help="the web host's session Redis URL")
@@ -198,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         return cli_jwt.keygen(args.out, args.kid) if args.native else keygen(args.out)
     if args.command == "revoke-session":
         return revoke_session(args)
+    if args.command == "link":
+        return cli_jwt.link(args)
     if args.command == "sign":
         return cli_jwt.sign(args) if args.native else sign(args)
     return cli_jwt.verify(args) if args.native else verify(args)

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authsign import keys, pathclaim, tokens
+from authsign import keys, links, pathclaim, tokens
 from authsign.compat import AccessError
 from certs.ca import KID_RE, valid_kid
 from certs.trust import TrustStore
@@ -131,6 +131,33 @@ def sign(args: argparse.Namespace) -> int:
         )
     if args.inline or not args.redis:
         print(token)
+    return 0
+
+
+def link(args: argparse.Namespace) -> int:
+    """A signed viewer link (authsign/links.py): its session hash written, the URL printed."""
+    key = load_private_key(args.key)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CliError(f"{args.key}: the key is {key_kind(key)}; a link needs Ed25519")
+    _check_certificate(Path(args.key), args.kid, key)
+    try:
+        made = links.make(
+            key,
+            args.kid,
+            base_url=args.base_url,
+            user=args.user,
+            esaf=args.esaf,
+            path=args.path,
+            aud=args.aud,
+            ttl_s=args.ttl,
+            scope=args.scope,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc).replace("lifetime_s", "--ttl")) from None
+    links.store(connect(args.redis), made)
+    where = f"link to {args.path!r} in ESAF {args.esaf} for {args.ttl} s, session {made.pid}"
+    print(where, file=sys.stderr)
+    print(made.url)
     return 0
 
 

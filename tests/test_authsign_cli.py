@@ -21,7 +21,7 @@ import jwt
 import pytest
 import redis
 
-from authsign import compat, keys, tokens
+from authsign import compat, keys, links, tokens
 from authsign.cli_jwt import SESSION_MARGIN_S
 from certs import ca
 from pyis_common import procs
@@ -381,3 +381,19 @@ def test_jwt_sign_path_and_ttl_bind_the_token(cli: Run, pki: Pki, pid: str):
 @pytest.mark.parametrize("prefix", ["/data/run7/", "run7/../run8/", ""])
 def test_jwt_sign_refuses_a_malformed_path(cli: Run, pki: Pki, pid: str, prefix: str):
     one_line_error(cli(*sign_jwt(pki, pid, "--path", prefix)), "--path")
+
+
+def test_link_prints_a_url_and_stores_its_own_session(cli: Run, pki: Pki, redis_url: str, db):
+    argv = ["link", "--key", pki.key, "--kid", KID, "--user", "alice", "--esaf", 5]
+    argv += ["--path", "run7/a_", "--aud", AUD, "--base-url", "https://web.example/view"]
+    res = cli(*argv, "--ttl", 300, "--redis", redis_url)
+    assert res.returncode == 0, res.stderr
+    parsed = links.parse(res.stdout.strip())
+    assert res.stdout.startswith("https://web.example/view#") and parsed.token not in res.stderr
+    assert db.hget(parsed.pid, "isToken").decode() == parsed.token
+    assert 300 < db.ttl(parsed.pid) <= 300 + SESSION_MARGIN_S
+    claims = jwt.decode(parsed.token, options={"verify_signature": False})
+    assert claims["paths"] == ["run7/a_"] and claims["pid"] == parsed.pid
+    assert claims["scope"] == links.VIEWER_SCOPE
+    bad = cli(*swap(argv, "run7/a_", "/etc/"), "--redis", redis_url)
+    one_line_error(bad, "absolute")
