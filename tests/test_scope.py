@@ -100,3 +100,14 @@ def test_each_refusal_is_one_audit_line_naming_kid_jti_and_prefixes(site, runs):
     assert f'kid="{site.stack.kid}"' in lines[0] and '["run7/", "run9/"]' in lines[0]
     assert '"run8/a_0001.cbf"' in lines[0]
     assert token not in log and token.split(".")[2] not in log
+
+
+@pytest.mark.parametrize("job_type", ["list", "tile", "pixels"])
+def test_job_types_that_do_not_check_paths_are_refused_to_a_bound_token(site, runs, job_type):
+    reply = _ask(site, _bound(site), "run7/" if job_type == "list" else FILE, type=job_type)
+    assert error_code(reply) == "forbidden" and "path-bound token cannot run" in reply[0].decode()
+
+
+def test_a_bound_token_cannot_list_the_esaf_root(site, runs):
+    reply = _ask(site, _bound(site), ".", type="list")
+    assert error_code(reply) == "forbidden"
