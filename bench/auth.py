@@ -105,7 +105,7 @@ def measure(stack: Stack, n: int) -> dict[str, float]:
         memo.get(hashlib.sha256(repr((pid, "jpeg", token)).encode()).digest())
 
     client = Client(stack.endpoint)
-    job = {"pid": pid, "auth": token, "fn": "thau.cbf", "xsize": 512}
+    job = {"type": "jpeg", "pid": pid, "auth": token, "fn": "thau.cbf", "xsize": 512}
     client(job)  # cold once; then every request is an exact repeat
     t0 = time.perf_counter()
     out = {

@@ -96,7 +96,7 @@ def main() -> int:
 def measure(stack: Stack, users: list[str], esaf: int, label: str, name: str, n: int) -> dict:
     a = Client(stack.endpoint)
     pid_a, pid_b = (stack.sign_session(u, [esaf]) for u in users)
-    job = {"esaf": esaf, "fn": name}
+    job = {"type": "jpeg", "esaf": esaf, "fn": name}
     first = a(job | {"pid": pid_a, "xsize": 256})
     if first[0] != b"":
         return {"image": label, "note": first[0].decode()[:60]}
@@ -129,7 +129,7 @@ def timed(fn) -> float:
 def lru_memory(stack: Stack, user: str, esaf: int, distinct: int) -> dict:
     client = Client(stack.endpoint)
     pid = stack.sign_session(user, [esaf])
-    job = {"pid": pid, "esaf": esaf, "fn": "pilatus6m_2463x2527.cbf"}
+    job = {"type": "jpeg", "pid": pid, "esaf": esaf, "fn": "pilatus6m_2463x2527.cbf"}
     client(job | {"xsize": 64})
     status = stack.status_detail()
     uid = pwd.getpwnam(user).pw_uid

@@ -90,7 +90,9 @@ class Soak:
         if rng.random() < 0.05:
             raw = rng.choice(HOSTILE)
             if raw is None:
-                raw = json.dumps({"pid": self.pid, "fn": "../../etc/shadow"}).encode()
+                raw = json.dumps(
+                    {"type": "jpeg", "pid": self.pid, "fn": "../../etc/shadow"}
+                ).encode()
             elif raw == "bomb":
                 raw = rng.choice(self.bombs)
             elif raw == "oversized session field":
@@ -99,6 +101,7 @@ class Soak:
         name = Path(rng.choice(FILES)).name
         job = {
             "pid": self.pid,
+            "type": "jpeg",
             "fn": name,
             "xsize": rng.choice([256, 384, 512]),
             "contrast": rng.choice([0, 50, 200]),

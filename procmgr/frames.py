@@ -13,7 +13,8 @@ from pyis_common import wire
 from pyis_common.request import Request
 
 MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
-DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize")  # what a worker may add to a job
+# what a worker may add to a job: levels and size used; spots' forced full view (as the C did)
+DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize", "zoom", "segcol", "segrow")
 WORKER_STEPS = ("queue", "read", "reduce", "map", "encode", "worker")  # worker/timings.py
 MAX_MS = 1e7  # a step longer than ~3 hours is a lie
 

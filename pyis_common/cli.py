@@ -91,8 +91,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {scrub(message, self.hidden)}\n")
 
 
-def _common_options(p: argparse.ArgumentParser) -> None:
-    """Accepted before or after the subcommand; SUPPRESS so 'given' is knowable (precedence)."""
+def _common_options(p: argparse.ArgumentParser, progress: bool = True) -> None:
+    """Accepted before or after the subcommand; SUPPRESS so 'given' is knowable (precedence).
+    ``progress`` False: --redis is still accepted (a shared config) but not offered in help."""
     s = argparse.SUPPRESS
     p.add_argument(
         "--config", default=s, metavar="FILE", help="TOML file (default ~/.config/pyis/cli.toml)"
@@ -107,7 +108,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=s, metavar="S", help="seconds per try (5; index 960)"
     )
     p.add_argument("--retries", type=int, default=s, metavar="N", help="tries before giving up (3)")
-    p.add_argument("--redis", default=s, metavar="URL", help="progress of index (PYIS_REDIS)")
+    redis_help = "progress of index (PYIS_REDIS)" if progress else s
+    p.add_argument("--redis", default=s, metavar="URL", help=redis_help)
     p.add_argument("--tag", default=s, help="echoed back; names index's progress channel")
 
 
@@ -135,7 +137,8 @@ EPILOG = """\
 settings: flags > PYIS_ENDPOINT PYIS_PID PYIS_AUTH PYIS_ESAF PYIS_REDIS > config file
   (keys endpoint pid auth esaf timeout retries redis) > defaults
 exit status: 0 ok, 10 bad_request, 11 unauthorized, 12 forbidden, 13 not_found,
-  14 unsupported, 15 busy, 16 timeout, 17 internal, 20 no reply, 2 usage, 1 local failure"""
+  14 unsupported, 15 busy, 16 timeout, 17 internal, 18 incomplete (a frame still being
+  written: retry), 20 no reply, 2 usage, 1 local failure"""
 
 
 def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
@@ -155,13 +158,15 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, allow_abbrev=False, hidden=ap.hidden)
-        _common_options(p)
+        _common_options(p, progress=name == "index")
         return p
 
     jpeg = command("jpeg", "render an image to JPEG")
     jpeg.add_argument("-o", "--output", default="-", help="output file, - for stdout")
     meta = command("meta", "print an image's metadata as JSON")
-    spots = command("spots", "print the spot counts per bin, then the total")
+    spots = command(
+        "spots", "print the spot count and d-spacing range (A) of each of 16 bins, then the total"
+    )
     index = command("index", "index one or two images; print the result as JSON")
     status = command("status", "print the server's status as JSON (counts)")
     status.add_argument(
@@ -175,8 +180,7 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
             "fn", metavar="FILE", help="image path, absolute or relative to the ESAF home"
         )
         p.add_argument("--frame", type=int, metavar="N", help="1-based frame of a multi-frame file")
-    for p in (jpeg, spots):
-        _image_options(p)
+    _image_options(jpeg)  # spots counts on a fixed reduction of the whole frame: none apply
     follow = command("follow", "keep writing the newest frame of a collection to a file")
     follow.add_argument("fn", metavar="DIR", help="directory, series template or Eiger master")
     follow.add_argument("-o", "--output", required=True, help="the JPEG, replaced atomically")
@@ -275,15 +279,25 @@ def print_json(args: argparse.Namespace, frames: list[bytes], hidden: list[str])
 
 
 def print_spots(args: argparse.Namespace, frames: list[bytes], hidden: list[str]) -> int:
+    """``BIN COUNT [DMAX-DMIN A]`` lines, then ``total N``; a C server sends only the total."""
     meta = _json(frames, 2)
-    counts = meta.get("spots")
-    if not isinstance(counts, list) or not all(type(n) is int for n in counts):
-        raise BadReply("the reply has no spot counts ('spots' in the meta frame)")
+    total, counts = meta.get("spots"), meta.get("spots_per_bin", [])
+    if type(total) is not int or not isinstance(counts, list):
+        raise BadReply("the reply has no spot count ('spots' in the meta frame)")
+    ranges = meta.get("spots_bin_d_A")
+    ranges = ranges if isinstance(ranges, list) and len(ranges) == len(counts) else []
     for i, n in enumerate(counts, 1):
-        print(f"{i:2d} {n}")
-    total = meta.get("spots_total")
-    print(f"total {total if type(total) is int else sum(counts)}")
+        print(f"{i:2d} {n}{_d_range(ranges[i - 1] if ranges else None)}")
+    print(f"total {total}")
     return EXIT_OK
+
+
+def _d_range(pair: Any) -> str:
+    """`` 39.21-5.317 A`` (``inf`` for the beam's own bin), or nothing without a geometry."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        return ""
+    big, small = ("inf" if v is None else f"{v:g}" for v in pair)
+    return f" {big}-{small} A"
 
 
 OUTPUTS: dict[str, Callable[[argparse.Namespace, list[bytes], list[str]], int]] = {

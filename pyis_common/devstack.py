@@ -12,9 +12,11 @@ import argparse
 import hashlib
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -257,6 +259,17 @@ class Stack:
         return codes
 
 
+def readable_by(user: str, folder: str) -> bool:
+    """Whether ``user`` may list and enter ``folder`` (and every directory above it), asked of
+    the kernel as that user: the worker will run as it, and permissions are the last word."""
+    if os.geteuid() != 0:
+        return os.access(folder, os.R_OK | os.X_OK)
+    pw = pwd.getpwnam(user)
+    probe = ["test", "-d", folder, "-a", "-r", folder, "-a", "-x", folder]
+    done = subprocess.run(probe, user=pw.pw_uid, group=pw.pw_gid, extra_groups=[], check=False)
+    return done.returncode == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="is-dev", description=__doc__)
     ap.add_argument("--data", default=".", help="directory served as the ESAF home")
@@ -266,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--web", action="store_true", help="also run is-web; print a login link")
     args = ap.parse_args(argv)
     data = os.path.abspath(args.data)
+    if not readable_by(dev_user(), data):  # else every request fails as "could not start"
+        print(
+            f"is-dev: the worker runs as {dev_user()!r}, who cannot read {data}: serve a "
+            "directory it can list and enter (every directory above it needs o+x)",
+            file=sys.stderr,
+        )
+        return 2
     with tempfile.TemporaryDirectory(prefix="pyis-dev-") as tmp:
         stack = Stack(Path(tmp), ["--dev", data])
         try:

@@ -16,6 +16,7 @@ CODES: tuple[str, ...] = (
     "busy",
     "timeout",
     "internal",
+    "incomplete",  # appended last: is-cli exit codes are 10 + the index, so none shifts
 )
 
 MAX_SENTENCE = 4000  # the C server capped error frames at 4095 bytes; stay under it
@@ -59,9 +60,26 @@ class Internal(PyisError):
     code = "internal"
 
 
+class Incomplete(PyisError):
+    """The file is still being written (a truncated frame, an Eiger image not yet on disk):
+    retryable, unlike ``unsupported`` for a file that is damaged for good."""
+
+    code = "incomplete"
+
+
 BY_CODE: dict[str, type[PyisError]] = {
     cls.code: cls
-    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Unsupported, Busy, Timeout, Internal)
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Unsupported,
+        Busy,
+        Timeout,
+        Internal,
+        Incomplete,
+    )
 }
 
 

@@ -32,6 +32,8 @@ MIN_SIZE, MAX_SIZE = 8, 10000  # the C server's limits on xsize
 DEFAULT_XSIZE = {"jpeg": 512, "spots": 384}
 MAX_ZOOM = 1000.0
 MAX_LABEL_HEIGHT = 64
+LABEL_HEIGHT_PER_WIDTH = 32  # a label without labelHeight: 1/32 of the width, 16..64 rows
+MIN_DEFAULT_LABEL_HEIGHT = 16
 MAX_FRAME = 1 << 31
 
 
@@ -58,6 +60,13 @@ class Request:
     wait_s: float = 0.0  # newest: how long to wait for a newer frame
     auth: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def frame_asked(self) -> int | None:
+        """The frame the client named; None (missing or <= 0, which the C server read as 1)
+        means the file's first image: image 3 for the Eiger data file holding images 3-4."""
+        value = self.raw.get("frame")
+        return self.frame if isinstance(value, int) and value > 0 else None
 
     def echo(self) -> dict[str, Any]:
         """The job as sent back to the client: its own fields, never the token."""
@@ -106,6 +115,29 @@ def _wait(obj: dict[str, Any]) -> float:
     return wait
 
 
+def _view(obj: dict[str, Any]) -> tuple[float, float, float]:
+    """zoom (rounded to 0.1, as the C server did) and the segment of the zoomed grid. The C
+    server clamped bad values silently, so a client never learnt it showed another view."""
+    zoom = round(_num(obj, "zoom", 1.0), 1)
+    if not 1.0 <= zoom <= MAX_ZOOM:
+        raise BadRequest(f"'zoom' must be between 1 and {MAX_ZOOM:g}")
+    out = [zoom]
+    for name in ("segcol", "segrow"):
+        value = _num(obj, name, 0.0)
+        if not 0.0 <= value <= zoom - 1.0:
+            raise BadRequest(f"'{name}' must be between 0 and zoom - 1 ({zoom - 1.0:g})")
+        out.append(value)
+    return zoom, out[1], out[2]
+
+
+def default_label_height(label: str, xsize: int) -> int:
+    """Rows of a banner whose request gave a label but no labelHeight: it grows with the
+    picture (the C server drew nothing useful at 0)."""
+    if not label:
+        return 0
+    return min(max(xsize // LABEL_HEIGHT_PER_WIDTH, MIN_DEFAULT_LABEL_HEIGHT), MAX_LABEL_HEIGHT)
+
+
 def parse_frame(frame: bytes) -> Request:
     """The request frame as the proxy delivered it: UTF-8 JSON holding one object."""
     try:
@@ -128,7 +160,9 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         raise BadRequest("request does not contain a 'pid' string")
     if len(pid) > MAX_PID or not pid.isprintable():
         raise BadRequest(f"'pid' must be at most {MAX_PID} printable characters")
-    jtype = obj.get("type", "jpeg")
+    if "type" not in obj:
+        raise BadRequest("No type parameter in job")  # the C server's words
+    jtype = obj["type"]
     if not isinstance(jtype, str):
         raise BadRequest("'type' must be a string")
     jtype = jtype.lower()
@@ -137,6 +171,9 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
     if jtype not in JOB_TYPES:
         raise BadRequest(f"unknown job type '{jtype[:40]}'")
     frame = _int(obj, "frame", 1, -MAX_FRAME, MAX_FRAME)
+    xsize = _int(obj, "xsize", DEFAULT_XSIZE.get(jtype, 512), MIN_SIZE, MAX_SIZE)
+    zoom, segcol, segrow = _view(obj)
+    label = _str(obj, "label", MAX_LABEL) or ""
     return Request(
         pid=pid,
         type=jtype,
@@ -144,15 +181,17 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         fn=_str(obj, "fn", MAX_FN),
         fn2=_str(obj, "fn2", MAX_FN),
         frame=max(frame, 1),
-        xsize=_int(obj, "xsize", DEFAULT_XSIZE.get(jtype, 512), MIN_SIZE, MAX_SIZE),
+        xsize=xsize,
         ysize=None if obj.get("ysize") is None else _int(obj, "ysize", 0, MIN_SIZE, MAX_SIZE),
-        zoom=min(max(round(_num(obj, "zoom", 1.0), 1), 1.0), MAX_ZOOM),
-        segcol=max(_num(obj, "segcol", 0.0), 0.0),
-        segrow=max(_num(obj, "segrow", 0.0), 0.0),
+        zoom=zoom,
+        segcol=segcol,
+        segrow=segrow,
         contrast=_num(obj, "contrast", 0.0),
         wval=_num(obj, "wval", 0.0),
-        label=_str(obj, "label", MAX_LABEL) or "",
-        label_height=_int(obj, "labelHeight", 0, 0, MAX_LABEL_HEIGHT),
+        label=label,
+        label_height=_int(
+            obj, "labelHeight", default_label_height(label, xsize), 0, MAX_LABEL_HEIGHT
+        ),
         seq=_int(obj, "seq", 0, 0, 1 << 62),
         wait_s=_wait(obj),
         auth=_str(obj, "auth", 8192),

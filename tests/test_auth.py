@@ -7,7 +7,7 @@ import json
 from authsign import compat
 from tests.support.client import ask, error_code
 
-GOOD = {"fn": "thau_0001.cbf", "xsize": 64}
+GOOD = {"type": "jpeg", "fn": "thau_0001.cbf", "xsize": 64}
 
 
 def _job(site, pid, esaf=None):

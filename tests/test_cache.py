@@ -29,7 +29,7 @@ def _place(site, name: str, src: str) -> None:
 def test_repeat_is_served_from_the_lru_without_reading(site):
     _place(site, "lru.cbf", "cbf/thau_3_2_0001.cbf")
     pid = site.session()
-    job = {"pid": pid, "esaf": site.esaf, "fn": "lru.cbf", "xsize": 300}
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "lru.cbf", "xsize": 300}
     assert ask(site.endpoint, job)[0] == b""
     before = _status(site)["cache"]
     again = ask(site.endpoint, job | {"contrast": 77})
@@ -43,7 +43,7 @@ def test_repeat_is_served_from_the_lru_without_reading(site):
 def test_rewritten_file_is_never_served_stale(site):
     _place(site, "rewrite.cbf", "cbf/thau_3_2_0001.cbf")
     pid = site.session()
-    job = {"pid": pid, "esaf": site.esaf, "fn": "rewrite.cbf", "xsize": 256}
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "rewrite.cbf", "xsize": 256}
     first = meta_of(ask(site.endpoint, job))[1]
     _place(site, "rewrite.cbf", "cbf/thau_3_2_0002.cbf")
     second = meta_of(ask(site.endpoint, job))[1]
@@ -54,7 +54,7 @@ def test_ten_concurrent_first_requests_compute_stage1_once(site):
     _place(site, "flight.cbf", "cbf/dlsnxs2cbf_therm_0001.cbf")  # the largest: a long read
     pid = site.session()
     before = _status(site)["cache"]["stage1_computed"]
-    job = {"pid": pid, "esaf": site.esaf, "fn": "flight.cbf", "xsize": 333}
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "flight.cbf", "xsize": 333}
     replies: list[list[bytes]] = []
     start = threading.Barrier(10)
 
@@ -74,7 +74,7 @@ def test_ten_concurrent_first_requests_compute_stage1_once(site):
 
 def test_second_user_of_the_esaf_is_served_from_redis(site):
     _place(site, "shared.cbf", "cbf/thau_3_2_0002.cbf")
-    job = {"esaf": site.esaf, "fn": "shared.cbf", "xsize": 222}
+    job = {"esaf": site.esaf, "type": "jpeg", "fn": "shared.cbf", "xsize": 222}
     first = ask(site.endpoint, job | {"pid": site.session()})
     second = ask(site.endpoint, job | {"pid": site.session(user=site.other_user)})
     assert first[0] == second[0] == b"" and first[3] == second[3]
@@ -85,7 +85,12 @@ def test_second_user_of_the_esaf_is_served_from_redis(site):
 
 def test_a_worker_of_one_esaf_cannot_touch_another_esafs_keys(site):
     pid = site.session()
-    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
+    assert (
+        ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf"})[
+            0
+        ]
+        == b""
+    )
     admin = site.stack.cache_redis
     user = f"pyis-e{site.esaf}"
     own = admin.execute_command("ACL", "DRYRUN", user, "GET", f"pyis:e{site.esaf}:s1:x")
@@ -98,7 +103,7 @@ def test_a_worker_of_one_esaf_cannot_touch_another_esafs_keys(site):
 
 def test_requests_survive_a_dead_cache_and_the_tier_comes_back(site):
     _place(site, "outage.cbf", "cbf/thau_3_2_0001.cbf")
-    job = {"esaf": site.esaf, "fn": "outage.cbf"}
+    job = {"esaf": site.esaf, "type": "jpeg", "fn": "outage.cbf"}
     port = site.stack.cache_redis_port
     site.stack.cache_redis_proc.stop()
     site.stack.procs.remove(site.stack.cache_redis_proc)

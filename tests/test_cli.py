@@ -7,6 +7,7 @@ CLI sends. The Lazy Pirate is shown against a proxy that swallows a request and 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ from PIL import Image
 
 from procmgr import progress
 from procmgr.__main__ import dev_user
+from pyis_common import cli as cli_module
 from pyis_common import client, procs
 from pyis_common.devstack import Stack
 from tests.conftest import REPO
@@ -154,16 +156,20 @@ def test_error_text_from_the_server_loses_its_terminal_escapes(site, home):
     assert err.rstrip("\n").isprintable(), repr(err)
 
 
-def test_spots_prints_counts_or_the_servers_error(site, home):
-    """The server may not serve spots yet: then the CLI reports ``unsupported`` (14)."""
+def test_spots_prints_counts_and_d_ranges(site, home):
+    """One line per bin: number, count, the bin's d range in Angstrom; then the total."""
     done = cli(["spots", FN, *on(site)], home)
-    if done.returncode == 14:
-        assert done.stderr.startswith(b"is-cli: unsupported: ")
-        return
     assert done.returncode == 0, done.stderr
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 17 and lines[-1].startswith("total ")
-    assert [int(line.split()[0]) for line in lines[:-1]] == list(range(1, 17))
+    rows = [line.split() for line in lines[:-1]]
+    assert [int(row[0]) for row in rows] == list(range(1, 17))
+    assert sum(int(row[1]) for row in rows) == int(lines[-1].split()[1])
+    assert all(row[3] == "A" for row in rows)
+    d_ranges = [[float(v) for v in row[2].split("-")] for row in rows[1:]]
+    assert all(big > small for big, small in d_ranges)  # shells of falling d, outwards
+    pairs = zip(d_ranges, d_ranges[1:], strict=False)
+    assert all(a[1] == pytest.approx(b[0], rel=0.02) for a, b in pairs)  # bins touch
 
 
 def test_index_through_the_stack_shows_progress_then_prints_the_result(site, home):
@@ -470,13 +476,41 @@ def test_index_goes_on_without_progress_when_redis_is_unreachable(fake, home):
 def test_spots_output_is_one_line_per_bin_then_the_total(fake, home):
     run = start_cli(["spots", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s"], home)
     assert fake.receive()["type"] == "spots"
-    meta = {"spots": list(range(16)), "spots_total": 120, "wavelength": 1.0}
+    d_ranges = [[None, 9.5]] + [[10.0 / n, 10.0 / (n + 1)] for n in range(1, 16)]
+    meta = {"spots": 120, "spots_per_bin": list(range(16)), "spots_bin_d_A": d_ranges}
     fake.reply([b"", b'{"type":"spots"}', json.dumps(meta).encode()])
     out, err = run.communicate(timeout=RUN_TIMEOUT_S)
     assert run.returncode == 0, err
     lines = out.decode().splitlines()
-    assert lines[0].split() == ["1", "0"] and lines[15].split() == ["16", "15"]
+    assert lines[0].split() == ["1", "0", "inf-9.5", "A"]
+    assert lines[15].split() == ["16", "15", "0.666667-0.625", "A"]
     assert lines[16] == "total 120" and len(lines) == 17
+
+
+def test_spots_of_a_c_server_is_its_one_total(fake, home):
+    """The C server sends meta.spots as one integer and no bins: just the total."""
+    run = start_cli(["spots", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s"], home)
+    fake.receive()
+    fake.reply([b"", b'{"type":"spots"}', b'{"spots": 42}'])
+    out, err = run.communicate(timeout=RUN_TIMEOUT_S)
+    assert run.returncode == 0, err
+    assert out.decode().splitlines() == ["total 42"]
+
+
+def test_spots_help_offers_only_the_flags_spots_uses():
+    text = cli_module.parser().format_help()
+    spots_help = _subcommand_help("spots")
+    for unused in ("--xsize", "--ysize", "--zoom", "--segcol", "--contrast", "--label", "--redis"):
+        assert unused not in spots_help
+    assert "--frame" in spots_help and "--esaf" in spots_help
+    assert "--xsize" in _subcommand_help("jpeg") and "--redis" in _subcommand_help("index")
+    assert "18 incomplete" in text
+
+
+def _subcommand_help(name: str) -> str:
+    ap = cli_module.parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name].format_help()
 
 
 def test_a_success_reply_without_what_was_asked_is_internal(fake, home):
@@ -484,7 +518,7 @@ def test_a_success_reply_without_what_was_asked_is_internal(fake, home):
     fake.receive()
     fake.reply([b"", b"{}", b'{"wavelength": 1.0}'])
     _, err = run.communicate(timeout=RUN_TIMEOUT_S)
-    assert run.returncode == 17 and b"no spot counts" in err
+    assert run.returncode == 17 and b"no spot count" in err
 
 
 # -- usage and settings, without a server ------------------------------------------------

@@ -40,6 +40,7 @@ def test_explicit_levels_are_echoed(site):
     job = {
         "pid": pid,
         "esaf": site.esaf,
+        "type": "jpeg",
         "fn": "thau_0001.cbf",
         "xsize": 256,
         "contrast": 50,
@@ -51,9 +52,11 @@ def test_explicit_levels_are_echoed(site):
 
 def test_missing_file_is_not_found_and_the_stack_stays_up(site):
     pid = site.session()
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "nope.cbf"})
+    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "nope.cbf"})
     assert error_code(reply) == "not_found"
-    again = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    again = ask(
+        site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf"}
+    )
     assert again[0] == b"" and len(again) == 4
 
 

@@ -30,6 +30,7 @@ def job(stack: Stack, esaf: int, **extra) -> dict:
     return {
         "pid": stack.sign_session(dev_user(), [esaf]),
         "esaf": esaf,
+        "type": "jpeg",
         "fn": "a.cbf",
         "xsize": 128,
         **extra,
@@ -125,7 +126,12 @@ def test_a_crashing_worker_is_backed_off_not_respawned_in_a_storm(stack):
 
 def test_a_dead_session_store_answers_busy_quickly_and_recovers(testdata):
     with dev_stack(testdata) as stack:
-        job = {"pid": stack.sign_session(dev_user(), [0]), "fn": "a.cbf", "xsize": 64}
+        job = {
+            "pid": stack.sign_session(dev_user(), [0]),
+            "type": "jpeg",
+            "fn": "a.cbf",
+            "xsize": 64,
+        }
         assert ask(stack.endpoint, job)[0] == b""
         port = stack.redis_port
         stack.redis_proc.stop()

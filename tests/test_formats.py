@@ -25,7 +25,7 @@ import pydicom.pixels
 import pytest
 from PIL import Image
 
-from pyis_common.errors import Forbidden, NotFound, Unsupported
+from pyis_common.errors import Forbidden, Incomplete, NotFound, Unsupported
 from tests.conftest import TESTDATA
 from worker import jobs, render, spots
 from worker.formats import Frame, Opened, bslz4, read_frame, read_meta
@@ -128,8 +128,9 @@ def library_header(path: str) -> dict[str, object]:
     """What h5py or pydicom say about the fields our meta carries; fabio formats use HEADERS."""
     if path.endswith(".h5"):
         with h5py.File(path, "r") as f:
-            if DATA in f:
-                return {"last_frame": f[DATA].shape[0], "image_depth": f[DATA].dtype.itemsize}
+            if DATA in f:  # a data file alone keeps the series' numbers (image_nr_high)
+                last = int(f[DATA].attrs.get("image_nr_high", f[DATA].shape[0]))
+                return {"last_frame": last, "image_depth": f[DATA].dtype.itemsize}
             det = f[DETECTOR]
             return {
                 "beam_center_x": float(det["beam_center_x"][()]),
@@ -158,7 +159,8 @@ def test_every_file_matches_its_library(testdata: Path, name: str) -> None:
     path = path_of(name)
     meta = read_meta(path)
     assert (meta["x_pixels_in_detector"], meta["y_pixels_in_detector"]) == (width, height)
-    assert meta["last_frame"] == frames and meta["filename"] == Path(name).name
+    assert meta["last_frame"] - meta["first_frame"] + 1 == frames
+    assert meta["filename"] == Path(name).name
     for key, expected in HEADERS.get(name, {}).items() | library_header(path).items():
         assert meta[key] == (expected if isinstance(expected, str) else approx(expected))
     if dtype is None:
@@ -285,15 +287,24 @@ def test_eiger_reads_only_the_frame_hyperslab(
     assert np.array_equal(frame.data, series[1][4])
 
 
-def test_eiger_data_file_alone(testdata: Path) -> None:
+def test_eiger_data_file_alone_keeps_the_series_numbers(testdata: Path) -> None:
+    """data_000002 holds images 3 and 4 (image_nr_low..high): frame 3 is its first image,
+    as it is frame 3 of the master; frames 1, 2 and 5 are not in it."""
     name = "eiger/eiger2_simread7_2datafiles_4images_bslz4_data_000002.h5"
-    first, second = read_frame(path_of(name), 1), read_frame(path_of(name), 2)
-    assert np.array_equal(second.data, library_frame(path_of(name), 1))
-    assert not np.array_equal(first.data, second.data)  # the frames do differ, a little
-    assert (first.meta["image_nr_low"], first.meta["image_nr_high"]) == (3, 4)
-    assert first.mask is None  # no pixel at 65535, no pixel_mask
-    with pytest.raises(NotFound):
-        read_frame(path_of(name), 3)
+    third, fourth = read_frame(path_of(name), 3), read_frame(path_of(name), 4)
+    assert np.array_equal(third.data, library_frame(path_of(name), 0))
+    assert np.array_equal(fourth.data, library_frame(path_of(name), 1))
+    assert not np.array_equal(third.data, fourth.data)  # the frames do differ, a little
+    assert (third.meta["first_frame"], third.meta["last_frame"], third.meta["frame"]) == (3, 4, 3)
+    assert (third.meta["image_nr_low"], third.meta["image_nr_high"]) == (3, 4)
+    assert third.mask is None  # no pixel at 65535, no pixel_mask
+    assert np.array_equal(read_frame(path_of(name), None).data, third.data)  # no frame: first
+    assert read_meta(path_of(name), 4)["frame"] == 4
+    for bad in (1, 2, 5):
+        with pytest.raises(NotFound, match=f"no frame {bad} \\(frames 3 to 4\\)"):
+            read_frame(path_of(name), bad)
+        with pytest.raises(NotFound):
+            read_meta(path_of(name), bad)
 
 
 def test_eiger_gap_rows_of_a_data_file_are_masked_not_red(testdata: Path) -> None:
@@ -305,8 +316,10 @@ def test_eiger_gap_rows_of_a_data_file_are_masked_not_red(testdata: Path) -> Non
 
 
 def test_eiger_master_without_data_file(testdata: Path) -> None:
+    """DECTRIS writes the master first: a data file not there is a series still being
+    written (retryable), not a file that does not exist."""
     path = path_of("eiger/dectris_eiger_master.h5")
-    with pytest.raises(NotFound, match="dectris_eiger_data_000001.h5"):
+    with pytest.raises(Incomplete, match="dectris_eiger_data_000001.h5.*try again"):
         read_frame(path)
     with h5py.File(path, "r") as f:
         omega = f["/entry/sample/goniometer/omega_increment"][()]
@@ -353,11 +366,13 @@ def test_broken_hdf5_files_are_unsupported(testdata: Path, tmp_path: Path) -> No
     (tmp_path / "empty.h5").write_bytes(b"")
     with h5py.File(tmp_path / "table.h5", "w") as f:
         f["/results/table"] = np.arange(10)
-    cases = {"half.h5": "truncated or corrupt", "garbage.h5": "truncated or corrupt",
-             "table.h5": "without Eiger images", "empty.h5": "is empty"}  # fmt: skip
-    for name, reason in cases.items():
+    cases = {"half.h5": (Incomplete, "still being written"),
+             "garbage.h5": (Unsupported, "truncated or corrupt"),
+             "table.h5": (Unsupported, "without Eiger images"),
+             "empty.h5": (Unsupported, "is empty")}  # fmt: skip
+    for name, (error, reason) in cases.items():
         for read in (read_frame, read_meta):
-            with pytest.raises(Unsupported, match=reason) as caught:
+            with pytest.raises(error, match=reason) as caught:
                 read(str(tmp_path / name))
             assert name in str(caught.value) and "\n" not in str(caught.value)
 
@@ -545,7 +560,7 @@ def test_spots_counts_bright_pixels_per_ring(beam: tuple[float, float]) -> None:
     reduced = reduce_max(frame, 160)  # one source pixel per output pixel
     with np.errstate(all="raise"):
         job, meta = spots.reply(reduced, frame.meta)
-    assert meta["spots"] == expected and meta["spots_total"] == sum(expected)
+    assert meta["spots_per_bin"] == expected and meta["spots"] == sum(expected)
     assert (meta["spots_beam_x"], meta["spots_beam_y"]) == beam and not meta["spots_beam_guessed"]
     assert job == {"xsize": 160, "ysize": 120, "segcol": 0.0, "segrow": 0.0, "zoom": 1.0}
 
@@ -560,18 +575,18 @@ def test_spots_on_one_pixel_images_do_not_divide_by_zero(shape: tuple[int, int])
     with np.errstate(all="raise"):
         _, meta = spots.reply(reduced, {})
     assert meta["spots_beam_guessed"]
-    assert meta["spots"] == [0 if shape == (1, 1) else 1] + [0] * 15
+    assert meta["spots_per_bin"] == [0 if shape == (1, 1) else 1] + [0] * 15
 
 
 def test_spots_job_on_a_real_cbf(testdata: Path) -> None:
     pipeline = jobs.Pipeline(home=str(testdata), cache_bytes=1 << 26)
     result = pipeline.run({"type": "spots", "fn": "cbf/thau_3_2_0001.cbf", "zoom": 4})
     assert result.payloads == []
-    assert result.job == {"xsize": 384, "ysize": 394, "segcol": 0.0, "segrow": 0.0, "zoom": 1.0}
+    assert result.job == {"xsize": 512, "ysize": 525, "segcol": 0.0, "segrow": 0.0, "zoom": 1.0}
     meta = result.meta
-    assert len(meta["spots"]) == 16 and sum(meta["spots"]) == meta["spots_total"]
-    assert 50 < meta["spots_total"] < 0.05 * 384 * 394  # spots, not noise everywhere
-    assert meta["spots_beam_x"] == pytest.approx(1261.61 * 384 / 2463)
+    assert len(meta["spots_per_bin"]) == 16 and sum(meta["spots_per_bin"]) == meta["spots"]
+    assert 50 < meta["spots"] < 0.05 * 512 * 525  # spots, not noise everywhere
+    assert meta["spots_beam_x"] == pytest.approx(1261.61 * 512 / 2463)
     assert meta["wavelength"] == pytest.approx(0.96859)
 
 
@@ -596,7 +611,8 @@ for home in ({str(TESTDATA)!r}, {str(tmp_path)!r}):
     for path in sorted(Path(home).glob("*/*")) + sorted(Path(home).glob("*.h5")):
         if path.name in ("README.md", "SHA256SUMS"):
             continue
-        for job in ({{"type": "meta"}}, {{"type": "spots"}}, {{"frame": 1}}, {{"frame": 2}}):
+        for job in ({{"type": "meta"}}, {{"type": "spots"}}, {{"type": "jpeg", "frame": 1}},
+                    {{"type": "jpeg", "frame": 2}}):
             job.update(fn=str(path), xsize=64, label="x", labelHeight=20)
             try:
                 pipeline.run(job)

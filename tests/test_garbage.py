@@ -28,20 +28,32 @@ CASES = [
     ("10 KB pid", {"job": {"pid": "p" * 10240, "fn": "x.cbf"}}, "bad_request"),
     ("unknown type", {"job": {"pid": "x", "type": "launch_missiles"}}, "bad_request"),
     ("obsolete type", {"job": {"pid": "x", "type": "rsync_transfer"}}, "bad_request"),
-    ("xsize 0", {"job": {"pid": "x", "xsize": 0}}, "bad_request"),
-    ("xsize -5", {"job": {"pid": "x", "xsize": -5}}, "bad_request"),
-    ("xsize 256.0", {"job": {"pid": "x", "xsize": 256.0}}, "bad_request"),
+    ("xsize 0", {"job": {"pid": "x", "type": "jpeg", "xsize": 0}}, "bad_request"),
+    ("xsize -5", {"job": {"pid": "x", "type": "jpeg", "xsize": -5}}, "bad_request"),
+    ("xsize 256.0", {"job": {"pid": "x", "type": "jpeg", "xsize": 256.0}}, "bad_request"),
     ("json number", {"raw": b"42"}, "bad_request"),
-    ("xsize string", {"job": {"pid": "x", "xsize": "x"}}, "bad_request"),
-    ("xsize 1e9", {"job": {"pid": "x", "xsize": 1e9}}, "bad_request"),
-    ("xsize 10001", {"job": {"pid": "x", "xsize": 10001}}, "bad_request"),
-    ("fn with NUL", {"job": {"pid": "x", "fn": "a\u0000b"}}, "bad_request"),
-    ("100 KB request", {"job": {"pid": "x", "tag": "t" * 100_000}}, "bad_request"),
+    ("xsize string", {"job": {"pid": "x", "type": "jpeg", "xsize": "x"}}, "bad_request"),
+    ("xsize 1e9", {"job": {"pid": "x", "type": "jpeg", "xsize": 1e9}}, "bad_request"),
+    ("xsize 10001", {"job": {"pid": "x", "type": "jpeg", "xsize": 10001}}, "bad_request"),
+    ("fn with NUL", {"job": {"pid": "x", "type": "jpeg", "fn": "a\u0000b"}}, "bad_request"),
+    ("100 KB request", {"job": {"pid": "x", "type": "jpeg", "tag": "t" * 100_000}}, "bad_request"),
     ("two frames", {"frames": [b'{"pid": "x"}', b"more"]}, "bad_request"),
     # multipart floods: every frame within MAXMSGSIZE, the message not (the proxy answers)
     ("multipart 64 x 1 MiB", {"frames": [b"x" * (1 << 20)] * 64}, "bad_request"),
     ("multipart 5 small frames", {"frames": [b'{"pid": "x"}'] * 5}, "bad_request"),
     ("multipart 2 x 40 KB", {"frames": [b"x" * 40_000] * 2}, "bad_request"),
+    ("no type", {"job": {"pid": "x", "fn": "x.cbf"}}, "bad_request"),
+    ("zoom 0.5", {"job": {"pid": "x", "type": "jpeg", "zoom": 0.5}}, "bad_request"),
+    (
+        "segcol past the grid",
+        {"job": {"pid": "x", "type": "jpeg", "zoom": 2, "segcol": 1.5}},
+        "bad_request",
+    ),
+    (
+        "segrow negative",
+        {"job": {"pid": "x", "type": "jpeg", "zoom": 4, "segrow": -1}},
+        "bad_request",
+    ),
     # the rest carry a valid access object: the worker's path policy answers them
     ("fn ..", {"fn": "../../../etc/shadow"}, "forbidden"),
     ("fn absolute outside", {"fn": "/etc/passwd"}, "forbidden"),
@@ -54,7 +66,7 @@ CASES = [
     ("fn trailing slash dot", {"fn": "thau_0001.cbf/."}, "bad_request"),
     ("fn empty file", {"fn": "hostile/empty.cbf"}, "unsupported"),
     ("fn text file", {"fn": "hostile/notes.cbf"}, "unsupported"),
-    ("fn truncated CBF", {"fn": "hostile/truncated.cbf"}, "unsupported"),
+    ("fn truncated CBF", {"fn": "hostile/truncated.cbf"}, "incomplete"),
     ("frame out of range", {"fn": "thau_0001.cbf", "frame": 2}, "not_found"),
     *((f"bomb {name}", {"fn": f"hostile/{name}"}, "unsupported") for name in bombs.BOMBS),
 ]
@@ -87,7 +99,8 @@ def test_one_error_reply(site, hostile, name, kwargs, code):
             site.endpoint, kwargs.get("job"), raw=kwargs.get("raw"), frames=kwargs.get("frames")
         )
     else:  # a path case: with a valid access object, so the worker's policy answers
-        reply = ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, **kwargs})
+        job = {"pid": site.session(), "esaf": site.esaf, "type": "jpeg", **kwargs}
+        reply = ask(site.endpoint, job)
     assert error_code(reply) == code, reply
     assert b"Traceback" not in reply[0]
     assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""  # still up
@@ -115,7 +128,8 @@ def test_a_100_mb_frame_is_refused_by_the_size_cap_and_the_stack_stays_up(site):
         ask(site.endpoint, None, raw=b"x" * (100 << 20), timeout_ms=3000)
     assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
     pid = site.session()
-    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf"}
+    assert ask(site.endpoint, job)[0] == b""
 
 
 def test_garbage_is_logged(site):

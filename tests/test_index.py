@@ -103,7 +103,10 @@ def test_worker_answers_other_requests_while_indexing(site):
     deadline = time.monotonic() + 30
     while not any(w["in_flight"] for w in site.stack.status_detail()["workers"]):
         assert runner.is_alive() and time.monotonic() < deadline
-    jpeg = ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    jpeg = ask(
+        site.endpoint,
+        {"type": "jpeg", "pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"},
+    )
     assert jpeg[0] == b"" and not replies  # answered while the index still runs
     with open(fifo, "w") as fh:
         fh.write("go")

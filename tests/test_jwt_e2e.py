@@ -20,7 +20,7 @@ FN = "thau_0001.cbf"
 
 def _job(site, pid, token, esaf=None, **extra):
     esaf = site.esaf if esaf is None else esaf
-    return {"pid": pid, "esaf": esaf, "fn": FN, "xsize": 64, "auth": token, **extra}
+    return {"type": "jpeg", "pid": pid, "esaf": esaf, "fn": FN, "xsize": 64, "auth": token, **extra}
 
 
 def test_inline_token_is_served_and_not_echoed(site):
@@ -32,7 +32,9 @@ def test_inline_token_is_served_and_not_echoed(site):
 
 def test_token_in_the_session_hash_is_served(site):
     pid, _ = site.stack.token(site.user, [site.esaf], in_hash=True)
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": FN, "xsize": 64})
+    reply = ask(
+        site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": FN, "xsize": 64}
+    )
     assert reply[0] == b""
 
 
@@ -136,7 +138,7 @@ def test_key_rotation_and_revocation_without_restart(own_stack):
     )
 
     def job(pid, token):
-        return {"pid": pid, "fn": FN, "xsize": 64, "auth": token}
+        return {"type": "jpeg", "pid": pid, "fn": FN, "xsize": 64, "auth": token}
 
     assert ask(dev_stack.endpoint, job(old_pid, old_token))[0] == b""
     assert ask(dev_stack.endpoint, job(new_pid, new_token))[0] == b""
@@ -152,7 +154,7 @@ def test_a_revocation_noticed_on_sighup_also_drops_verified_tokens(own_stack):
     from procmgr.__main__ import dev_user
 
     pid, token = own_stack.token(dev_user(), [0])
-    job = {"pid": pid, "fn": FN, "xsize": 64, "auth": token}
+    job = {"type": "jpeg", "pid": pid, "fn": FN, "xsize": 64, "auth": token}
     assert ask(own_stack.endpoint, job)[0] == b""  # verified, and remembered
     ca.revoke(own_stack.ca_dir, own_stack.signing_dir / "dev-1.pem")
     ca.write_crl(own_stack.ca_dir, own_stack.crl)

@@ -17,7 +17,10 @@ def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
     with dev_stack(testdata) as stack:
         for esaf in (0, 1, 2):  # three workers (one per ESAF)
             pid = stack.sign_session(dev_user(), [esaf])
-            assert ask(stack.endpoint, {"pid": pid, "esaf": esaf, "fn": "a.cbf"})[0] == b""
+            assert (
+                ask(stack.endpoint, {"type": "jpeg", "pid": pid, "esaf": esaf, "fn": "a.cbf"})[0]
+                == b""
+            )
         procmgr = stack.procmgr
         zygotes = sorted(children(procmgr.pid))
         assert len(zygotes) == 1

@@ -32,8 +32,11 @@ def stack(testdata) -> Iterator[Stack]:
 
 def test_metrics_count_requests_by_type_and_outcome(stack):
     pid = stack.sign_session(dev_user(), [0])
-    assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
-    assert error_code(ask(stack.endpoint, {"pid": pid, "fn": "missing.cbf"})) == "not_found"
+    assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert (
+        error_code(ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "missing.cbf"}))
+        == "not_found"
+    )
     address = stack.procmgr.fields()["metrics"]
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
     assert 'pyis_requests_total{outcome="ok",type="jpeg"} 1.0' in text
@@ -82,7 +85,7 @@ def test_status_detail_is_not_served_on_a_non_loopback_address():
 def test_sighup_reloads_and_keeps_serving(stack):
     stack.procmgr.signal(signal.SIGHUP)
     pid = stack.sign_session(dev_user(), [0])
-    assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
     assert "SIGHUP" in (Path(stack.workdir) / "procmgr.log").read_text()
 
 
@@ -121,7 +124,7 @@ def test_sighup_applies_a_changed_config_and_survives_a_broken_one(testdata):
     with dev_stack(testdata, "max_message_bytes = 65536") as stack:
         config, log = stack.workdir / "procmgr.toml", stack.workdir / "procmgr.log"
         pid = stack.sign_session(dev_user(), [0])
-        job = {"pid": pid, "fn": "a.cbf", "xsize": 64, "label": "x" * 200}
+        job = {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64, "label": "x" * 200}
         assert ask(stack.endpoint, job)[0] == b""
         config.write_text("[procmgr]\nmax_message_bytes = 100\ncompat_enabled = false\n")
         stack.procmgr.signal(signal.SIGHUP)

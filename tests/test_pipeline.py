@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyis_common.errors import BadRequest, NotFound, Unsupported
+from pyis_common.errors import BadRequest, Incomplete, NotFound, Unsupported
 from worker.formats import Frame, read_frame, read_meta
 from worker.reduce import output_size, reduce_max
 from worker.render import encode_jpeg, levels, render, to_rgb
@@ -142,20 +142,23 @@ def test_pilatus_tiff_masks_negatives(testdata: Path) -> None:
     assert np.array_equal(frame.mask, frame.data < 0) and frame.mask.any()
 
 
-def test_empty_text_and_truncated_files_are_unsupported(testdata: Path, tmp_path: Path) -> None:
+def test_empty_and_text_files_are_unsupported_truncated_ones_incomplete(
+    testdata: Path, tmp_path: Path
+) -> None:
+    """A CBF cut short is one still being written (retry); one that is not a CBF never will be."""
     raw = (testdata / THAU).read_bytes()
     cases = {
-        "empty.cbf": b"",
-        "notes.txt": b"beam was lost at 03:00, refilled at 03:20\n" * 20,
-        "half.cbf": raw[: len(raw) // 2],
-        "header_only.cbf": raw[:1000],
+        "empty.cbf": (b"", Unsupported),
+        "notes.txt": (b"beam was lost at 03:00, refilled at 03:20\n" * 20, Unsupported),
+        "half.cbf": (raw[: len(raw) // 2], Incomplete),
+        "header_only.cbf": (raw[:1000], Incomplete),
     }
-    for name, content in cases.items():
+    for name, (content, error) in cases.items():
         (tmp_path / name).write_bytes(content)
         for read in (read_frame, read_meta):
             if name == "half.cbf" and read is read_meta:
                 continue  # its header is complete; only the pixels are missing
-            with pytest.raises(Unsupported) as caught:
+            with pytest.raises(error) as caught:
                 read(str(tmp_path / name))
             sentence = str(caught.value)
             assert name in sentence and "Traceback" not in sentence and "\n" not in sentence

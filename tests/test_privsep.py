@@ -21,7 +21,9 @@ def workers_of(site) -> list[dict[str, str]]:
 
 def test_worker_runs_as_user_with_esaf_group_and_no_supplementary_groups(site):
     pid = site.session()
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    reply = ask(
+        site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"}
+    )
     assert reply[0] == b""
     uid = pwd.getpwnam(site.user).pw_uid
     gid = grp.getgrnam(f"e{site.esaf}").gr_gid
@@ -34,37 +36,48 @@ def test_worker_runs_as_user_with_esaf_group_and_no_supplementary_groups(site):
 
 def test_file_of_another_group_is_forbidden(site):
     pid = site.session()
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "secret/other_group.cbf"})
+    reply = ask(
+        site.endpoint,
+        {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "secret/other_group.cbf"},
+    )
     assert error_code(reply) == "forbidden"
 
 
 def test_dotdot_out_of_the_esaf_home_is_refused(site):
     pid = site.session()
     fn = f"../e{site.other_esaf}/thau_0001.cbf"
-    assert error_code(ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})) == "forbidden"
+    assert (
+        error_code(ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": fn}))
+        == "forbidden"
+    )
 
 
 def test_absolute_path_outside_the_home_is_refused(site):
     pid = site.session()
     fn = str(site.other_home / "thau_0001.cbf")
-    assert error_code(ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})) == "forbidden"
+    assert (
+        error_code(ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": fn}))
+        == "forbidden"
+    )
 
 
 def test_symlink_out_of_the_esaf_home_is_refused(site):
     pid = site.session()
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "escape.cbf"})
+    reply = ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "escape.cbf"})
     assert error_code(reply) == "forbidden"
 
 
 def test_absolute_path_inside_the_home_is_served(site):
     pid = site.session()
     fn = str(site.home / "thau_0001.cbf")
-    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": fn})[0] == b""
+    assert ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": fn})[0] == b""
 
 
 def test_user_with_uid_0_is_refused(site):
     pid = site.session(user="root")
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    reply = ask(
+        site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"}
+    )
     assert error_code(reply) == "forbidden"
     assert "UID 0" in reply[0].decode()
 
@@ -73,19 +86,27 @@ def test_esaf_group_with_gid_0_is_refused(site):
     esaf = site.esaf + 7
     site.accounts.group(f"e{esaf}", gid=0)
     pid = site.session(esafs=[esaf])
-    reply = ask(site.endpoint, {"pid": pid, "esaf": esaf, "fn": "thau_0001.cbf"})
+    reply = ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": esaf, "fn": "thau_0001.cbf"})
     assert error_code(reply) == "forbidden"
     assert "GID 0" in reply[0].decode()
 
 
 def test_missing_esaf_is_refused_by_policy(site):
     pid = site.session()
-    assert error_code(ask(site.endpoint, {"pid": pid, "fn": "thau_0001.cbf"})) == "forbidden"
+    assert (
+        error_code(ask(site.endpoint, {"type": "jpeg", "pid": pid, "fn": "thau_0001.cbf"}))
+        == "forbidden"
+    )
 
 
 def test_worker_has_an_address_space_limit(site):
     pid = site.session()
-    assert ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[0] == b""
+    assert (
+        ask(site.endpoint, {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf"})[
+            0
+        ]
+        == b""
+    )
     uid = pwd.getpwnam(site.user).pw_uid
     (worker,) = [
         w["pid"]

@@ -41,7 +41,16 @@ def test_dumps_is_compact_and_sorted():
 
 
 def test_request_defaults_and_echo_hide_the_token():
-    req = parse({"pid": "s", "fn": "a.cbf", "auth": "secret-token", "frame": -3, "zoom": 2.04})
+    req = parse(
+        {
+            "pid": "s",
+            "type": "jpeg",
+            "fn": "a.cbf",
+            "auth": "secret-token",
+            "frame": -3,
+            "zoom": 2.04,
+        }
+    )
     assert (req.type, req.xsize, req.frame, req.zoom) == ("jpeg", 512, 1, 2.0)
     assert "auth" not in req.echo() and "auth" not in req.to_worker()
     assert "pid" not in req.to_worker()
@@ -50,13 +59,13 @@ def test_request_defaults_and_echo_hide_the_token():
 @pytest.mark.parametrize(
     "obj,words",
     [
-        ({"pid": "s", "xsize": True}, "xsize"),
-        ({"pid": "s", "xsize": 7}, "xsize"),
-        ({"pid": "s", "xsize": 256.5}, "xsize"),
-        ({"pid": "s", "labelHeight": 65}, "labelHeight"),
+        ({"pid": "s", "type": "jpeg", "xsize": True}, "xsize"),
+        ({"pid": "s", "type": "jpeg", "xsize": 7}, "xsize"),
+        ({"pid": "s", "type": "jpeg", "xsize": 256.5}, "xsize"),
+        ({"pid": "s", "type": "jpeg", "labelHeight": 65}, "labelHeight"),
         ({"pid": "s", "type": "RSYNC_TRANSFER"}, "obsolete"),
-        ({"pid": "s", "contrast": "high"}, "contrast"),
-        ({"pid": "s", "esaf": -1}, "esaf"),
+        ({"pid": "s", "type": "jpeg", "contrast": "high"}, "contrast"),
+        ({"pid": "s", "type": "jpeg", "esaf": -1}, "esaf"),
         ({"pid": "tab\there"}, "pid"),
     ],
 )
@@ -67,12 +76,12 @@ def test_request_refusals_name_the_field(obj, words):
 
 def test_request_reals_are_not_integers():
     with pytest.raises(BadRequest, match="xsize"):
-        parse({"pid": "s", "xsize": 256.0})
+        parse({"pid": "s", "type": "jpeg", "xsize": 256.0})
 
 
 def test_request_frame_refuses_nan():
     with pytest.raises(BadRequest):
-        parse_frame(b'{"pid": "s", "contrast": Infinity}')
+        parse_frame(b'{"pid": "s", "type": "jpeg", "contrast": Infinity}')
 
 
 def test_wire_text_unknown_code_becomes_internal():

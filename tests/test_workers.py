@@ -74,13 +74,15 @@ def test_more_sessions_than_the_c_server_could_hold_then_idle_workers_stop(stack
 
 def test_proxy_control_pause_resume_statistics(stack):
     pid = stack.sign_session(dev_user(), [0])
-    assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
     stats = json.loads(control(stack, "STATISTICS"))
     assert stats["requests"] >= 1 and stats["replies"] >= 1 and not stats["paused"]
     assert control(stack, "PAUSE") == "OK"
     replies: list[list[bytes]] = []
     waiter = threading.Thread(
-        target=lambda: replies.append(ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"}))
+        target=lambda: replies.append(
+            ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf"})
+        )
     )
     waiter.start()
     waiter.join(1.0)
@@ -100,13 +102,13 @@ def test_proxy_terminate_exits_cleanly(stack):
 def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(testdata):
     with dev_stack(testdata) as stack:
         pid = stack.sign_session(dev_user(), [0])
-        assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"})[0] == b""
+        assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf"})[0] == b""
         (worker,) = [w["pid"] for w in status(stack)["workers"]]
         os.kill(worker, signal.SIGSTOP)  # hold one request in flight
         replies: list[list[bytes]] = []
         held = threading.Thread(
             target=lambda: replies.append(
-                ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 300})
+                ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 300})
             )
         )
         held.start()
@@ -117,7 +119,7 @@ def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(testdata):
         log = stack.workdir / "procmgr.log"
         while "shutting down (SIGTERM)" not in log.read_text():  # the signal is handled
             assert time.monotonic() < deadline + 20
-        late = ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"})
+        late = ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf"})
         assert error_code(late) == "busy" and b"shutting down" in late[0]
         os.kill(worker, signal.SIGCONT)
         held.join(30)

@@ -101,13 +101,10 @@ class Pipeline:
         if req.type == "jpeg":
             return self.jpeg(req, clock)
         if req.type == "spots":
-            stage1, _, tier = self.stage1(spots.full_image(req), clock)
-            with clock.step("map"):
-                decided, meta = spots.reply(stage1.reduced, stage1.meta)
-            return Result(job=decided, meta=meta, tier=tier)
+            return self.spots(req, clock)
         if req.type == "meta":
             with paths.resolve(self.home, req.fn) as src, clock.step("read"):
-                return Result(job={}, meta=formats.read_meta(src))
+                return Result(job={}, meta=formats.read_meta(src, req.frame_asked))
         if req.type == "index":
             return self.index(req, progress or (lambda _line: None))
         viewer_job = VIEWER_JOBS.get(req.type)
@@ -129,6 +126,17 @@ class Pipeline:
             written = {"results_folder": folder.name, "results_files": folder.files()}
         return Result(job={}, meta=result | written)
 
+    def spots(self, req: Request, clock: Timings) -> Result:
+        """Counted on the fixed spots reduction (the frame's own width when narrower, so a
+        512 px detector is not sampled up), never on the request's xsize."""
+        stage1, _, tier = self.stage1(spots.full_image(req), clock)
+        width = stage1.meta.get("x_pixels_in_detector")
+        if isinstance(width, int) and 0 < width < spots.WIDTH:
+            stage1, _, tier = self.stage1(spots.full_image(req, width), clock)
+        with clock.step("map"):
+            decided, meta = spots.reply(stage1.reduced, stage1.meta)
+        return Result(job=decided, meta=meta, tier=tier)
+
     def jpeg(self, req: Request, clock: Timings | None = None) -> Result:
         clock = clock or Timings()
         if sums.count(req) > 1:  # k frames added before reduction (worker/sums.py)
@@ -139,7 +147,7 @@ class Pipeline:
         white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
         label = req.label
         if stage1.meta.get("first_frame") != stage1.meta.get("last_frame"):
-            label = f"{label} {req.frame}".lstrip()  # which frame, as the C server drew it
+            label = f"{label} {stage1.meta.get('frame')}".lstrip()  # as the C server drew it
         jkey = (key, white, black, label, req.label_height, self.quality)
         hit = self.jpegs.get(jkey)
         if hit is None:
@@ -176,7 +184,7 @@ class Pipeline:
             st.st_ino,
             st.st_size,
             st.st_mtime_ns,
-            req.frame,
+            req.frame_asked or 0,  # 0: the file's first frame (not always 1: Eiger data files)
             req.zoom,
             req.segcol,
             req.segrow,
@@ -232,8 +240,8 @@ class Pipeline:
         return self._reduce(pyramid, req, key, clock)
 
     def _read(self, src: paths.Opened, fkey: FrameKey, key: Key, clock: Timings) -> Pyramid:
-        with clock.step("read"):
-            frame = formats.read_frame(src, fkey.frame)
+        with clock.step("read"):  # frame 0 in a key: the file's first (not 1 for every file)
+            frame = formats.read_frame(src, fkey.frame or None)
         with clock.step("reduce"):  # masking the frame in place is the first step of pooling
             pyramid = Pyramid(frame, dict(frame.meta))
         if _unchanged(src, key):  # a file still being written is not cached

@@ -102,8 +102,9 @@ def to_pixels(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
 
 @lru_cache(maxsize=MAX_LABEL_HEIGHT)
 def _font(height: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's built-in font (embedded, no file to open after the privilege drop)."""
-    return ImageFont.load_default(size=max(6, min(height - 2, 15)))  # 15 px: the C server's font
+    """Pillow's built-in font (embedded, no file to open after the privilege drop), three
+    quarters of the banner's height: it grows with the banner (the C server's stayed 15 px)."""
+    return ImageFont.load_default(size=max(6, height * 3 // 4))
 
 
 _font(16)  # load FreeType now, in the zygote, not after the fork

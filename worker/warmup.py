@@ -50,7 +50,9 @@ def warm() -> None:
             {"type": "jpeg", "fn": "warm.cbf", "xsize": 16, "label": "warm", "labelHeight": 12}
         )
         pipeline.run({"type": "meta", "fn": "warm.cbf"})
-        stage1, key, _ = pipeline.stage1(parse({"fn": "warm.cbf", "xsize": 16}, need_pid=False))
+        stage1, key, _ = pipeline.stage1(
+            parse({"type": "jpeg", "fn": "warm.cbf", "xsize": 16}, need_pid=False)
+        )
         decode(encode(stage1.reduced, stage1.meta) or b"", key)
         try:
             pipeline.run({"type": "jpeg", "fn": "missing.cbf"})
@@ -77,7 +79,7 @@ def _formats(pipeline: Any, tmp: str) -> None:
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLosslessSV1
 
-    from pyis_common.errors import NotFound, Unsupported
+    from pyis_common.errors import Incomplete, Unsupported
     from worker.formats import samples
 
     frames = np.arange(4 * 24 * 32, dtype=np.uint32).reshape(4, 24, 32)
@@ -89,7 +91,7 @@ def _formats(pipeline: Any, tmp: str) -> None:
         "beam_center_x": np.float32(16.0),
     }
     samples.write_eiger(tmp, "warm", frames, per_file=2, mask=mask, header=header)
-    files = {"warm_master.h5": 3, "warm_data_000002.h5": 2, "warm.tif": 1}  # name: frame
+    files = {"warm_master.h5": 3, "warm_data_000002.h5": 4, "warm.tif": 1}  # name: frame
     for syntax in samples.SYNTAXES:
         samples.write_dicom(os.path.join(tmp, f"{syntax}.dcm"), frames[:, :8, :8], syntax, (9, 4))
         files[f"{syntax}.dcm"] = 2
@@ -105,7 +107,7 @@ def _formats(pipeline: Any, tmp: str) -> None:
     refused.save_as(os.path.join(tmp, "refused.dcm"))
     os.remove(os.path.join(tmp, "warm_data_000001.h5"))
     pipeline = type(pipeline)(home=tmp, cache_bytes=1 << 20)  # frame 1 is held: read it again
-    for name, error in (("warm_master.h5", NotFound), ("refused.dcm", Unsupported)):
+    for name, error in (("warm_master.h5", Incomplete), ("refused.dcm", Unsupported)):
         try:  # a master without its first data file; a syntax without a decoder
             pipeline.run({"type": "jpeg", "fn": name})
         except error:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pyis_common.errors import Forbidden, Internal, NotFound, Unsupported
+from worker import geometry
 from worker.formats.base import HEAD_BYTES, Frame, Reader, basename
 from worker.formats.cbf import CbfReader
 from worker.formats.dicom import DicomReader
@@ -72,14 +73,22 @@ def _opened(src: Opened | str) -> Iterator[Opened]:
         yield opened
 
 
-def read_frame(src: Opened | str, frame: int = 1) -> Frame:
-    """Frame ``frame`` (1-based) of ``src``: pixels in the file's dtype, mask, saturation, meta.
-    The worker passes the file it opened (:func:`worker.paths.resolve`); a path is for tools."""
+def read_frame(src: Opened | str, frame: int | None = None) -> Frame:
+    """Frame ``frame`` (1-based; None: the file's first) of ``src``: pixels in the file's
+    dtype, mask, saturation, and meta with the geometry keys. The worker passes the file it
+    opened (:func:`worker.paths.resolve`); a path is for tools."""
     with _opened(src) as opened:
-        return detect(opened).read_frame(opened, frame)
+        reader = detect(opened)
+        if isinstance(reader, EigerReader):  # only an Eiger data file may start elsewhere
+            got = reader.read_frame(opened, frame)
+        else:
+            got = reader.read_frame(opened, 1 if frame is None else frame)
+    geometry.add(got.meta)
+    return got
 
 
-def read_meta(src: Opened | str) -> dict[str, Any]:
-    """Header values of ``src``; no pixel decoding where the format allows it."""
+def read_meta(src: Opened | str, frame: int | None = None) -> dict[str, Any]:
+    """Header values of ``src`` (of ``frame`` when given, after checking the file has it),
+    with the geometry keys; no pixel decoding where the format allows it."""
     with _opened(src) as opened:
-        return detect(opened).read_meta(opened)
+        return geometry.add(detect(opened).read_meta(opened, frame))

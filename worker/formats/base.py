@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pyis_common.errors import Internal, NotFound, Unsupported
+from pyis_common.errors import Incomplete, Internal, NotFound, Unsupported
 from worker.paths import Opened
 
 HEAD_BYTES = 4096  # enough for every magic number we sniff (MarCCD's sits at 1024..1031)
@@ -50,7 +50,7 @@ class Reader(Protocol):
 
     def claims(self, head: bytes, name: str) -> bool: ...
 
-    def read_meta(self, src: Opened) -> dict[str, Any]: ...
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]: ...
 
     def read_frame(self, src: Opened, frame: int) -> Frame: ...
 
@@ -72,14 +72,21 @@ def cannot_read(name: str, what: str, exc: BaseException | None = None) -> Unsup
     )
 
 
+def still_written(name: str, size: int, need: int | None = None) -> Incomplete:
+    """The one sentence for a frame whose file is not whole yet (retryable, unlike
+    :func:`cannot_read`): detectors write front to back, so a retry finds it complete."""
+    of = f" of {need:,}" if need is not None else ""
+    return Incomplete(f"{basename(name)} is still being written ({size:,}{of} bytes); try again")
+
+
 def out_of_memory(name: str) -> Internal:
     return Internal(f"not enough memory to read {basename(name)}")
 
 
-def check_frame(name: str, frame: int, last: int) -> None:
-    """Frames are 1-based, as on the wire."""
-    if not 1 <= frame <= last:
-        raise NotFound(f"{basename(name)} has no frame {frame} (frames 1 to {last})")
+def check_frame(name: str, frame: int, last: int, first: int = 1) -> None:
+    """Frames are 1-based, as on the wire; an Eiger data file holds images first..last."""
+    if not first <= frame <= last:
+        raise NotFound(f"{basename(name)} has no frame {frame} (frames {first} to {last})")
 
 
 def check_pixels(name: str, what: str, data: Any, shape: tuple[int, int] | None = None) -> None:
@@ -103,7 +110,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def common_meta(name: str, fmt: str, shape: tuple[int, int], depth: int, last: int = 1) -> dict:
+def common_meta(
+    name: str, fmt: str, shape: tuple[int, int], depth: int, last: int = 1, first: int = 1
+) -> dict:
     """Keys every reader reports, named as the C server named them."""
     return {
         "filename": basename(name),
@@ -111,9 +120,9 @@ def common_meta(name: str, fmt: str, shape: tuple[int, int], depth: int, last: i
         "x_pixels_in_detector": int(shape[1]),
         "y_pixels_in_detector": int(shape[0]),
         "image_depth": int(depth),
-        "first_frame": 1,
+        "first_frame": int(first),
         "last_frame": int(last),
-        "frame": 1,
+        "frame": int(first),
     }
 
 

@@ -26,6 +26,7 @@ from worker.formats.base import (
     common_meta,
     file_size,
     out_of_memory,
+    still_written,
 )
 from worker.paths import Opened
 
@@ -51,6 +52,8 @@ def _read_header(src: Opened) -> tuple[bytes, dict[str, str]]:
         raise cannot_read(src.name, "a CBF image", exc) from exc
     end = head.find(BINARY_START)
     if end < 0:
+        if head.startswith(b"###CBF") and len(head) < MAX_HEADER:  # cut inside its header
+            raise still_written(src.name, len(head))
         raise cannot_read(src.name, "a CBF image")
     text = head[:end]
     mime = {k.decode("ascii"): v.decode("ascii", "replace").strip() for k, v in _MIME.findall(text)}
@@ -69,6 +72,18 @@ def _geometry(name: str, mime: dict[str, str]) -> tuple[tuple[int, int], np.dtyp
     if dtype is None or min(shape) < 1:
         raise Unsupported(f"{basename(name)} is a CBF with an element type or size we cannot read")
     return shape, dtype
+
+
+def _check_complete(name: str, mime: dict[str, str], stored: int) -> None:
+    """A detector writes a CBF front to back: fewer bytes after the marker than the header's
+    ``X-Binary-Size`` is a frame still being written (a retry will find it whole), not a
+    crafted file."""
+    try:
+        need = int(mime["X-Binary-Size"])
+    except (KeyError, ValueError):
+        return  # no size to hold it to: the size check and the decoder have the last word
+    if 0 <= stored < need:
+        raise still_written(name, stored, need)
 
 
 def _check_size(name: str, shape: tuple[int, int], stored: int) -> None:
@@ -91,8 +106,10 @@ class CbfReader:
     def claims(self, head: bytes, name: str) -> bool:
         return head.startswith(b"###CBF") or name.lower().endswith(".cbf")
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
         """Header only: the text before the binary marker, no pixel decoding."""
+        if frame is not None:
+            check_frame(src.name, frame, 1)
         return self._meta(src.name, *_read_header(src))
 
     def _meta(self, name: str, text: bytes, mime: dict[str, str]) -> dict[str, Any]:
@@ -108,7 +125,9 @@ class CbfReader:
         meta = self._meta(src.name, text, mime)
         check_frame(src.name, frame, 1)
         shape = (meta["y_pixels_in_detector"], meta["x_pixels_in_detector"])
-        _check_size(src.name, shape, file_size(src) - len(text) - len(BINARY_START))
+        stored = file_size(src) - len(text) - len(BINARY_START)
+        _check_complete(src.name, mime, stored)
+        _check_size(src.name, shape, stored)
         try:
             # check_MD5=False: fabio only logs a mismatch, and the MD5 costs ~10 ms per 6M frame
             data = fabio.cbfimage.CbfImage().read(src.path, check_MD5=False).data

@@ -156,9 +156,13 @@ class DicomReader:
     def claims(self, head: bytes, name: str) -> bool:
         return head[PREAMBLE : PREAMBLE + 4] == b"DICM" or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
         """Everything before the pixel data; nothing is decoded."""
-        return _meta(src.name, _header(src), 0)
+        meta = _meta(src.name, _header(src), (frame or 1) - 1)
+        if frame is not None:
+            check_frame(src.name, frame, meta["last_frame"])
+            meta["frame"] = frame
+        return meta
 
     def read_frame(self, src: Opened, frame: int = 1) -> Frame:
         ds = _header(src)

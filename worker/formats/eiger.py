@@ -3,8 +3,12 @@ file opened on its own (``/entry/data/data``, frames x rows x columns).
 
 Frames are 1-based across the series: each data dataset's ``image_nr_low``/``image_nr_high``
 say which images it holds, else the data files count on from each other. A data file opened on
-its own numbers its own frames from 1 (and reports which images of the series they are). Only
-the requested frame's hyperslab is read (one chunk in DECTRIS files), never the dataset.
+its own keeps the series' numbers (``first_frame``..``last_frame`` = its image_nr_low..high), so
+frame 3 is the same image whether the master or ``data_000002`` is opened. Only the requested
+frame's hyperslab is read (one chunk in DECTRIS files), never the dataset.
+
+A series is written master first, then data file by data file: a frame the master counts whose
+data file or chunk is not on disk yet is ``incomplete:`` (retry), not ``not_found:``.
 
 Masked pixels: ``pixel_mask`` != 0, and pixels at 2**bits - 1, the value DECTRIS writes for
 "no valid count" (gaps, dead pixels). The second rule matters for a data file without its
@@ -38,34 +42,42 @@ _masks_lock = threading.Lock()
 
 def _geometry(
     f: h5py.File, master: Opened, sources: list[files.Source], head: dict[str, Any]
-) -> tuple[tuple[int, int], int, int]:
-    """(rows, columns), bytes per pixel and frame count. A master's header says all three
-    (nimages x ntrigger), so no data file is opened; otherwise the data datasets are asked.
+) -> tuple[tuple[int, int], int, int, int]:
+    """(rows, columns), bytes per pixel, first and last frame. A master's header says all of
+    it (nimages x ntrigger), so no data file is opened; otherwise the data datasets are asked.
     """
     total = nexus.count(f)
     x = nexus.number(f, nexus.SPECIFIC + "/x_pixels_in_detector")
     y = nexus.number(f, nexus.SPECIFIC + "/y_pixels_in_detector")
     if total and x and y and "image_depth" in head and sources[0].file is not None:
-        return (int(y), int(x)), int(head["image_depth"]), total
+        return (int(y), int(x)), int(head["image_depth"]), 1, total
     counted = 0
     for src in sources:
         with files.opened(f, master, src) as ds:
             shape, depth = (int(ds.shape[-2]), int(ds.shape[-1])), ds.dtype.itemsize
+            if sources[0].name == "data":  # a data file alone: the images of the series it holds
+                low, high = files.image_numbers(ds, 1)
+                return shape, depth, low, high
             counted += files.stack_size(ds)
-    alone = sources[0].name == "data"
-    return shape, depth, counted if alone else (total or counted)
+    return shape, depth, 1, total or counted
 
 
 def _meta(f: h5py.File, master: Opened, sources: list[files.Source]) -> dict[str, Any]:
     head = nexus.to_meta(f)
-    shape, depth, last = _geometry(f, master, sources, head)
-    meta = head | common_meta(master.name, "eiger", shape, depth, last)
-    if sources[0].name == "data":  # a data file alone: say which images of the series it holds
-        with files.opened(f, master, sources[0]) as ds:
-            low, high = files.image_numbers(ds, 1)
-        if (low, high) != (1, last):
-            meta["image_nr_low"], meta["image_nr_high"] = low, high
+    shape, depth, first, last = _geometry(f, master, sources, head)
+    meta = head | common_meta(master.name, "eiger", shape, depth, last, first)
+    if first != 1:  # the names this reader used before series numbering; kept for clients
+        meta["image_nr_low"], meta["image_nr_high"] = first, last
     return meta
+
+
+def _at_frame(name: str, meta: dict[str, Any], frame: int | None) -> int:
+    """The frame asked for (None: the file's first), checked against the file's range."""
+    frame = meta["first_frame"] if frame is None else frame
+    check_frame(name, frame, meta["last_frame"], meta["first_frame"])
+    meta["frame"] = frame
+    nexus.frame_angles(meta, frame)
+    return frame
 
 
 def _pixel_mask(f: h5py.File, master: Opened, shape: tuple[int, int]) -> np.ndarray | None:
@@ -108,21 +120,27 @@ class EigerReader:
         magic = any(head[at : at + 8] == HDF5_MAGIC for at in MAGIC_AT)
         return magic or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
-        """Header datasets only; a master's data files are not opened when it has nimages."""
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
+        """Header datasets only; a master's data files are not opened when it has nimages.
+        With ``frame``, that frame's values (angles) after checking it is in the file."""
         with files.open_file(src) as f:
-            return _meta(f, src, files.data_sources(f, src))
+            meta = _meta(f, src, files.data_sources(f, src))
+        if frame is not None:
+            _at_frame(src.name, meta, frame)
+        return meta
 
-    def read_frame(self, src: Opened, frame: int = 1) -> Frame:
+    def read_frame(self, src: Opened, frame: int | None = None) -> Frame:
+        """``frame`` None: the file's first image (image 3 of a data file holding 3-4)."""
         with files.open_file(src) as f:
             sources = files.data_sources(f, src)
             meta = _meta(f, src, sources)
-            check_frame(src.name, frame, meta["last_frame"])
-            data = native(files.read_image(f, src, sources, frame))
+            frame = _at_frame(src.name, meta, frame)
+            total = meta["last_frame"] if sources[0].name != "data" else None
+            data = native(files.read_image(f, src, sources, frame, total))
             pixel = _pixel_mask(f, src, data.shape)
-        meta |= common_meta(src.name, "eiger", data.shape, data.dtype.itemsize, meta["last_frame"])
+        first, last = meta["first_frame"], meta["last_frame"]
+        meta |= common_meta(src.name, "eiger", data.shape, data.dtype.itemsize, last, first)
         meta["frame"] = frame
-        nexus.frame_angles(meta, frame)
         mask = data == np.iinfo(data.dtype).max
         if pixel is not None:
             mask |= pixel

@@ -24,7 +24,7 @@ import h5py
 import hdf5plugin  # noqa: F401  registers bitshuffle/LZ4 (32008), LZ4 (32004), ... at import
 import numpy as np
 
-from pyis_common.errors import Forbidden, NotFound, Unsupported
+from pyis_common.errors import Forbidden, Incomplete, NotFound, Unsupported
 from worker.formats import bslz4, budget, hdf5_storage, nexus
 from worker.formats.base import basename, cannot_read, out_of_memory
 from worker.paths import Opened, open_beneath
@@ -52,6 +52,10 @@ def open_file(src: Opened) -> h5py.File:
     except PermissionError as exc:
         raise Forbidden(f"{basename(src.name)} is not readable by this user") from exc
     except OSError as exc:
+        if "truncated file" in str(exc):  # HDF5's words for an end of file before its own end
+            raise Incomplete(
+                f"{basename(src.name)} is shorter than HDF5 says: still being written; try again"
+            ) from exc
         raise cannot_read(src.name, "an HDF5 file", exc) from exc
 
 
@@ -104,11 +108,12 @@ def opened(f: h5py.File, master: Opened, src: Source) -> Iterator[h5py.Dataset]:
         return
     try:
         data = open_beneath(master.folder_fd, src.file, src.file)
-    except NotFound:
+    except NotFound:  # DECTRIS writes the master first, then the data files as they fill
         missing = (
-            f"{basename(master.name)} needs the data file {basename(src.file)}, which is missing"
+            f"{basename(master.name)} needs the data file {basename(src.file)}, which is not "
+            "there (yet): the series may still be being written; try again"
         )
-        raise NotFound(missing) from None
+        raise Incomplete(missing) from None
     except Forbidden:
         raise Forbidden(_outside(master, src.file)) from None
     with data, open_file(data) as data_file:
@@ -130,16 +135,32 @@ def image_numbers(ds: h5py.Dataset, start: int) -> tuple[int, int]:
     return (low, high) if high - low + 1 == n and low >= 1 else (start, start + n - 1)
 
 
-def read_image(f: h5py.File, master: Opened, sources: list[Source], frame: int) -> np.ndarray:
-    """The one hyperslab of ``frame``; data files are opened in order until one holds it."""
-    numbered = sources[0].name != "data"  # a data file alone counts its own frames from 1
+def unwritten(ds: h5py.Dataset, index: int) -> bool:
+    """Whether frame ``index`` of a (frames, H, W) stack of one-frame chunks has no chunk on
+    disk yet: the file writer has not got there (HDF5 would hand back its fill value). A chunk
+    that is there but implausibly small is a bomb, for :mod:`hdf5_storage` to refuse."""
+    if ds.ndim != 3 or ds.chunks is None or ds.chunks[0] != 1:
+        return False
+    try:
+        return ds.id.get_chunk_info_by_coord((index, 0, 0)).byte_offset is None
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        return False  # an older HDF5 without the call: the storage check decides
+
+
+def read_image(
+    f: h5py.File, master: Opened, sources: list[Source], frame: int, total: int | None = None
+) -> np.ndarray:
+    """The one hyperslab of ``frame``; data files are opened in order until one holds it.
+    ``total``: the images the master counts, so a frame beyond the files is still to come."""
     start = 1
     for src in sources:
         with opened(f, master, src) as ds:
-            low, high = (
-                image_numbers(ds, start) if numbered else (start, start + stack_size(ds) - 1)
-            )
+            low, high = image_numbers(ds, start)
             if low <= frame <= high:
+                if unwritten(ds, frame - low):
+                    raise Incomplete(
+                        f"frame {frame} of {basename(master.name)} is not written yet; try again"
+                    )
                 hdf5_storage.check_frame(ds, frame - low, basename(src.file or master.name))
                 try:
                     if ds.ndim != 3:
@@ -151,4 +172,6 @@ def read_image(f: h5py.File, master: Opened, sources: list[Source], frame: int) 
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise cannot_read(src.file or master.name, "an Eiger frame", exc) from exc
             start = high + 1
+    if total is not None and frame <= total:
+        raise Incomplete(f"frame {frame} of {basename(master.name)} is not written yet; try again")
     raise NotFound(f"{basename(master.name)} has no data file holding frame {frame}")

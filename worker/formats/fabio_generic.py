@@ -36,6 +36,7 @@ from worker.formats.base import (
     native,
     out_of_memory,
     plain,
+    still_written,
 )
 from worker.formats.fabio_headers import FORMATS
 from worker.paths import Opened
@@ -89,8 +90,8 @@ def _open(src: Opened, frame: int) -> tuple[Any, np.ndarray, dict[str, Any], int
         raise cannot_read(name, "an image", exc) from exc
     last = max(int(getattr(image, "nframes", 1) or 1), 1)
     check_frame(name, frame, last)
-    if getattr(image, "incomplete_file", False):
-        raise cannot_read(name, "an image")
+    if getattr(image, "incomplete_file", False):  # fabio's flag for data shorter than its header
+        raise still_written(name, file_size(src))
     data, header = image.data, image.header
     if frame > 1:
         try:
@@ -111,11 +112,11 @@ class FabioReader:
     def claims(self, head: bytes, name: str) -> bool:
         return True
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
         """fabio has no dependable header-only path (``openheader`` returns nothing for Pilatus
-        TIFF and takes as long as a full read for KCD), so this decodes frame 1.
+        TIFF and takes as long as a full read for KCD), so this decodes the frame.
         """
-        return self.read_frame(src, 1).meta
+        return self.read_frame(src, frame or 1).meta
 
     def read_frame(self, src: Opened, frame: int = 1) -> Frame:
         name = src.name

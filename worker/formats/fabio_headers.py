@@ -23,7 +23,8 @@ def _text(header: Header) -> dict[str, str]:
 
 def smv(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     """ADSC-style SMV: mm and Angstrom. BEAM_CENTER_X/Y are mm by the ADSC convention; sites
-    disagree, so a centre that does not land on the detector is left out.
+    disagree (the Stockholm Timepix writes pixels), so a centre that does not land on the
+    detector as mm is read as pixels, and one that lands nowhere is left out.
     """
     h, meta = _text(header), {}
     size = first(h, "PIXEL_SIZE")
@@ -33,9 +34,11 @@ def smv(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     positive(meta, "y_pixel_size", size, 1e-3)
     bx, by = first(h, "BEAM_CENTER_X"), first(h, "BEAM_CENTER_Y")
     if size and bx is not None and by is not None:
-        px, py = bx / size, by / size
-        if 0 <= px <= shape[1] and 0 <= py <= shape[0]:
-            meta["beam_center_x"], meta["beam_center_y"] = px, py
+        for px, py in ((bx / size, by / size), (bx, by)):  # mm (ADSC), else pixels (Timepix)
+            if 0 <= px <= shape[1] and 0 <= py <= shape[0]:
+                meta["beam_center_x"], meta["beam_center_y"] = px, py
+                break
+    finite(meta, "two_theta_deg", first(h, "TWOTHETA"))
     finite(meta, "startPhi", first(h, "OSC_START"))
     finite(meta, "rotationRange", first(h, "OSC_RANGE"))
     positive(meta, "exposureTime", first(h, "TIME"))
@@ -56,6 +59,7 @@ def mar345(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     positive(meta, "y_pixel_size", first(h, "PIXEL_HEIGHT"), 1e-6)
     finite(meta, "beam_center_x", first(h, "CENTER_X"))
     finite(meta, "beam_center_y", first(h, "CENTER_Y"))
+    finite(meta, "two_theta_deg", first(h, "TWOTHETA"))
     start, end = first(h, "PHI_START"), first(h, "PHI_END")
     finite(meta, "startPhi", start)
     if start is not None and end is not None:
@@ -75,6 +79,9 @@ def bruker(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     if len(centre) >= 2:
         finite(meta, "beam_center_x", centre[0])
         finite(meta, "beam_center_y", centre[1])
+    angles = numbers(h.get("ANGLES"))  # 2-theta, omega, phi, chi
+    if angles:
+        finite(meta, "two_theta_deg", angles[0])
     finite(meta, "startPhi", first(h, "START"))
     finite(meta, "rotationRange", first(h, "INCREME"))
     positive(meta, "exposureTime", first(h, "CUMULAT"))
@@ -116,9 +123,17 @@ def oxd(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
 
 
 def edf(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
-    """ESRF EDF has no standard geometry keys; only the exposure is common."""
-    meta: dict[str, Any] = {}
-    positive(meta, "exposureTime", first(_text(header), "count_time"))
+    """ESRF EDF: no geometry in plain detector headers; files from ESRF's SAXS tools and pyFAI
+    carry the SAXS keywords (metres, pixels): Center_1/2, PSize_1/2, SampleDistance,
+    WaveLength."""
+    h, meta = _text(header), {}
+    positive(meta, "exposureTime", first(h, "count_time"))
+    finite(meta, "beam_center_x", first(h, "Center_1"))
+    finite(meta, "beam_center_y", first(h, "Center_2"))
+    positive(meta, "x_pixel_size", first(h, "PSize_1"))
+    positive(meta, "y_pixel_size", first(h, "PSize_2"))
+    positive(meta, "detector_distance", first(h, "SampleDistance"))
+    positive(meta, "wavelength", first(h, "WaveLength"), 1e10)  # m -> Angstrom
     return meta
 
 

@@ -16,7 +16,7 @@ import fabio.marccdimage
 import numpy as np
 from PIL import Image
 
-from pyis_common.errors import Unsupported
+from pyis_common.errors import Incomplete, Unsupported
 from worker.formats import budget, tiff
 from worker.formats.base import (
     Frame,
@@ -29,6 +29,7 @@ from worker.formats.base import (
     finite,
     out_of_memory,
     positive,
+    still_written,
 )
 from worker.formats.pilatus import HC_EV_A
 from worker.paths import Opened
@@ -46,6 +47,7 @@ FIELDS = {
     "beam_y": (648, "i", 1e-3),
     "integration_time": (652, "i", 1e-3),  # ms -> s
     "exposure_time": (656, "i", 1e-3),
+    "start_twotheta": (668, "i", 1e-3),  # 1000*deg -> deg
     "start_phi": (684, "i", 1e-3),  # 1000*deg -> deg
     "rotation_range": (736, "i", 1e-3),
     "pixelsize_x": (772, "i", 1e-9),  # nm -> m
@@ -97,6 +99,7 @@ def _meta(name: str, head: dict[str, Any]) -> dict[str, Any]:
     positive(meta, "exposureTime", head["exposure_time"])
     positive(meta, "integrationTime", head["integration_time"])
     finite(meta, "startPhi", head["start_phi"])
+    finite(meta, "two_theta_deg", head["start_twotheta"])
     finite(meta, "rotationRange", head["rotation_range"])
     if head["saturated_value"] > 0:
         meta["saturation"] = int(head["saturated_value"])
@@ -122,8 +125,8 @@ def _raw_pixels(src: Opened, shape: tuple[int, int]) -> np.ndarray | None:
     if sum(counts) != 2 * pixels:
         return None
     data = np.fromfile(src.path, np.dtype(f"{byteorder}u2"), count=pixels, offset=offsets[0])
-    if data.size != pixels:
-        raise ValueError("the pixel data is truncated")
+    if data.size != pixels:  # the detector writes the strips in order: not finished yet
+        raise still_written(src.name, offsets[0] + 2 * data.size, offsets[0] + 2 * pixels)
     return data.reshape(shape)
 
 
@@ -134,8 +137,10 @@ class MarccdReader:
         mmx = head[:4] in TIFF_MAGIC and head[FRAME_HEADER + 4 : FRAME_HEADER + 7] == b"MMX"
         return mmx or name.lower().endswith(".mccd")
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
         """Header only: 4 KiB read, no TIFF decoding."""
+        if frame is not None:
+            check_frame(src.name, frame, 1)
         return _meta(src.name, _header(src))
 
     def read_frame(self, src: Opened, frame: int = 1) -> Frame:
@@ -151,6 +156,8 @@ class MarccdReader:
                 data = fabio.marccdimage.MarccdImage().read(src.path).data
         except MemoryError as exc:
             raise out_of_memory(src.name) from exc
+        except Incomplete:
+            raise
         except Exception as exc:  # fabio raises anything on a damaged file
             raise cannot_read(src.name, "a MarCCD image", exc) from exc
         check_pixels(src.name, "a MarCCD image", data, shape)

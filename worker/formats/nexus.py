@@ -109,9 +109,16 @@ def to_meta(f: h5py.File) -> dict[str, Any]:
     positive(meta, "count_time", number(f, DETECTOR + "/count_time"))
     if "count_time" in meta:
         meta["exposureTime"] = meta["count_time"]  # the name the other readers use
+    # firmware 1.6 has no saturation_value: its count cutoff is the same limit (XDS reads it)
     saturation = number(f, DETECTOR + "/saturation_value")
+    if saturation is None or saturation <= 0:
+        saturation = number(f, SPECIFIC + "/countrate_correction_count_cutoff")
     if saturation is not None and saturation > 0:
         meta["saturation"] = int(saturation)
+    for name in ("two_theta_start", "two_theta"):  # NXmx: the detector arm, per image or one
+        finite(meta, "two_theta_deg", number(f, f"{DETECTOR}/goniometer/{name}"))
+        if "two_theta_deg" in meta:
+            break
     depth = number(f, DETECTOR + "/bit_depth_image")
     if depth in (8, 16, 32):
         meta["image_depth"] = int(depth) // 8

@@ -59,6 +59,7 @@ def to_meta(fields: dict[str, str]) -> dict[str, Any]:
     finite(meta, "startPhi", first(fields, "Start_angle"))
     finite(meta, "rotationRange", first(fields, "Angle_increment"))
     positive(meta, "exposureTime", first(fields, "Exposure_time"))
+    finite(meta, "two_theta_deg", first(fields, "Detector_2theta"))
     cutoff = first(fields, "Count_cutoff")
     if cutoff is not None and cutoff > 0:
         meta["saturation"] = int(cutoff)

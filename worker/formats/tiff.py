@@ -57,9 +57,9 @@ class TiffReader:
     def claims(self, head: bytes, name: str) -> bool:
         return head[:4] in TIFF_MAGIC or name.lower().endswith(SUFFIXES)
 
-    def read_meta(self, src: Opened) -> dict[str, Any]:
+    def read_meta(self, src: Opened, frame: int | None = None) -> dict[str, Any]:
         """fabio has no header-only TIFF read (see FabioReader.read_meta); a TIFF is small."""
-        return self.read_frame(src, 1).meta
+        return self.read_frame(src, frame or 1).meta
 
     def read_frame(self, src: Opened, frame: int = 1) -> Frame:
         check_size(src, frame)
