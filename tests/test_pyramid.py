@@ -41,7 +41,9 @@ def write_cbf(path: Path, data: np.ndarray) -> None:
 
 
 def stage1(pipeline: jobs.Pipeline, **job: object) -> reduce.Reduced:
-    return pipeline.stage1(parse({"fn": "img.cbf", **job}, need_pid=False))[0].reduced
+    return pipeline.stage1(parse({"type": "jpeg", "fn": "img.cbf", **job}, need_pid=False))[
+        0
+    ].reduced
 
 
 def assert_same(a: reduce.Reduced, b: reduce.Reduced) -> None:
@@ -102,7 +104,7 @@ def test_an_eiger_pixel_mask_is_kept_in_the_levels(tmp_path: Path) -> None:
     mask[100, 201] = 1
     samples.write_eiger(str(tmp_path), "s", frames, per_file=2, mask=mask)
     warm = jobs.Pipeline(home=str(tmp_path), cache_bytes=1 << 28)
-    job = {"fn": "s_master.h5", "frame": 2}
+    job = {"type": "jpeg", "fn": "s_master.h5", "frame": 2}
     warm.stage1(parse(job | {"xsize": 640}, need_pid=False))
     for geometry in ({"xsize": 80}, {"xsize": 300, "zoom": 2.0, "segcol": 0.5, "segrow": 0.2}):
         served = warm.stage1(parse(job | geometry, need_pid=False))[0].reduced
@@ -156,7 +158,7 @@ def test_the_lru_holds_its_byte_bound_with_pyramids_in_it(tmp_path: Path) -> Non
     for round_ in range(3):
         for i in range(4):
             for xsize in (100, 301, 640, 77 + round_):
-                job = {"fn": f"f{i}.cbf", "xsize": xsize}
+                job = {"type": "jpeg", "fn": f"f{i}.cbf", "xsize": xsize}
                 pipeline.stage1(parse(job, need_pid=False))
                 held = list(pipeline.lru._items.values())
                 assert pipeline.lru.bytes <= bound
@@ -165,8 +167,8 @@ def test_the_lru_holds_its_byte_bound_with_pyramids_in_it(tmp_path: Path) -> Non
                 assert real <= bound  # what the pyramids really hold, levels included
     assert pipeline.lru.evictions > 0 and pipeline.frames_read > 4
     tiny = jobs.Pipeline(home=str(tmp_path), cache_bytes=one // 2)  # a pyramid never fits
-    tiny.stage1(parse({"fn": "f0.cbf", "xsize": 100}, need_pid=False))
-    tiny.stage1(parse({"fn": "f0.cbf", "xsize": 101}, need_pid=False))
+    tiny.stage1(parse({"type": "jpeg", "fn": "f0.cbf", "xsize": 100}, need_pid=False))
+    tiny.stage1(parse({"type": "jpeg", "fn": "f0.cbf", "xsize": 101}, need_pid=False))
     assert tiny.frames_read == 2 and tiny.lru.bytes <= one // 2
 
 
@@ -193,7 +195,7 @@ def test_timings_from_a_worker_are_numbers_or_zero() -> None:
 
 def test_every_reply_carries_sane_timings(site) -> None:
     pid = site.session()
-    job = {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf", "xsize": 345}
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf", "xsize": 345}
     steps = {"queue", "access", "read", "reduce", "map", "encode", "worker", "total"}
     seen = []
     for extra in ({}, {"contrast": 77}, {"xsize": 346}, {"type": "meta"}):

@@ -63,7 +63,7 @@ def _which(reply: list[bytes]) -> tuple[str, int]:
 def test_a_directory_swapped_for_a_symlink_never_serves_a_file_outside_the_home(site, race):
     race_dir, outside = race
     pid = site.session()
-    job = {"pid": pid, "esaf": site.esaf, "fn": "race/d/img.cbf"}
+    job = {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "race/d/img.cbf"}
     inside = _which(ask(site.endpoint, {**job, "xsize": 64}))
     assert inside[1] == 2463
     swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(race_dir), str(outside)])
