@@ -136,15 +136,17 @@ def image_numbers(ds: h5py.Dataset, start: int) -> tuple[int, int]:
 
 
 def unwritten(ds: h5py.Dataset, index: int) -> bool:
-    """Whether frame ``index`` of a (frames, H, W) stack of one-frame chunks has no chunk on
-    disk yet: the file writer has not got there (HDF5 would hand back its fill value). A chunk
-    that is there but implausibly small is a bomb, for :mod:`hdf5_storage` to refuse."""
+    """Whether frame ``index`` of a (frames, H, W) stack of one-frame chunks is still to be
+    written: its chunk is not on disk (HDF5 would hand back its fill value) while earlier ones
+    are. A stack with no chunk written at all is a bomb, not a series in progress, and a chunk
+    that is there but implausibly small too: :mod:`hdf5_storage` refuses those."""
     if ds.ndim != 3 or ds.chunks is None or ds.chunks[0] != 1:
         return False
     try:
-        return ds.id.get_chunk_info_by_coord((index, 0, 0)).byte_offset is None
+        missing = ds.id.get_chunk_info_by_coord((index, 0, 0)).byte_offset is None
+        return missing and ds.id.get_num_chunks() > 0
     except (OSError, ValueError, RuntimeError, AttributeError):
-        return False  # an older HDF5 without the call: the storage check decides
+        return False  # an older HDF5 without the calls: the storage check decides
 
 
 def read_image(
