@@ -31,6 +31,7 @@ def test_a_multipart_flood_never_reaches_the_procmgr(site):
     other = {
         "pid": site.session([site.other_esaf], user=site.other_user),
         "esaf": site.other_esaf,
+        "type": "jpeg",
         "fn": "thau_0001.cbf",
         "xsize": 256,
     }
@@ -77,7 +78,13 @@ def stack(testdata) -> Iterator[Stack]:
 
 
 def job(stack: Stack, esaf: int, **extra) -> dict:
-    return {"pid": stack.sign_session(dev_user(), [esaf]), "esaf": esaf, "fn": "a.cbf", **extra}
+    return {
+        "type": "jpeg",
+        "pid": stack.sign_session(dev_user(), [esaf]),
+        "esaf": esaf,
+        "fn": "a.cbf",
+        **extra,
+    }
 
 
 def test_one_session_cannot_take_every_request_slot(stack):

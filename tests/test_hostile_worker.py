@@ -40,7 +40,12 @@ def stack(testdata) -> Iterator[Stack]:
 
 
 def job(stack: Stack, esaf: int) -> dict:
-    return {"pid": stack.sign_session(dev_user(), [esaf]), "esaf": esaf, "fn": "a.cbf"}
+    return {
+        "type": "jpeg",
+        "pid": stack.sign_session(dev_user(), [esaf]),
+        "esaf": esaf,
+        "fn": "a.cbf",
+    }
 
 
 def hijacked(stack: Stack, esaf: int) -> socket.socket:

@@ -17,7 +17,7 @@ MAX_AGE_S = 86400  # compat_max_age_s's default, which the shared site runs with
 
 
 def job(site, pid: str) -> dict:
-    return {"pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf", "xsize": 64}
+    return {"type": "jpeg", "pid": pid, "esaf": site.esaf, "fn": "thau_0001.cbf", "xsize": 64}
 
 
 def signed(site, obj: dict) -> str:

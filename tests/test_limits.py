@@ -11,7 +11,12 @@ def test_a_session_over_max_workers_gets_busy_and_the_others_keep_working(testda
     with dev_stack(testdata, "max_workers = 2") as stack:
 
         def job(esaf: int) -> dict:
-            return {"pid": stack.sign_session(dev_user(), [esaf]), "esaf": esaf, "fn": "a.cbf"}
+            return {
+                "type": "jpeg",
+                "pid": stack.sign_session(dev_user(), [esaf]),
+                "esaf": esaf,
+                "fn": "a.cbf",
+            }
 
         assert ask(stack.endpoint, job(61))[0] == b""
         assert ask(stack.endpoint, job(62))[0] == b""

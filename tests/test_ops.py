@@ -58,7 +58,10 @@ def test_status_reports_workers_cache_and_outcomes(stack):
 def test_public_status_says_counts_and_only_the_loopback_page_says_who(stack):
     """Anyone who reaches the proxy may ask ``status``: no uid, ESAF or pid in its answer."""
     pid = stack.sign_session(dev_user(), [7])
-    assert ask(stack.endpoint, {"pid": pid, "esaf": 7, "fn": "a.cbf", "xsize": 64})[0] == b""
+    assert (
+        ask(stack.endpoint, {"type": "jpeg", "pid": pid, "esaf": 7, "fn": "a.cbf", "xsize": 64})[0]
+        == b""
+    )
     public = json.loads(ask(stack.endpoint, {"pid": "monitor", "type": "status"})[2])
     assert type(public["workers"]) is int and public["workers"] >= 1
     assert not {"uid", "esaf", "pid"} & set(json.dumps(public).replace('"', " ").split())

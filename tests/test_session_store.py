@@ -58,10 +58,10 @@ def test_a_trickled_session_reply_stalls_no_one_and_gets_one_busy_in_time(testda
     attacker = secrets.token_hex(16)
     with _hostile_stack(testdata, {attacker.encode(): "trickle"}) as (stack, relay):
         good = stack.sign_session(dev_user(), [0])
-        job = {"pid": good, "fn": "a.cbf", "xsize": 128}
+        job = {"type": "jpeg", "pid": good, "fn": "a.cbf", "xsize": 128}
         assert ask(stack.endpoint, job)[0] == b""  # the good user's worker is up
         t0 = time.monotonic()
-        hung = _send(stack.endpoint, {"pid": attacker, "fn": "a.cbf"})
+        hung = _send(stack.endpoint, {"type": "jpeg", "pid": attacker, "fn": "a.cbf"})
         try:
             assert relay.attacking.acquire(timeout=10), "the lookup never reached the relay"
             for contrast in (10, 20, 30):  # served while the attacker's lookup hangs
@@ -90,9 +90,12 @@ def test_a_flooded_session_reply_is_cut_off_and_memory_stays_bounded(testdata):
     attacker = secrets.token_hex(16)
     with _hostile_stack(testdata, {attacker.encode(): "flood"}) as (stack, relay):
         good = stack.sign_session(dev_user(), [0])
-        assert ask(stack.endpoint, {"pid": good, "fn": "a.cbf", "xsize": 128})[0] == b""
+        assert (
+            ask(stack.endpoint, {"type": "jpeg", "pid": good, "fn": "a.cbf", "xsize": 128})[0]
+            == b""
+        )
         before = _rss_kib(stack.procmgr.pid)
-        reply = ask(stack.endpoint, {"pid": attacker, "fn": "a.cbf"})
+        reply = ask(stack.endpoint, {"type": "jpeg", "pid": attacker, "fn": "a.cbf"})
         grown = _rss_kib(stack.procmgr.pid) - before
         assert error_code(reply) == "busy" and b"a reply over" in reply[0], reply
         assert grown < RSS_BOUND_KIB, f"procmgr RSS grew {grown} KiB"
@@ -104,13 +107,13 @@ def test_a_100_mb_session_field_is_refused_unread(testdata):
     error, the procmgr's RSS stays flat, and other users are served (no breaker)."""
     with dev_stack(testdata) as stack:
         good = stack.sign_session(dev_user(), [0])
-        job = {"pid": good, "fn": "a.cbf", "xsize": 128}
+        job = {"type": "jpeg", "pid": good, "fn": "a.cbf", "xsize": 128}
         assert ask(stack.endpoint, job)[0] == b""
         fat = secrets.token_hex(16)
         stack.redis.hset(fat, mapping={"isAuth": b"x" * (100 << 20), "isAuthSig": b"sig"})
         before = _rss_kib(stack.procmgr.pid)
         for _ in range(3):
-            reply = ask(stack.endpoint, {"pid": fat, "fn": "a.cbf"})
+            reply = ask(stack.endpoint, {"type": "jpeg", "pid": fat, "fn": "a.cbf"})
             assert error_code(reply) == "unauthorized", reply
             assert b"isAuth field is larger than 32768 bytes" in reply[0], reply
         grown = _rss_kib(stack.procmgr.pid) - before
