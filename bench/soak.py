@@ -82,7 +82,8 @@ class Soak:
         self.wrong: list[str] = []  # the first few wrong replies, to say what went wrong
         self.rss_start: dict[str, int] = {}
         self.bombs = [
-            json.dumps({"pid": self.pid, "fn": f"bombs/{name}"}).encode() for name in bombs.BOMBS
+            json.dumps({"type": "jpeg", "pid": self.pid, "fn": f"bombs/{name}"}).encode()
+            for name in bombs.BOMBS
         ]
 
     def next_job(self, rng: random.Random) -> tuple[bytes | list[bytes], bool]:
@@ -96,7 +97,9 @@ class Soak:
             elif raw == "bomb":
                 raw = rng.choice(self.bombs)
             elif raw == "oversized session field":
-                raw = json.dumps({"pid": self.fat_pid, "fn": Path(FILES[0]).name}).encode()
+                raw = json.dumps(
+                    {"type": "jpeg", "pid": self.fat_pid, "fn": Path(FILES[0]).name}
+                ).encode()
             return raw, True
         name = Path(rng.choice(FILES)).name
         job = {

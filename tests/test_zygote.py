@@ -37,7 +37,12 @@ def stack(testdata) -> Iterator[Stack]:
 
 
 def job(stack: Stack, esaf: int) -> dict:
-    return {"pid": stack.sign_session(dev_user(), [esaf]), "esaf": esaf, "fn": "a.cbf"}
+    return {
+        "type": "jpeg",
+        "pid": stack.sign_session(dev_user(), [esaf]),
+        "esaf": esaf,
+        "fn": "a.cbf",
+    }
 
 
 def started_worker(stack: Stack, esaf: int) -> int:
@@ -125,7 +130,7 @@ def test_the_procmgr_exits_non_zero_when_the_zygote_dies(testdata):
     need_root()
     with dev_stack(testdata) as stack:
         pid = stack.sign_session(dev_user(), [0])
-        assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf"})[0] == b""
+        assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf"})[0] == b""
         os.kill(zygote_of(stack.procmgr.pid), signal.SIGKILL)
         assert stack.procmgr.proc.wait(60) == EXIT_HALT
         assert "the zygote died" in (stack.workdir / "procmgr.log").read_text()
