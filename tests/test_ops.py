@@ -97,7 +97,9 @@ def test_sighup_the_moment_ready_is_printed_reloads_instead_of_killing(testdata)
     with dev_stack(testdata) as stack:
         stack.procmgr.signal(signal.SIGHUP)  # no request first: the loop may not be up yet
         pid = stack.sign_session(dev_user(), [0])
-        assert ask(stack.endpoint, {"pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+        assert (
+            ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64})[0] == b""
+        )
         assert stack.procmgr.proc.poll() is None
 
 

@@ -39,7 +39,15 @@ def runs(site) -> Iterator[Path]:
 
 def _ask(site, token_pid: tuple[str, str], fn: str, **extra) -> list[bytes]:
     pid, token = token_pid
-    job = {"pid": pid, "esaf": site.esaf, "fn": fn, "xsize": 64, "auth": token, **extra}
+    job = {
+        "pid": pid,
+        "esaf": site.esaf,
+        "type": "jpeg",
+        "fn": fn,
+        "xsize": 64,
+        "auth": token,
+        **extra,
+    }
     return ask(site.endpoint, job)
 
 
