@@ -34,7 +34,7 @@ def hosts(stack: Stack) -> list[dict]:
 
 def job(stack: Stack, pid: str | None = None) -> dict:
     pid = pid or stack.sign_session(dev_user(), [0])
-    return {"pid": pid, "esaf": 0, "fn": "a.cbf", "xsize": 64}
+    return {"type": "jpeg", "pid": pid, "esaf": 0, "fn": "a.cbf", "xsize": 64}
 
 
 def test_a_silent_host_has_its_requests_answered_busy_at_once_and_is_used_again(testdata):

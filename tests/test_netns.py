@@ -80,7 +80,7 @@ def served(stack: Stack, name: str) -> int:
 
 def run_load_with_failures(stack, site, image, names) -> None:
     jobs = [
-        {"pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
+        {"type": "jpeg", "pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
         for _ in range(CLIENTS)
     ]
     (stack.workdir / "jobs.json").write_text(json.dumps(jobs))
