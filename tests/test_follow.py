@@ -143,7 +143,7 @@ def test_an_eiger_series_is_followed_as_its_data_file_grows(site):
 
 
 def counters(site) -> dict:
-    ask(site.endpoint, {"pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    ask(site.endpoint, {"type": "jpeg", "pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
     _, status = meta_of(ask(site.endpoint, {"pid": "monitor", "type": "status"}))
     return status["cache"]
 
