@@ -143,7 +143,10 @@ def test_an_eiger_series_is_followed_as_its_data_file_grows(site):
 
 
 def counters(site) -> dict:
-    ask(site.endpoint, {"type": "jpeg", "pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"})
+    ask(
+        site.endpoint,
+        {"type": "jpeg", "pid": site.session(), "esaf": site.esaf, "fn": "thau_0001.cbf"},
+    )
     _, status = meta_of(ask(site.endpoint, {"pid": "monitor", "type": "status"}))
     return status["cache"]
 
@@ -221,7 +224,13 @@ def test_idle_long_polls_do_not_hold_slots_other_users_need(small_site):
     pid = stack.sign_session(follower, [esaf])
     poll = {"pid": pid, "esaf": esaf, "type": "newest", "fn": "empty", "wait": 8}
     polls = [in_background(ask, stack.endpoint, poll) for _ in range(2)]
-    job = {"pid": stack.sign_session(other, [esaf]), "esaf": esaf, "fn": "x.cbf", "xsize": 64}
+    job = {
+        "type": "jpeg",
+        "pid": stack.sign_session(other, [esaf]),
+        "esaf": esaf,
+        "fn": "x.cbf",
+        "xsize": 64,
+    }
     deadline = time.monotonic() + 6  # both polls in flight, and the proxy told of them (1 s)
     in_flight = 0
     while time.monotonic() < deadline and in_flight != 2:
