@@ -23,7 +23,14 @@ def _link(site, path: str = "thau_0001.cbf", **kw) -> links.Link:
 
 def _open(site, link: links.Link, fn: str) -> list[bytes]:
     got = links.parse(link.url)  # what the viewer does with the URL it was given
-    job = {"pid": got.pid, "esaf": got.esaf, "fn": fn, "xsize": 64, "auth": got.token}
+    job = {
+        "type": "jpeg",
+        "pid": got.pid,
+        "esaf": got.esaf,
+        "fn": fn,
+        "xsize": 64,
+        "auth": got.token,
+    }
     return ask(site.endpoint, job)
 
 
