@@ -153,7 +153,12 @@ def run(n_hosts: int, base: Path, fail: bool) -> dict:
             ]
             wait_for(lambda: len(statistics(stack.control)["hosts"]) == n_hosts)
             jobs = [
-                {"pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
+                {
+                    "pid": stack.sign_session(dev_user(), [0]),
+                    "esaf": 0,
+                    "type": "jpeg",
+                    "fn": "a.cbf",
+                }
                 for _ in range(CLIENTS)
             ]
             load(stack, site, jobs, 8)  # workers up, caches warm
