@@ -74,6 +74,7 @@ class ZygoteClient:
             "esaf": ident.esaf,
             "threads": cfg.worker_threads,
             "quality": cfg.jpeg_quality,
+            "levels": cfg.levels,
             "cache_bytes": cfg.worker_cache_bytes,
             "memory_bytes": worker_memory_bytes(cfg),
         }

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyis_common.request import LEVEL_RULES
+
 ENV_PREFIX = "PYIS_"
 
 
@@ -82,6 +84,7 @@ class ProcmgrConfig:
     index_timeout_s: float = 900.0  # indexing takes minutes; jpeg requests keep their deadline
     metrics_address: str = ""  # host:port of the Prometheus endpoint; "" -> none
     jpeg_quality: int = 90  # libjpeg-turbo at 90 is visually lossless for diffraction frames
+    levels: str = "auto"  # automatic levels: "auto" (spots dark, README) or "c" (mean +- stddev)
 
 
 @dataclass(frozen=True)
@@ -165,4 +168,7 @@ def load(
                 data[sec][f.name] = environ[env]
     for sec, values in (overrides or {}).items():
         data[sec].update({k: v for k, v in values.items() if v is not None})
-    return Config(**{sec: _section(cls, sec, data[sec]) for sec, cls in SECTIONS.items()})
+    config = Config(**{sec: _section(cls, sec, data[sec]) for sec, cls in SECTIONS.items()})
+    if config.procmgr.levels not in LEVEL_RULES:
+        raise ConfigError(f"procmgr.levels must be one of {', '.join(LEVEL_RULES)}")
+    return config

@@ -35,6 +35,9 @@ MAX_LABEL_HEIGHT = 64
 LABEL_HEIGHT_PER_WIDTH = 32  # a label without labelHeight: 1/32 of the width, 16..64 rows
 MIN_DEFAULT_LABEL_HEIGHT = 16
 MAX_FRAME = 1 << 31
+LEVEL_RULES = ("auto", "c")  # automatic levels: pyis's (README) or the C server's mean +- stddev
+SCALES = ("linear", "sqrt", "log")
+COLORMAPS = ("inverted", "grey", "viridis")  # inverted: spots dark on white, as the C server
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Request:
     label_height: int = 0
     seq: int = 0  # newest: the sequence number the client last saw (0: none yet)
     wait_s: float = 0.0  # newest: how long to wait for a newer frame
+    levels: str | None = None  # None: the server's configured rule
+    scale: str = "linear"
+    colormap: str = "inverted"
     auth: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -138,6 +144,15 @@ def default_label_height(label: str, xsize: int) -> int:
     return min(max(xsize // LABEL_HEIGHT_PER_WIDTH, MIN_DEFAULT_LABEL_HEIGHT), MAX_LABEL_HEIGHT)
 
 
+def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in allowed:
+        raise BadRequest(f"'{name}' must be one of {', '.join(allowed)}")
+    return value.lower()
+
+
 def parse_frame(frame: bytes) -> Request:
     """The request frame as the proxy delivered it: UTF-8 JSON holding one object."""
     try:
@@ -194,6 +209,9 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         ),
         seq=_int(obj, "seq", 0, 0, 1 << 62),
         wait_s=_wait(obj),
+        levels=_choice(obj, "levels", LEVEL_RULES),
+        scale=_choice(obj, "scale", SCALES) or "linear",
+        colormap=_choice(obj, "colormap", COLORMAPS) or "inverted",
         auth=_str(obj, "auth", 8192),
         raw=obj,
     )

@@ -17,11 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import (
     formats,
     index,
+    levels,
     listing,
     paths,
     pixels,
@@ -45,11 +48,13 @@ JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one use
 class Stage1:
     reduced: reduce.Reduced
     meta: dict[str, Any]
+    level_stats: levels.LevelStats | None = None  # the whole frame's, for automatic levels
 
     @property
     def nbytes(self) -> int:
         r = self.reduced
-        return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + 1024
+        grids = 0 if self.level_stats is None else 2 * self.level_stats.background.nbytes
+        return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + grids + 1024
 
 
 @dataclass
@@ -65,11 +70,17 @@ class Pipeline:
     """One per worker: the ESAF home, the encoder settings and the stage-1 cache."""
 
     def __init__(
-        self, home: str, esaf: int = 0, quality: int = 90, cache_bytes: int | None = None
+        self,
+        home: str,
+        esaf: int = 0,
+        quality: int = 90,
+        cache_bytes: int | None = None,
+        levels: str = "auto",
     ) -> None:
         self.home = home
         self.esaf = esaf
         self.quality = quality
+        self.level_rule = levels  # the configured rule for automatic levels: "auto" or "c"
         self.lru: LRU[Stage1] = LRU(default_bytes() if cache_bytes is None else cache_bytes)
         self.flights: SingleFlight[tuple[Stage1, str]] = SingleFlight()
         self.reads: SingleFlight[Pyramid] = SingleFlight()  # one read per frame, not per size
@@ -143,22 +154,53 @@ class Pipeline:
             return sums.jpeg(self, req, clock)
         stage1, key, tier = self.stage1(req, clock)
         t0 = time.perf_counter()
-        auto = stage1.meta.get("auto_levels")  # a DICOM window, say
-        white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
+        white, black, planes = self._levels(req, stage1)
         label = req.label
         if stage1.meta.get("first_frame") != stage1.meta.get("last_frame"):
             label = f"{label} {stage1.meta.get('frame')}".lstrip()  # as the C server drew it
-        jkey = (key, white, black, label, req.label_height, self.quality)
+        look = (planes is not None, req.scale, req.colormap)
+        jkey = (key, white, black, look, label, req.label_height, self.quality)
         hit = self.jpegs.get(jkey)
         if hit is None:
             # explicit levels (black >= 1, white >= 0) make render() use exactly these
             hit = render.render(
-                stage1.reduced, black, white, label, req.label_height, self.quality, clock=clock
-            )
+                stage1.reduced, black, white, label, req.label_height, self.quality,
+                clock=clock, planes=planes and planes(), scale=req.scale, colormap=req.colormap,
+            )  # fmt: skip
             self.jpegs.put(jkey, hit, len(hit[0]) + 512)
         clock.add("map", since_ms(t0) - clock.ms["encode"])
         data, decided = hit
         return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)
+
+    def _levels(
+        self, req: Request, stage1: Stage1
+    ) -> tuple[float, float, Callable[[], tuple[np.ndarray, np.ndarray]] | None]:
+        """(white, black, planes): the C rule when asked for (request ``levels``, else the
+        configured rule), a DICOM window, or explicit levels; else the frame's own levels,
+        drawn per output pixel by the planes (made only when a JPEG is not cached). A missing
+        ``wval`` is automatic with an automatic ``contrast`` (the C server read it as 0, which
+        draws an offset detector's frame black)."""
+        auto = stage1.meta.get("auto_levels")  # a DICOM window, say
+        stats = stage1.level_stats
+        auto_black = req.contrast <= 0
+        auto_white = req.wval < 0 or (auto_black and "wval" not in req.raw)
+        rule = req.levels or self.level_rule
+        if rule == "c" or auto is not None or stats is None or not (auto_black or auto_white):
+            white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
+            return white, black, None
+        white = stats.white if auto_white else req.wval
+        black = stats.black if auto_black else max(req.contrast, white + 1.0)
+
+        def planes() -> tuple[np.ndarray, np.ndarray]:
+            rows, cols = reduce.window(*stats.shape, req.zoom, req.segcol, req.segrow)
+            low, high = stats.planes(rows, cols, stage1.reduced.data.shape)
+            if not auto_white:
+                low = np.full_like(low, white)
+            if not auto_black:
+                high = np.full_like(high, black)
+            return low, np.maximum(high, low + np.float32(1e-6))
+
+        return white, black, planes
 
     def stage1(self, req: Request, clock: Timings | None = None) -> tuple[Stage1, Key, str]:
         """Stage 1 of the file ``req.fn`` names, resolved and opened once: every reader reads
@@ -243,7 +285,10 @@ class Pipeline:
         with clock.step("read"):  # frame 0 in a key: the file's first (not 1 for every file)
             frame = formats.read_frame(src, fkey.frame or None)
         with clock.step("reduce"):  # masking the frame in place is the first step of pooling
+            # the level statistics first: the pyramid masks a scratch frame in place
+            stats = levels.compute(frame, reduce.saturation_level(frame))
             pyramid = Pyramid(frame, dict(frame.meta))
+        pyramid.level_stats = stats
         if _unchanged(src, key):  # a file still being written is not cached
             self.lru.put(fkey, pyramid, pyramid.nbytes)
         with self._count_lock:
@@ -256,7 +301,7 @@ class Pipeline:
         self.lru.resize(key.frame_key, pyramid.nbytes)  # it may have built a level
         with self._count_lock:  # jobs run on several threads; += is not atomic
             self.stage1_computed += 1
-        return Stage1(reduced, pyramid.meta | dict(reduced.stats))
+        return Stage1(reduced, pyramid.meta | dict(reduced.stats), pyramid.level_stats)
 
     def counters(self) -> dict[str, int]:
         counts = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
@@ -272,8 +317,8 @@ VIEWER_JOBS: dict[str, Callable[[Pipeline, Request, Timings], Result]] = {
 }
 
 
-def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any]]:
-    return stage1.reduced, stage1.meta
+def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any], levels.LevelStats | None]:
+    return stage1.reduced, stage1.meta, stage1.level_stats
 
 
 def _unchanged(src: paths.Opened, key: Key) -> bool:

@@ -37,6 +37,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
         home=os.getcwd(),
         esaf=int(spec.get("esaf", 0)),
         quality=int(spec.get("quality", 90)),
+        levels=str(spec.get("levels", "auto")),
         cache_bytes=int(cache_bytes) if cache_bytes else None,
     )
     with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:

@@ -18,6 +18,7 @@ import simplejpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from pyis_common.errors import BadRequest
+from worker import colormaps
 from worker.reduce import Reduced
 from worker.timings import Timings
 
@@ -100,6 +101,26 @@ def to_pixels(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
     return grey(reduced, wval, bval)[:, :, None]
 
 
+def to_colours(
+    reduced: Reduced,
+    white: np.ndarray | float,
+    black: np.ndarray | float,
+    scale: str = "linear",
+    colormap: str = "inverted",
+) -> np.ndarray:
+    """(h, w, 3), or (h, w, 1) for a grey map with nothing saturated: ``white``/``black`` are
+    levels or per-pixel planes (automatic levels), through the scale and the colour map; masked
+    boxes white and saturated ones red in every map."""
+    rgb = colormaps.apply(reduced.data, white, black, colormaps.table(scale, colormap))
+    if not reduced.valid.all():
+        rgb[~reduced.valid] = 255
+    if reduced.stats.get("nSaturated", 1) and reduced.saturated.any():
+        rgb[reduced.saturated] = RED
+    elif colormap in colormaps.GREYS:
+        return rgb[:, :, :1]
+    return rgb
+
+
 @lru_cache(maxsize=MAX_LABEL_HEIGHT)
 def _font(height: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's built-in font (embedded, no file to open after the privilege drop), three
@@ -153,11 +174,22 @@ def render(
     encoder: str = "simplejpeg",
     auto: tuple[float, float] | None = None,
     clock: Timings | None = None,
+    planes: tuple[np.ndarray, np.ndarray] | None = None,
+    scale: str = "linear",
+    colormap: str = "inverted",
 ) -> tuple[bytes, dict[str, Any]]:
     """JPEG bytes and what was decided: levels used and the size sent (banner included);
-    ``clock`` gets the encode time."""
-    white, black = levels(reduced.stats, contrast, wval, auto)
-    rgb = to_pixels(reduced, white, black)
+    ``clock`` gets the encode time.
+
+    ``planes`` (white, black per output pixel) draw the automatic levels; ``contrast``/``wval``
+    are then the frame's pair, reported as used. Without planes, scale and colour map, the
+    picture is the C server's, pixel for pixel."""
+    white, black = (wval, contrast) if planes else levels(reduced.stats, contrast, wval, auto)
+    if planes is None and (scale, colormap) == ("linear", "inverted"):
+        rgb = to_pixels(reduced, white, black)
+    else:
+        low, high = planes if planes is not None else (white, black)
+        rgb = to_colours(reduced, low, high, scale, colormap)
     if label_height > 0:
         top = banner(label, label_height, rgb.shape[1], rgb.shape[2])
         rgb = np.concatenate((top, rgb), axis=0)

@@ -7,8 +7,10 @@ Values are a fixed binary layout, never pickle::
 The header names dtype (from an allow-list: every integer and float type a reader returns, so
 no entry is written that would always be rejected) and shape; the reader checks the shape
 against what the key's request produces (``xsize``/``ysize``) and every length against both
-before building an array. The worker's Redis user may only touch keys under its ESAF's
-prefix (an ACL the procmgr sets up), so one experiment cannot read another's images.
+before building an array. It also carries the frame's level statistics
+(:class:`worker.levels.LevelStats`: two small float32 grids, base64), checked field by field.
+The worker's Redis user may only touch keys under its ESAF's prefix (an ACL the procmgr sets
+up), so one experiment cannot read another's images.
 
 Best effort and bounded: short socket timeouts, redis-py's token-owned ``Lock`` with a
 ``blocking_timeout`` well under the 500 ms budget for single-flight across workers, and any
@@ -29,6 +31,7 @@ import numpy as np
 import redis
 
 from worker.cache import Key
+from worker.levels import LevelStats
 from worker.reduce import MAX_SIDE, Reduced
 
 log = logging.getLogger("worker.tier2")
@@ -46,13 +49,24 @@ class DecodeError(ValueError):
     pass
 
 
-def encode(reduced: Reduced, meta: dict[str, Any]) -> bytes | None:
+Entry = tuple[Reduced, dict[str, Any], LevelStats | None]
+
+
+def encode(
+    reduced: Reduced, meta: dict[str, Any], levels: LevelStats | None = None
+) -> bytes | None:
     """The stored form, native byte order; None for a dtype ``decode`` would refuse."""
     data = np.ascontiguousarray(reduced.data, reduced.data.dtype.newbyteorder("="))
     if data.dtype.name not in DTYPES:
         return None
     header = json.dumps(
-        {"dtype": data.dtype.name, "shape": list(data.shape), "stats": reduced.stats, "meta": meta},
+        {
+            "dtype": data.dtype.name,
+            "shape": list(data.shape),
+            "stats": reduced.stats,
+            "meta": meta,
+            "levels": None if levels is None else levels.to_json(),
+        },
         separators=(",", ":"),
     ).encode()
     return b"".join(
@@ -75,7 +89,7 @@ def shape_fits(shape: tuple[int, int], key: Key) -> bool:
     return (w == key.xsize and 0 < h <= key.ysize) or (h == key.ysize and 0 < w <= key.xsize)
 
 
-def decode(blob: bytes, key: Key) -> tuple[Reduced, dict[str, Any]]:
+def decode(blob: bytes, key: Key) -> Entry:
     """Check everything before trusting it: another worker of this ESAF wrote it."""
     if len(blob) < HEADER.size:
         raise DecodeError("short value")
@@ -101,7 +115,12 @@ def decode(blob: bytes, key: Key) -> tuple[Reduced, dict[str, Any]]:
     stats, meta = header.get("stats"), header.get("meta")
     if not isinstance(stats, dict) or not isinstance(meta, dict):
         raise DecodeError("bad stats or meta")
-    return Reduced(data, valid, saturated, stats), meta
+    levels = header.get("levels")
+    try:
+        level_stats = None if levels is None else LevelStats.from_json(levels)
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(str(exc)) from None
+    return Reduced(data, valid, saturated, stats), meta, level_stats
 
 
 class RedisTier:
@@ -120,7 +139,7 @@ class RedisTier:
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
         return f"{self.prefix}s1:{digest}"
 
-    def get(self, key: Key) -> tuple[Reduced, dict[str, Any]] | None:
+    def get(self, key: Key) -> Entry | None:
         blob = self._call(lambda: self.client.get(self.name(key)))
         if blob is None:
             self.misses += 1
@@ -134,7 +153,7 @@ class RedisTier:
         self.hits += 1
         return value
 
-    def put(self, key: Key, value: tuple[Reduced, dict[str, Any]]) -> None:
+    def put(self, key: Key, value: Entry) -> None:
         """Share a result computed without the lock (from a held pyramid) with this ESAF."""
         blob = encode(*value)
         if blob is not None:
@@ -143,9 +162,9 @@ class RedisTier:
     def produce(
         self,
         key: Key,
-        compute: Callable[[], tuple[Reduced, dict[str, Any]]],
+        compute: Callable[[], Entry],
         cacheable: Callable[[], bool],
-    ) -> tuple[tuple[Reduced, dict[str, Any]], str]:
+    ) -> tuple[Entry, str]:
         """Compute once across workers: hold the lock, or wait briefly for whoever does.
 
         If the producer died, its lock expires (LOCK_TIMEOUT_S) and the next request takes
