@@ -28,6 +28,7 @@ import zmq
 from pyis_common import cli_follow, client
 from pyis_common.client import DEFAULT_ENDPOINT, ConfigError, NoReply, Settings
 from pyis_common.errors import CODES, parse_wire_text
+from pyis_common.request import COLORMAPS, LEVEL_RULES, SCALES
 
 EXIT_OK, EXIT_LOCAL, EXIT_USAGE = 0, 1, 2
 EXIT_BY_CODE = {code: 10 + i for i, code in enumerate(CODES)}
@@ -38,7 +39,7 @@ INDEX_TIMEOUT_S = 960.0
 STATUS_PID = "is-cli"  # status needs no session, but every request carries a pid
 # the request fields a subcommand may carry; argparse dests are the wire names
 JOB_FIELDS = ("fn", "fn2", "frame", "frame2", "xsize", "ysize", "zoom", "segcol", "segrow")
-JOB_FIELDS += ("contrast", "wval", "label", "labelHeight")
+JOB_FIELDS += ("contrast", "wval", "label", "labelHeight", "levels", "scale", "colormap")
 
 
 class BadReply(Exception):
@@ -129,6 +130,13 @@ def _image_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-height", dest="labelHeight", type=int, metavar="PX", help="0..64")
 
 
+def _look_options(p: argparse.ArgumentParser) -> None:
+    """How the picture is drawn (pyis only: a C server ignores these fields)."""
+    p.add_argument("--levels", choices=LEVEL_RULES, help="automatic levels: pyis's or the C rule")
+    p.add_argument("--scale", choices=SCALES, help="grey scale between the levels")
+    p.add_argument("--colormap", choices=COLORMAPS, help="inverted: spots dark on white")
+
+
 DESCRIPTION = """\
 Ask a pyis image server (or the C server it replaces) for a JPEG, an image's metadata, its spot
 counts, an indexing result, or the server's status. A lost reply costs a resend on a new
@@ -163,6 +171,7 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
 
     jpeg = command("jpeg", "render an image to JPEG")
     jpeg.add_argument("-o", "--output", default="-", help="output file, - for stdout")
+    _look_options(jpeg)
     meta = command("meta", "print an image's metadata as JSON")
     spots = command(
         "spots", "print the spot count and d-spacing range (A) of each of 16 bins, then the total"

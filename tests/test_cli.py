@@ -108,6 +108,17 @@ def test_jpeg_to_stdout_with_levels(site, home):
     assert (echoed["wval_used"], echoed["bval_used"]) == (2, 50)
 
 
+def test_jpeg_look_flags_reach_the_server(site, home):
+    args = ["jpeg", FN, *on(site), "--xsize", "64", "--colormap", "viridis", "--scale", "log"]
+    done = cli([*args, "--levels", "c", "-o", "-"], home)
+    assert done.returncode == 0, done.stderr
+    assert decoded(done.stdout).mode == "RGB"  # the heat map is colour even with no red
+    echoed = json.loads(done.stderr)
+    assert (echoed["colormap"], echoed["scale"], echoed["levels"]) == ("viridis", "log", "c")
+    refused = cli([*args[:-1], "cubic", "-o", "-"], home)
+    assert refused.returncode == 2 and b"invalid choice" in refused.stderr
+
+
 def test_meta_is_pretty_json(site, home):
     done = cli(["meta", FN, *on(site)], home)
     assert done.returncode == 0, done.stderr

@@ -11,8 +11,8 @@ sample of at most :data:`SAMPLE_PIXELS` of its valid, unsaturated pixels, in a g
   correlated neighbours do not hide it), clipped at 4 sigma of their MAD so spots are not noise;
 - each grid is smoothed by a 3x3 median over blocks, and empty blocks (gaps) take the frame's.
 
-A pixel is drawn on a scale from white at ``background - span / 12`` (the background light grey,
-~235) to black at ``background + span``, ``span = max(10 noise, 4 counts)``: mid grey is ~4.5
+A pixel is drawn on a scale from white at ``background - span / 8`` (the background light grey,
+~227) to black at ``background + span``, ``span = max(10 noise, 4 counts)``: mid grey is ~4.4
 sigma above the pixel's own background, above the maximum of the noise in a box of a 256 px
 thumbnail, below the peak of the spots DIALS finds (README, "Automatic levels"). The per-block
 levels are interpolated over the output, so a radial or diffuse background (image plates, CCDs)
@@ -39,7 +39,7 @@ MIN_BLOCK = 8  # sample pixels on a block's side: 64 values at least for a media
 MIN_VALUES = 16  # a block with fewer valid samples (a gap) takes the frame's values
 SIGMAS = 10.0  # black this many noise sigma above the background: only real spots reach it
 MIN_SPAN = 4.0  # counts: a photon-counting frame with ~0 background still needs 2+ photons
-WHITE_FRACTION = 1 / 12  # white this far below the background: background grey ~235
+WHITE_FRACTION = 1 / 8  # white this far below the background: background grey ~227
 CLIP = 4.0  # neighbour differences beyond this many MAD-sigma are spots, not noise
 VERSION = 1
 MAX_GRID = 64  # a decoded grid larger than this was not written by us

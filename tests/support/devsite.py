@@ -23,10 +23,12 @@ def dev_stack(
     name: str = "a.cbf",
     before_start: Callable[[Stack], list[str]] | None = None,
     cache_admin_rules: tuple[str, ...] | None = None,
+    files: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """``config`` is the body of a ``[procmgr]`` section; logs go to ``stack.workdir``;
     ``before_start`` sees the stack's keys before it runs and returns more procmgr flags;
-    ``cache_admin_rules`` replace the cache Redis admin user's ACL rules."""
+    ``cache_admin_rules`` replace the cache Redis admin user's ACL rules; ``files`` (paths
+    under testdata) are served under the same relative paths."""
     base = Path(tempfile.mkdtemp(prefix="pyis-dev-", dir="/tmp"))
     os.chmod(base, 0o755)  # the worker (nobody) must reach the data through it
     data = base / "data"
@@ -35,6 +37,10 @@ def dev_stack(
     os.chmod(data / name, 0o644)
     (data / "results").mkdir()  # where index jobs write (worker/results.py), as the dev user
     os.chmod(data / "results", 0o777)
+    for rel in files:
+        (data / rel).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        shutil.copyfile(testdata / rel, data / rel)
+        os.chmod(data / rel, 0o644)
     argv = ["--dev", str(data), *args]
     if config:
         (base / "procmgr.toml").write_text(f"[procmgr]\n{config}\n")
