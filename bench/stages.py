@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without inst
 # bench.common first: it pins OpenMP to one thread, as in the workers, before fabio loads
 from bench.common import TESTDATA, table, write_json  # noqa: E402
 from worker.formats import Frame, read_frame  # noqa: E402
-from worker.reduce import reduce_max  # noqa: E402
-from worker.render import encode_jpeg, levels, to_pixels  # noqa: E402
+from worker.levels import compute  # noqa: E402
+from worker.reduce import reduce_max, saturation_level  # noqa: E402
+from worker.render import encode_jpeg, levels, to_colours, to_pixels  # noqa: E402
 
 DEFAULT_IMAGE = TESTDATA / "cbf" / "thau_3_2_0001.cbf"
 COLUMNS = ["stage", "median ms", "min ms", "x copy"]
@@ -40,6 +41,12 @@ def stages(path: str, frame: Frame, xsize: int, quality: int) -> dict[str, Calla
     white, black = levels(reduced.stats, 0.0, -1.0)
     pixels = to_pixels(reduced, white, black)  # grey, or RGB when something is saturated
     target = np.empty_like(frame.data)
+    stats = compute(frame, saturation_level(frame))
+    whole = (slice(0, frame.data.shape[0]), slice(0, frame.data.shape[1]))
+
+    def automatic() -> np.ndarray:
+        return to_colours(reduced, *stats.planes(*whole, reduced.data.shape))
+
     return {
         "copy (baseline)": lambda: np.copy(frame.data),
         # the same copy into memory already mapped: no page faults, so a stricter baseline
@@ -47,6 +54,8 @@ def stages(path: str, frame: Frame, xsize: int, quality: int) -> dict[str, Calla
         "read + decode": lambda: read_frame(path),
         f"reduce ({xsize} px)": lambda: reduce_max(frame, xsize),
         "map (levels + pixels)": lambda: to_pixels(reduced, *levels(reduced.stats, 0.0, -1.0)),
+        "level statistics (stage 1)": lambda: compute(frame, saturation_level(frame)),
+        "map, automatic levels": automatic,
         "encode simplejpeg": lambda: encode_jpeg(pixels, quality),
         "encode pillow": lambda: encode_jpeg(pixels, quality, encoder="pillow"),
     }

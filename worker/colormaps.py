@@ -17,7 +17,7 @@ import numpy as np
 
 from pyis_common.request import COLORMAPS, SCALES
 
-__all__ = ["COLORMAPS", "GREYS", "SCALES", "apply", "table"]
+__all__ = ["COLORMAPS", "GREYS", "SCALES", "apply", "index", "table"]
 STEPS = 1024  # finer than 8 bits out, so the scale's curve does not band
 GREYS = frozenset({"inverted", "grey"})  # drawn as one-channel JPEGs when nothing is red
 LOG_RANGE = 1000.0  # log: t = 1 is 1000x t = 0.001, three decades of spot intensity
@@ -59,14 +59,21 @@ def table(scale: str, colormap: str) -> np.ndarray:
     return np.repeat(grey[:, None], 3, axis=1)
 
 
-def apply(
-    data: np.ndarray, white: np.ndarray | float, black: np.ndarray | float, lut: np.ndarray
-) -> np.ndarray:
-    """(h, w, 3) uint8 colours of ``data`` between ``white`` and ``black`` (scalars or planes of
-    data's shape), through ``lut``."""
+def index(data: np.ndarray, white: np.ndarray | float, black: np.ndarray | float) -> np.ndarray:
+    """(h, w) uint16 table index of ``data`` between ``white`` and ``black`` (scalars, or
+    planes of data's shape: automatic levels)."""
     t = data.astype(np.float32)
     t -= white
     t /= np.maximum(np.asarray(black, np.float32) - white, np.float32(1e-12))
     np.clip(t, 0.0, 1.0, out=t)
-    t *= np.float32(lut.shape[0] - 1)
-    return lut[t.astype(np.intp)]
+    t *= np.float32(STEPS - 1)
+    return t.astype(np.uint16)
+
+
+def apply(idx: np.ndarray, lut: np.ndarray, channels: int) -> np.ndarray:
+    """(h, w, channels) uint8: one ``take`` per channel from a 1-D table (a (STEPS, 3) fancy
+    index is 4x slower)."""
+    out = np.empty((*idx.shape, channels), np.uint8)
+    for c in range(channels):
+        np.take(np.ascontiguousarray(lut[:, c]), idx, out=out[:, :, c])
+    return out

@@ -111,13 +111,15 @@ def to_colours(
     """(h, w, 3), or (h, w, 1) for a grey map with nothing saturated: ``white``/``black`` are
     levels or per-pixel planes (automatic levels), through the scale and the colour map; masked
     boxes white and saturated ones red in every map."""
-    rgb = colormaps.apply(reduced.data, white, black, colormaps.table(scale, colormap))
+    idx = colormaps.index(reduced.data, white, black)
+    red = bool(reduced.stats.get("nSaturated", 1)) and bool(reduced.saturated.any())
+    grey = colormap in colormaps.GREYS
+    rgb = colormaps.apply(idx, colormaps.table(scale, colormap), 1 if grey else 3)
     if not reduced.valid.all():
         rgb[~reduced.valid] = 255
-    if reduced.stats.get("nSaturated", 1) and reduced.saturated.any():
+    if red:
+        rgb = np.repeat(rgb, 3, axis=2) if grey else rgb
         rgb[reduced.saturated] = RED
-    elif colormap in colormaps.GREYS:
-        return rgb[:, :, :1]
     return rgb
 
 
