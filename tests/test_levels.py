@@ -33,6 +33,7 @@ from worker.formats import Frame, read_frame
 from worker.reduce import reduce_max, saturation_level
 
 ESAF = 21
+MIN_SPAN = levels.MIN_SPAN
 # photon counters: 0 is a count; on CCDs and image plates 0 is no data (outside the active
 # circle, under the beam stop) unless the frame's background itself is 0 (offset-subtracted)
 COUNTING = ("cbf/", "eiger/", "smv/", "other/CeO2")
@@ -203,6 +204,17 @@ def test_one_hot_pixel_masked_and_saturated_pixels_do_not_move_the_levels() -> N
     assert hot.white == pytest.approx(calm.white, rel=0.05)
     assert hot.black == pytest.approx(calm.black, rel=0.05)
     assert np.abs(hot.background - calm.background).max() <= 1.5
+
+
+def test_levels_stay_finite_when_no_two_valid_pixels_are_neighbours() -> None:
+    data = np.full((64, 64), 7, np.int32)
+    mask = (np.indices(data.shape).sum(axis=0) % 2).astype(bool)  # a checkerboard of gaps
+    stats = levels.compute(Frame(data, mask, None, {}), math.inf)
+    assert np.isfinite([stats.white, stats.black]).all() and stats.black > stats.white
+    assert np.isfinite(stats.span).all() and (stats.span > 0).all()
+    levels.LevelStats.from_json(stats.to_json())  # and it is a value tier 2 accepts
+    empty = levels.compute(Frame(data, np.ones(data.shape, bool), None, {}), math.inf)
+    assert (empty.white, empty.black) == (-MIN_SPAN / 8, MIN_SPAN)
 
 
 def test_levels_are_the_same_at_every_size_and_the_c_rule_is_kept(testdata: Path) -> None:

@@ -221,7 +221,8 @@ def compute(frame: Frame, saturation: float) -> LevelStats:
         background, count, noise, n = _measure(values, side, integers)
         enough = count >= MIN_VALUES  # none at all (a frame all masked): flat levels at 0
         frame_background = float(np.median(background[enough])) if enough.any() else 0.0
-        frame_noise = float(np.nanmedian(noise[enough])) if enough.any() else 0.0
+        measured = noise[enough & (n > 0)]  # n = 0: no two valid neighbours in the block
+        frame_noise = float(np.median(measured)) if measured.size else 0.0
         if not frame_background > max(SIGMAS * frame_noise, min_span):
             break
         with np.errstate(invalid="ignore"):
@@ -231,7 +232,7 @@ def compute(frame: Frame, saturation: float) -> LevelStats:
     background = _median3(_fill(background, enough, frame_background))
     noise = _median3(_fill(noise, enough & (n > 0), frame_noise))
     span = np.maximum(np.float32(SIGMAS) * noise, np.float32(min_span))
-    frame_span = max(SIGMAS * frame_noise, min_span) if math.isfinite(frame_noise) else min_span
+    frame_span = max(SIGMAS * frame_noise, min_span)
     return LevelStats(
         shape=(height, width),
         block=(side * step, side * step),

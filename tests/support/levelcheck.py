@@ -1,9 +1,11 @@
 """Grade a rendered JPEG against the spots found in the raw frame (the level-quality figures).
 
-A spot is *shown* when the output pixel holding its brightest source pixel is dark (grey <= 128)
-or red. The *background* is every output pixel whose source box is valid, unsaturated and at
-least two source pixels away from any strong pixel (one more output pixel of margin, so a
-spot's JPEG ringing is not graded as background).
+A spot is *shown* when the output pixel holding its brightest source pixel, or one of its eight
+neighbours, is dark (grey <= 128) or red: the server reduces from its max-pyramid, whose box
+edges may fall up to one box away from an exact partition (worker/pyramid.py). The
+*background* is every output pixel whose source box is valid, unsaturated and at least two
+source pixels away from any strong pixel (one more output pixel of margin, so a spot's JPEG
+ringing is not graded as background).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def grade(
     if spots.peaks.size:
         by = _box_of(height, shape[0], spots.peaks[:, 0])
         bx = _box_of(width, shape[1], spots.peaks[:, 1])
-        shown = 100.0 * float(np.mean(dark[by, bx] | red[by, bx]))
+        ink = ndimage.binary_dilation(dark | red, structure=np.ones((3, 3), bool))
+        shown = 100.0 * float(np.mean(ink[by, bx]))
     else:
         shown = 100.0
     near = ndimage.binary_dilation(spots.strong | spots.excluded, iterations=2)
