@@ -29,6 +29,7 @@ from tests.support.devsite import dev_stack
 from tests.support.dispersion import Spots, find_spots
 from tests.support.levelcheck import Figures, grade
 from worker import jobs, levels, render, tier2
+from worker.cache import Key
 from worker.formats import Frame, read_frame
 from worker.reduce import reduce_max, saturation_level
 
@@ -272,7 +273,10 @@ def test_level_stats_cross_tier_2_exactly_and_bad_ones_are_refused(testdata: Pat
     frame = read_frame(str(testdata / "marccd/somedata_0001.mccd"))
     stats = levels.compute(frame, saturation_level(frame))
     reduced = reduce_max(frame, 64)
-    _, _, back = tier2.decode(tier2.encode(reduced, {}, stats))
+    key = Key(0, "somedata_0001.mccd", 1, 2, 3, 4, 1, 1.0, 0.0, 0.0, 64, None)
+    blob = tier2.encode(reduced, {}, stats)
+    assert blob is not None
+    _, _, back = tier2.decode(blob, key)
     assert back is not None and back.white == stats.white and back.black == stats.black
     assert np.array_equal(back.background, stats.background)
     assert np.array_equal(back.span, stats.span)
@@ -288,7 +292,7 @@ def test_level_stats_cross_tier_2_exactly_and_bad_ones_are_refused(testdata: Pat
         with pytest.raises(ValueError):
             levels.LevelStats.from_json(good | bad)
         with pytest.raises(tier2.DecodeError):
-            tier2.decode(_with_levels(tier2.encode(reduced, {}, stats), good | bad))
+            tier2.decode(_with_levels(blob, good | bad), key)
 
 
 def _with_levels(blob: bytes, value: object) -> bytes:
