@@ -57,7 +57,7 @@ def test_uint64_and_int8_entries_round_trip_through_the_cache(site, tier):
 
 def test_big_endian_data_is_stored_in_native_order():
     data = np.array([[1, 2, 300], [4, 5, 60000]], ">u2")
-    reduced, _ = decode(encode(_reduced(data), {}), _key(3))
+    reduced, _, _ = decode(encode(_reduced(data), {}), _key(3))  # no level stats: None
     assert reduced.data.dtype == np.uint16 and reduced.data.tolist() == data.tolist()
 
 
