@@ -105,7 +105,9 @@ def test_zoomed_tiles_are_the_servers_pixels(viewer, site):
           return {level: 0, col: +tile.dataset.col, row: +tile.dataset.row, grey};
         }"""
     )
-    levels = viewer.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('contrast')")
+    levels = viewer.evaluate(
+        "() => Object.fromEntries(new URLSearchParams(location.hash.slice(1)))"
+    )  # the levels the viewer shows: the automatic pair it was given, as the deep link says
     reply = ask(
         site.stack.endpoint,
         {
@@ -115,8 +117,8 @@ def test_zoomed_tiles_are_the_servers_pixels(viewer, site):
             "level": 0,
             "col": tile["col"],
             "row": tile["row"],
-            "contrast": float(levels),
-            "wval": 0,
+            "contrast": float(levels["contrast"]),
+            "wval": float(levels["wval"]),
         },
     )
     server = np.asarray(Image.open(io.BytesIO(reply[3])).convert("L"), dtype=int)
