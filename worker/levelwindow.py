@@ -8,10 +8,8 @@ cursor move costs a slice of a level, not a read of the file. Level 0 is the fra
 
 from __future__ import annotations
 
-import numpy as np
-
 from worker import reduce
-from worker.pyramid import Pyramid
+from worker.pyramid import Pyramid, valid_from_data
 
 
 def window(pyramid: Pyramid, k: int, rows: slice, cols: slice) -> reduce.Reduced:
@@ -21,11 +19,7 @@ def window(pyramid: Pyramid, k: int, rows: slice, cols: slice) -> reduce.Reduced
     data = level.data[rows, cols]
     if pyramid.rule == "mask":
         valid = level.valid[rows, cols]
-    elif pyramid.rule == "negative":
-        valid = data >= 0
-    elif pyramid.rule == "nan":
-        valid = ~np.isnan(data)
     else:
-        valid = np.ones(data.shape, bool)
+        valid = valid_from_data(pyramid.rule, data)
     saturated = valid & (data >= pyramid.saturation)
     return reduce.Reduced(data=data, valid=valid, saturated=saturated, stats={})

@@ -64,6 +64,16 @@ def pool_fine(x: np.ndarray, rows: reduce.Plan, cols: reduce.Plan, op: np.ufunc)
     return part
 
 
+def valid_from_data(rule: Rule, data: np.ndarray) -> np.ndarray:
+    """Which values of a level (or a window of it) are valid, for the rules that need no
+    validity level of their own: Pilatus gaps are negative, some frames mark them NaN."""
+    if rule == "negative":
+        return data >= 0
+    if rule == "nan":
+        return ~np.isnan(data)
+    return np.ones(data.shape, bool)
+
+
 def halve(x: np.ndarray, op: np.ufunc) -> np.ndarray:
     """The next level: the ``op`` (maximum) of each 2 x 2 block, a lone last row or column
     kept as it is. Two passes of plain strided maxima, 2.5x faster than a general pooling."""
@@ -159,12 +169,8 @@ class Pyramid:
         if self.rule == "mask":
             part = level.valid[rows_k, cols_k].view(np.uint8)
             valid = pool_fine(part, plan_r, plan_c, np.maximum).view(bool).copy()
-        elif self.rule == "negative":
-            valid = data >= 0
-        elif self.rule == "nan":
-            valid = ~np.isnan(data)
         else:
-            valid = np.ones(data.shape, bool)
+            valid = valid_from_data(self.rule, data)
         saturated = valid & (data >= self.saturation)
         stats = reduce.stats(data, valid, saturated)
         return reduce.Reduced(data=data, valid=valid, saturated=saturated, stats=stats)
