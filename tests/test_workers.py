@@ -37,7 +37,7 @@ def alive(pid: int) -> bool:
     """Running, not a zombie waiting for the zygote to reap it."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while we read it
         return False
 
 
