@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TESTDATA, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common import wire  # noqa: E402
+from pyis_common import workerchannel  # noqa: E402
 from pyis_common.devstack import Stack  # noqa: E402
 from tests.support import bombs  # noqa: E402
 from tests.support.hijack import worker_channel  # noqa: E402
@@ -191,10 +191,16 @@ class Soak:
         sock = worker_channel(worker, self.stack.procmgr.pid)
         sock.settimeout(5.0)
         try:
-            msg = wire.Channel(sock).recv()
-            if msg is not None and msg[0].get("t") == wire.MSG_JOB:
-                reply = {"t": wire.MSG_REPLY, "id": msg[0]["id"], "ok": True, "job": {}, "meta": {}}
-                data = wire.encode(reply, [b"\xff\xd8" + bytes(200_000)])
+            msg = workerchannel.Channel(sock).recv()
+            if msg is not None and msg[0].get("t") == workerchannel.MSG_JOB:
+                reply = {
+                    "t": workerchannel.MSG_REPLY,
+                    "id": msg[0]["id"],
+                    "ok": True,
+                    "job": {},
+                    "meta": {},
+                }
+                data = workerchannel.encode(reply, [b"\xff\xd8" + bytes(200_000)])
                 sock.sendall(data[: len(data) // 2])
         except OSError:
             pass  # no job came, or the procmgr already dropped it: still a kill

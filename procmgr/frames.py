@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pyis_common import wire
+from pyis_common import strictjson
 from pyis_common.request import Request
 
 MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
@@ -80,4 +80,4 @@ def reply_frames(
     if req.type == "newest":
         job["newest"] = checked_newest(decided.get("newest"))
     job["timings_ms"] = timings_ms(header.get("timings"), seen_ms or {})
-    return [wire.dumps(job), wire.dumps(meta), *payloads]
+    return [strictjson.dumps(job), strictjson.dumps(meta), *payloads]

@@ -33,7 +33,7 @@ from procmgr.sessions import Outcome, Session, SessionStore
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers
 from procmgr.zygoteclient import ZygoteClient
-from pyis_common import framelimits, wire
+from pyis_common import framelimits, strictjson, workerchannel
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
 from pyis_common.request import LONG_POLL_TYPES, Request, parse_frame
@@ -271,7 +271,9 @@ class Manager:
             req = parse_frame(body[0])
             if req.type == "status":
                 self.log_request(envelope, req, "ok", t0)
-                self.reply(envelope, [b"", wire.dumps(req.echo()), wire.dumps(self.status())])
+                self.reply(
+                    envelope, [b"", strictjson.dumps(req.echo()), strictjson.dumps(self.status())]
+                )
                 return
             self.look_up(envelope, req, t0)
         except Exception as exc:
@@ -370,20 +372,20 @@ class Manager:
     def handle_worker(self, worker: Worker) -> None:
         try:
             messages = self.workers.receive(worker)
-        except (EOFError, OSError, wire.WireError) as exc:
+        except (EOFError, OSError, workerchannel.WireError) as exc:
             self.worker_lost(worker, str(exc))
             return
         for header, payloads in messages:
             kind = header.get("t")
-            if kind == wire.MSG_READY and not worker.ready:
+            if kind == workerchannel.MSG_READY and not worker.ready:
                 try:
                     self.workers.on_ready(worker, header, self.worker_config(worker))
                 except OSError:
                     self.worker_lost(worker, "cannot send to it")
                     return
-            elif kind == wire.MSG_REPLY:
+            elif kind == workerchannel.MSG_REPLY:
                 self.worker_reply(worker, header, payloads)
-            elif kind == wire.MSG_PROGRESS:
+            elif kind == workerchannel.MSG_PROGRESS:
                 self.progress(worker, header)
             else:
                 log.warning("%s sent an unexpected %r message", worker.name, str(kind)[:20])
@@ -456,15 +458,15 @@ class Manager:
     def handle_zygote(self) -> None:
         try:
             messages = self.zygote.read()
-        except (EOFError, OSError, wire.WireError):
+        except (EOFError, OSError, workerchannel.WireError):
             self.halt("the zygote died; no new workers can start")
             return
         for header in messages:
-            if header.get("t") == wire.MSG_SPAWNED:
+            if header.get("t") == workerchannel.MSG_SPAWNED:
                 failed = self.workers.on_spawned(header)
                 if failed is not None:
                     self.spawn_failed(failed, str(header.get("error", "no reason given"))[:200])
-            elif header.get("t") == wire.MSG_EXITED:
+            elif header.get("t") == workerchannel.MSG_EXITED:
                 self.workers.on_exited(header)
 
     def spawn_failed(self, worker: Worker, why: str) -> None:

@@ -5,7 +5,7 @@ The proxy sits on the web host, and the web host is not trusted: a frame over
 (``MAXMSGSIZE``; the link monitor logs it and libzmq reconnects), and a message of more frames
 than a route and a request can have is dropped, and logged, as it is read. A legitimate proxy
 never sends either: it holds clients to smaller limits. Heartbeats find a stopped or cut-off
-proxy within seconds (pyis_common/link.py).
+proxy within seconds (pyis_common/zmtplink.py).
 
 libzmq reconnects after a lost connection, but not after a protocol error such as an oversized
 frame: that proxy would stay cut off until a restart. A drop that libzmq does not follow with
@@ -31,7 +31,7 @@ import zmq
 from procmgr.frames import MAX_ENVELOPE
 from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProcmgrConfig
-from pyis_common.link import LinkMonitor, set_heartbeats
+from pyis_common.zmtplink import LinkMonitor, set_heartbeats
 
 log = logging.getLogger("procmgr")
 ROUTE_BYTES = MAX_ENVELOPE * 256  # routing ids are at most 255 bytes; libzmq's are 5

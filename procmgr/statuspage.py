@@ -20,7 +20,7 @@ import zmq
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
-from pyis_common import wire
+from pyis_common import strictjson
 
 log = logging.getLogger("procmgr")
 INPROC = "inproc://pyis-status-detail"
@@ -84,7 +84,7 @@ class StatusPage:
             self.sock.recv(zmq.NOBLOCK)
         except zmq.Again:
             return
-        self.sock.send(wire.dumps(detail()))
+        self.sock.send(strictjson.dumps(detail()))
 
     def close(self) -> None:
         self.server.shutdown()

@@ -19,7 +19,7 @@ from typing import Any
 from procmgr.identity import Identity
 from procmgr.workerlog import StderrLog
 from procmgr.zygoteclient import SEND_TIMEOUT_S, ZygoteClient
-from pyis_common import wire
+from pyis_common import workerchannel
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Busy
 
@@ -34,7 +34,7 @@ class Worker:
     ident: Identity
     sock: socket.socket
     started: float
-    decoder: wire.Decoder = field(default_factory=wire.Decoder)
+    decoder: workerchannel.Decoder = field(default_factory=workerchannel.Decoder)
     pid: int = 0
     ready: bool = False
     last_used: float = 0.0
@@ -98,7 +98,7 @@ class Workers:
             ident=ident,
             sock=ours,
             started=time.monotonic(),
-            decoder=wire.Decoder(self.cfg.worker_max_message_bytes),
+            decoder=workerchannel.Decoder(self.cfg.worker_max_message_bytes),
             stderr=StderrLog(stderr_r),
         )
         self.by_key[key] = worker
@@ -121,10 +121,10 @@ class Workers:
         self, worker: Worker, rid: int, job: dict[str, Any], paths: tuple[str, ...] | None = None
     ) -> None:
         """``paths``: a path-bound token's prefixes, beside the job where no client can set them."""
-        header: dict[str, Any] = {"t": wire.MSG_JOB, "id": rid, "job": job}
+        header: dict[str, Any] = {"t": workerchannel.MSG_JOB, "id": rid, "job": job}
         if paths is not None:
             header["paths"] = list(paths)
-        data = wire.encode(header)
+        data = workerchannel.encode(header)
         worker.inflight.add(rid)
         worker.last_used = time.monotonic()
         if worker.ready:
@@ -138,7 +138,7 @@ class Workers:
         """Send the worker its private settings (the cache credential), then the queued jobs."""
         worker.ready = True
         if config:
-            worker.sock.sendall(wire.encode({"t": wire.MSG_CONFIG, **config}))
+            worker.sock.sendall(workerchannel.encode({"t": workerchannel.MSG_CONFIG, **config}))
         start_ms = (time.monotonic() - worker.started) * 1000
         self.start_ms.append(round(start_ms, 3))
         log.info(

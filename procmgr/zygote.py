@@ -22,7 +22,7 @@ import time
 import traceback
 
 from procmgr import privdrop
-from pyis_common import wire
+from pyis_common import workerchannel
 from pyis_common.signals import SignalQueue
 from worker import main as worker_main  # the pre-import: everything a worker needs
 from worker import warmup
@@ -33,7 +33,7 @@ CHANNEL_FD = 3  # the worker's channel, after 0, 1, 2
 
 
 class Zygote:
-    def __init__(self, chan: wire.Channel) -> None:
+    def __init__(self, chan: workerchannel.Channel) -> None:
         self.chan = chan
         self.children: set[int] = set()
         self.signals = SignalQueue((signal.SIGCHLD, signal.SIGTERM))
@@ -42,7 +42,7 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
         warmup.warm()
         warmup.freeze()
-        self.chan.send({"t": wire.MSG_READY, "pid": os.getpid()})
+        self.chan.send({"t": workerchannel.MSG_READY, "pid": os.getpid()})
         while True:
             wait = 0 if self.chan.has_pending() else None
             readable, _, _ = select.select([self.chan.sock, self.signals.fd], [], [], wait)
@@ -60,14 +60,14 @@ class Zygote:
     def handle_message(self) -> bool:
         try:
             msg, fds = self.chan.recv_with_fds(2)
-        except (OSError, wire.WireError):
+        except (OSError, workerchannel.WireError):
             return False
-        if msg is None or msg[0].get("t") != wire.MSG_SPAWN:
+        if msg is None or msg[0].get("t") != workerchannel.MSG_SPAWN:
             for fd in fds:
                 os.close(fd)
             return False
         header = msg[0]
-        reply = {"t": wire.MSG_SPAWNED, "key": header.get("key"), "pid": 0}
+        reply = {"t": workerchannel.MSG_SPAWNED, "key": header.get("key"), "pid": 0}
         try:
             if len(fds) != 2:
                 reply["error"] = "a spawn needs a channel and a stderr pipe"
@@ -126,7 +126,7 @@ class Zygote:
             self.children.discard(pid)
             code = os.waitstatus_to_exitcode(status)
             try:
-                self.chan.send({"t": wire.MSG_EXITED, "pid": pid, "code": code})
+                self.chan.send({"t": workerchannel.MSG_EXITED, "pid": pid, "code": code})
             except OSError:
                 pass
 
@@ -169,7 +169,7 @@ def isolate(channel_fd: int, stderr_fd: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sock = socket.socket(fileno=int(argv[0]))
-    return Zygote(wire.Channel(sock)).run()
+    return Zygote(workerchannel.Channel(sock)).run()
 
 
 if __name__ == "__main__":

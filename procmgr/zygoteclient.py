@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from procmgr.identity import Identity
-from pyis_common import wire
+from pyis_common import workerchannel
 from pyis_common.config import ProcmgrConfig
 
 ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can take seconds
@@ -54,9 +54,9 @@ class ZygoteClient:
         )
         theirs.close()
         ours.settimeout(ZYGOTE_START_TIMEOUT_S)
-        self.chan = wire.Channel(ours)
+        self.chan = workerchannel.Channel(ours)
         msg = self.chan.recv()
-        if msg is None or msg[0].get("t") != wire.MSG_READY:
+        if msg is None or msg[0].get("t") != workerchannel.MSG_READY:
             raise RuntimeError("the zygote did not start")
         ours.settimeout(SEND_TIMEOUT_S)
 
@@ -66,7 +66,7 @@ class ZygoteClient:
 
     def spawn(self, key: str, ident: Identity, fd: int, stderr_fd: int, cfg: ProcmgrConfig) -> None:
         spec = {
-            "t": wire.MSG_SPAWN,
+            "t": workerchannel.MSG_SPAWN,
             "key": key,
             "uid": ident.uid,
             "gid": ident.gid,
@@ -93,7 +93,7 @@ class ZygoteClient:
 
     def stop(self, timeout_s: float) -> int:
         try:
-            self.chan.send({"t": wire.MSG_STOP})
+            self.chan.send({"t": workerchannel.MSG_STOP})
         except OSError:
             pass
         try:

@@ -1,6 +1,6 @@
 """The application-level protocol on the proxy <-> procmgr link (the zguide's MDP.py for us).
 
-ZMTP heartbeats (pyis_common/link.py) drop a dead TCP connection, but they cannot say whether
+ZMTP heartbeats (pyis_common/zmtplink.py) drop a dead TCP connection, but they cannot say whether
 the procmgr behind it takes work, nor tell the proxy which of its requests died with a host.
 So, as in the guide's Paranoid Pirate and Majordomo patterns:
 

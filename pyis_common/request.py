@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyis_common import wire
+from pyis_common import strictjson
 from pyis_common.errors import BadRequest
 
 JOB_TYPES = frozenset(
@@ -156,7 +156,7 @@ def _choice(obj: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str | N
 def parse_frame(frame: bytes) -> Request:
     """The request frame as the proxy delivered it: UTF-8 JSON holding one object."""
     try:
-        obj = wire.loads(frame.decode("utf-8"))
+        obj = strictjson.loads(frame.decode("utf-8"))
     except UnicodeDecodeError:
         raise BadRequest("request is not valid UTF-8") from None
     except RecursionError:

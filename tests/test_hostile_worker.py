@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from procmgr.__main__ import dev_user
-from pyis_common import wire
+from pyis_common import workerchannel
 from pyis_common.devstack import Stack
 from pyis_common.workerstats import CACHE_COUNTERS
 from tests.conftest import need_root
@@ -62,9 +62,9 @@ def in_background(stack: Stack, esaf: int) -> tuple[list[list[bytes]], threading
     return replies, thread
 
 
-def next_job(chan: wire.Channel) -> dict:
+def next_job(chan: workerchannel.Channel) -> dict:
     msg = chan.recv()
-    assert msg is not None and msg[0]["t"] == wire.MSG_JOB, msg
+    assert msg is not None and msg[0]["t"] == workerchannel.MSG_JOB, msg
     return msg[0]
 
 
@@ -80,11 +80,16 @@ def rss_kib(pid: int) -> int:
 
 
 def test_invented_codes_and_counters_never_become_labels(stack):
-    chan = wire.Channel(hijacked(stack, 21))
+    chan = workerchannel.Channel(hijacked(stack, 21))
     for i in range(5):
         replies, thread = in_background(stack, 21)
         rid = next_job(chan)["id"]
-        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": f"evilcode{i}" + "x" * 9000}
+        reply = {
+            "t": workerchannel.MSG_REPLY,
+            "id": rid,
+            "ok": False,
+            "code": f"evilcode{i}" + "x" * 9000,
+        }
         reply["error"] = "no"
         reply["cache"] = {f"evilcounter{i}" + "y" * 9000: 1, "hits": "7", "misses": 1 << 70}
         reply["cache"] |= {"bytes": True, "entries": -5, "evictions": 3}
@@ -100,13 +105,13 @@ def test_invented_codes_and_counters_never_become_labels(stack):
 
 def test_a_message_announced_over_the_limit_loses_the_worker_at_once(stack):
     sock = hijacked(stack, 22)
-    chan = wire.Channel(sock)
+    chan = workerchannel.Channel(sock)
     replies, thread = in_background(stack, 22)
     next_job(chan)
     rss_before = rss_kib(stack.procmgr.pid)
-    lengths = [wire.MAX_PAYLOAD] * wire.MAX_PAYLOADS  # 1 GiB announced
-    prefix = wire.PREFIX.pack(wire.VERSION, 100, len(lengths))
-    sock.sendall(prefix + b"".join(wire.LENGTH.pack(n) for n in lengths))
+    lengths = [workerchannel.MAX_PAYLOAD] * workerchannel.MAX_PAYLOADS  # 1 GiB announced
+    prefix = workerchannel.PREFIX.pack(workerchannel.VERSION, 100, len(lengths))
+    sock.sendall(prefix + b"".join(workerchannel.LENGTH.pack(n) for n in lengths))
     sent, junk = 0, b"\0" * (1 << 20)
     with pytest.raises((BrokenPipeError, ConnectionResetError)):
         while sent < 512 << 20:  # the procmgr stops reading long before this
@@ -121,10 +126,12 @@ def test_a_message_announced_over_the_limit_loses_the_worker_at_once(stack):
 
 def test_a_message_left_half_sent_loses_the_worker(stack):
     sock = hijacked(stack, 23)
-    chan = wire.Channel(sock)
+    chan = workerchannel.Channel(sock)
     replies, thread = in_background(stack, 23)
     rid = next_job(chan)["id"]
-    whole = wire.encode({"t": wire.MSG_REPLY, "id": rid, "ok": True, "pad": "z" * 200})
+    whole = workerchannel.encode(
+        {"t": workerchannel.MSG_REPLY, "id": rid, "ok": True, "pad": "z" * 200}
+    )
     sock.sendall(whole[:50])
     # a trickle: the worker is never silent, and the message is never done
     for byte in whole[50:-1]:

@@ -8,14 +8,14 @@ import pytest
 
 from authsign import compat
 from procmgr.frames import split_envelope
-from pyis_common import config, wire
+from pyis_common import config, strictjson, workerchannel
 from pyis_common.errors import BadRequest, parse_wire_text, wire_text
 from pyis_common.request import parse, parse_frame
 
 
 def test_wire_roundtrip_in_pieces():
-    data = wire.encode({"t": "job", "id": 7}, [b"\x00" * 10, b"jpeg"])
-    dec = wire.Decoder()
+    data = workerchannel.encode({"t": "job", "id": 7}, [b"\x00" * 10, b"jpeg"])
+    dec = workerchannel.Decoder()
     got = []
     for i in range(len(data)):  # one byte at a time: a slow or malicious peer
         got += dec.feed(data[i : i + 1])
@@ -26,18 +26,20 @@ def test_wire_roundtrip_in_pieces():
     "bad",
     [
         b"\x02" + b"\x00" * 5,  # wrong version
-        wire.PREFIX.pack(wire.VERSION, wire.MAX_HEADER + 1, 0),  # header too large
-        wire.PREFIX.pack(wire.VERSION, 2, 0) + b"[]",  # not an object
-        wire.PREFIX.pack(wire.VERSION, 3, 0) + b"NaN",
+        workerchannel.PREFIX.pack(
+            workerchannel.VERSION, workerchannel.MAX_HEADER + 1, 0
+        ),  # header too large
+        workerchannel.PREFIX.pack(workerchannel.VERSION, 2, 0) + b"[]",  # not an object
+        workerchannel.PREFIX.pack(workerchannel.VERSION, 3, 0) + b"NaN",
     ],
 )
 def test_wire_rejects_broken_frames(bad):
-    with pytest.raises(wire.WireError):
-        wire.Decoder().feed(bad)
+    with pytest.raises(workerchannel.WireError):
+        workerchannel.Decoder().feed(bad)
 
 
 def test_dumps_is_compact_and_sorted():
-    assert wire.dumps({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
+    assert strictjson.dumps({"b": 1, "a": [1, 2]}) == b'{"a":[1,2],"b":1}'
 
 
 def test_request_defaults_and_echo_hide_the_token():

@@ -17,7 +17,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyis_common import wire
+from pyis_common import workerchannel
 from pyis_common.errors import PyisError
 from worker import bound, follow, jobs
 from worker.index import IndexSettings
@@ -30,7 +30,7 @@ MAX_THREADS = 32
 
 def serve(fd: int, spec: dict[str, Any]) -> int:
     """Run until the procmgr closes the channel or says stop; the exit status."""
-    chan = wire.Channel(socket.socket(fileno=fd))
+    chan = workerchannel.Channel(socket.socket(fileno=fd))
     threads = max(1, min(int(spec.get("threads", 4)), MAX_THREADS))
     cache_bytes = spec.get("cache_bytes")
     pipeline = jobs.Pipeline(
@@ -45,7 +45,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
         pool.submit(int)  # a job thread now: a session's first image must not wait for one
         chan.send(
             {
-                "t": wire.MSG_READY,
+                "t": workerchannel.MSG_READY,
                 "pid": os.getpid(),
                 "uid": os.getuid(),
                 "gid": os.getgid(),
@@ -55,13 +55,13 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
         while True:
             try:
                 msg = chan.recv()
-            except (OSError, wire.WireError):
+            except (OSError, workerchannel.WireError):
                 msg = None
-            if msg is None or msg[0].get("t") == wire.MSG_STOP:
+            if msg is None or msg[0].get("t") == workerchannel.MSG_STOP:
                 break
-            if msg[0].get("t") == wire.MSG_JOB:
+            if msg[0].get("t") == workerchannel.MSG_JOB:
                 pool.submit(_run, chan, pipeline, follows, msg[0], time.perf_counter())
-            elif msg[0].get("t") == wire.MSG_CONFIG:
+            elif msg[0].get("t") == workerchannel.MSG_CONFIG:
                 configure(pipeline, msg[0])
     return 0
 
@@ -82,15 +82,15 @@ def configure(pipeline: jobs.Pipeline, config: dict[str, Any]) -> None:
         )
 
 
-def _progress(chan: wire.Channel, rid: Any, line: str) -> None:
+def _progress(chan: workerchannel.Channel, rid: Any, line: str) -> None:
     try:
-        chan.send({"t": wire.MSG_PROGRESS, "id": rid, "line": line})
+        chan.send({"t": workerchannel.MSG_PROGRESS, "id": rid, "line": line})
     except OSError:
         pass
 
 
 def _run(
-    chan: wire.Channel,
+    chan: workerchannel.Channel,
     pipeline: jobs.Pipeline,
     follows: follow.Follows,
     header: dict[str, Any],
@@ -121,7 +121,7 @@ def _run(
 
 
 def _answer(
-    chan: wire.Channel,
+    chan: workerchannel.Channel,
     pipeline: jobs.Pipeline,
     follows: follow.Follows,
     rid: Any,
@@ -132,7 +132,7 @@ def _answer(
     """The one reply of a job: its result, its error, or (None) an internal failure."""
     if isinstance(outcome, jobs.Result):
         reply = {
-            "t": wire.MSG_REPLY,
+            "t": workerchannel.MSG_REPLY,
             "id": rid,
             "ok": True,
             "job": outcome.job,
@@ -141,14 +141,14 @@ def _answer(
         }
         payloads = outcome.payloads
     elif isinstance(outcome, PyisError):
-        reply = {"t": wire.MSG_REPLY, "id": rid, "ok": False, "code": outcome.code}
+        reply = {"t": workerchannel.MSG_REPLY, "id": rid, "ok": False, "code": outcome.code}
         reply["error"] = str(outcome)
         if isinstance(outcome, bound.OutsideBound):
             reply["bound"] = True  # for the procmgr's audit line
         payloads = []
     else:
         reply = {
-            "t": wire.MSG_REPLY,
+            "t": workerchannel.MSG_REPLY,
             "id": rid,
             "ok": False,
             "code": "internal",

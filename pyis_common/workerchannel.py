@@ -14,12 +14,12 @@ channel but never make us allocate or wait without bound.
 
 from __future__ import annotations
 
-import json
-import math
 import socket
 import struct
 import threading
 from typing import Any
+
+from pyis_common.strictjson import dumps, loads
 
 VERSION = 1
 PREFIX = struct.Struct(">BIB")
@@ -42,32 +42,6 @@ MSG_CONFIG = "config"  # procmgr -> worker: settings that must not pass through 
 
 class WireError(Exception):
     """The peer broke the framing; the channel must be closed."""
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def loads(data: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
-    return json.loads(data, parse_constant=_reject_constant)
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON with sorted keys, the C server's JSON_SORT_KEYS|JSON_COMPACT."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
-    ).encode()
-
-
-def _jsonable(obj: Any) -> Any:
-    """numpy scalars and the like become plain numbers; anything else is a bug."""
-    if hasattr(obj, "item"):
-        value = obj.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def encode(header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> bytes:

@@ -1,0 +1,38 @@
+"""Strict, canonical JSON for every hop: the client protocol and the internal channels alike.
+
+``dumps`` writes what the C server wrote (jansson's JSON_SORT_KEYS|JSON_COMPACT), so replies
+compare byte for byte; ``loads`` refuses NaN and Infinity, which RFC 8259 does not allow and a
+hostile peer would otherwise slip into a size or a level.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON with sorted keys, the C server's JSON_SORT_KEYS|JSON_COMPACT."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
+    ).encode()
+
+
+def _jsonable(obj: Any) -> Any:
+    """numpy scalars and the like become plain numbers; anything else is a bug."""
+    if hasattr(obj, "item"):
+        value = obj.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
