@@ -24,12 +24,12 @@ from is_proxy.hosts import Flight, Host, Hosts
 from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProxyConfig
 from pyis_common.errors import wire_text
-from pyis_common.link import LinkMonitor, set_heartbeats
+from pyis_common.protocol import MAX_REPLY_BYTES
 from pyis_common.signals import SignalQueue
+from pyis_common.zmtplink import LinkMonitor, set_heartbeats
 
 log = logging.getLogger("is_proxy")
 POLL_MS = 1000  # wake up at least this often; nothing time-based is urgent here
-MAX_REPLY_BYTES = 256 << 20  # a 10000 px JPEG at quality 100
 BURST = 100  # messages moved per wake-up and direction, then look at the other sockets
 
 

@@ -1,6 +1,6 @@
 """``is-cli``: the image server from a terminal or a script.
 
-A Lazy Pirate client (STYLE.md item 8, ``pyis_common.client``): a lost reply costs a resend on
+A Lazy Pirate client (STYLE.md item 8, ``iscli.client``): a lost reply costs a resend on
 a fresh socket, never a hang. Exit status is what a script tests: 0 ok, 10 + the error code's
 index in ``errors.CODES``, 20 no reply, 2 usage or configuration, 1 a local failure.
 Settings come from flags, then ``PYIS_*`` environment variables, then a TOML file, then the
@@ -25,8 +25,9 @@ from typing import Any, TextIO
 
 import zmq
 
-from pyis_common import cli_follow, client
-from pyis_common.client import DEFAULT_ENDPOINT, ConfigError, NoReply, Settings
+from iscli import client, follow
+from iscli.client import DEFAULT_ENDPOINT, ConfigError, NoReply, Settings
+from pyis_common import protocol
 from pyis_common.errors import CODES, parse_wire_text
 from pyis_common.request import COLORMAPS, LEVEL_RULES, SCALES
 
@@ -190,12 +191,12 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
         )
         p.add_argument("--frame", type=int, metavar="N", help="1-based frame of a multi-frame file")
     _image_options(jpeg)  # spots counts on a fixed reduction of the whole frame: none apply
-    follow = command("follow", "keep writing the newest frame of a collection to a file")
-    follow.add_argument("fn", metavar="DIR", help="directory, series template or Eiger master")
-    follow.add_argument("-o", "--output", required=True, help="the JPEG, replaced atomically")
-    follow.add_argument("--wait", type=float, default=4.0, metavar="S", help="long-poll wait (4)")
-    follow.add_argument("--count", type=int, default=0, metavar="N", help="stop after N frames")
-    _image_options(follow)
+    follower = command("follow", "keep writing the newest frame of a collection to a file")
+    follower.add_argument("fn", metavar="DIR", help="directory, series template or Eiger master")
+    follower.add_argument("-o", "--output", required=True, help="the JPEG, replaced atomically")
+    follower.add_argument("--wait", type=float, default=4.0, metavar="S", help="long-poll wait (4)")
+    follower.add_argument("--count", type=int, default=0, metavar="N", help="stop after N frames")
+    _image_options(follower)
     index.add_argument("--fn2", metavar="FILE", help="a second image, e.g. 90 degrees away")
     index.add_argument("--frame2", type=int, metavar="N", help="frame of the second image")
     return ap
@@ -344,7 +345,7 @@ def send(settings: Settings, job: dict[str, Any], bar: ProgressBar) -> list[byte
     """The request, with index's progress feed around it when a Redis is configured."""
     feed = None
     if job["type"] == "index" and settings.redis:
-        channel = client.progress_channel(job["pid"], job["tag"])
+        channel = protocol.progress_channel(job["pid"], job["tag"])
         feed = client.ProgressFeed(settings.redis, channel, bar)
         try:
             feed.start()
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_follow(args: argparse.Namespace, settings: Settings, hidden: list[str]) -> int:
     job = build_job("newest", args, settings) | {"wait": args.wait}
     codes = EXIT_BY_CODE | {"no_reply": EXIT_NO_REPLY, "local": EXIT_LOCAL}
-    return cli_follow.follow(
+    return follow.follow(
         settings,
         job,
         args.output,
@@ -439,7 +440,3 @@ def run_follow(args: argparse.Namespace, settings: Settings, hidden: list[str]) 
         warn=lambda line: print(f"is-cli: {printable(line, hidden)}", file=sys.stderr),
         exit_codes=codes,
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

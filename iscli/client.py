@@ -13,7 +13,6 @@ sentence that says where and how long we waited.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import zmq
+
+from pyis_common.protocol import MAX_REPLY_BYTES
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:60202"
 DEFAULT_TIMEOUT_S = 5.0  # per try: a cold worker start plus a cold read fit in well under this
@@ -48,9 +49,7 @@ CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "retries": (int,),
     "redis": (str,),
 }
-MAX_REPLY_BYTES = 256 << 20  # the proxy's own cap on a reply (a 10000 px JPEG at quality 100)
 PROGRESS_POLL_S = 0.2  # how often the progress thread looks at its stop flag (and ticks)
-MAX_TAG = 64  # cap on the tag in a progress channel name
 DONE_GRACE_S = 0.5  # the procmgr publishes "done" just before it replies: let it arrive
 REDIS_TIMEOUT_S = 2.0  # progress is a nicety: a slow or absent Redis must not delay the job
 
@@ -183,19 +182,6 @@ def _try_once(ctx: zmq.Context, endpoint: str, body: bytes, timeout_s: float) ->
         return None
     finally:
         sock.close(linger=0)
-
-
-def progress_channel(pid: str, tag: str) -> str:
-    """The Redis channel the procmgr publishes a job's progress on (``procmgr/progress.py``
-    calls this for string tags).
-
-    The pid is hashed because channel names are visible to every client of that Redis
-    (``PUBSUB CHANNELS``) and the pid names a session's access object; the tag loses spaces
-    and control characters and is capped, as the procmgr does.
-    """
-    session = hashlib.sha256(pid.encode()).hexdigest()[:16]
-    clean = "".join(ch for ch in tag if ch.isprintable() and not ch.isspace())[:MAX_TAG]
-    return f"pyis:progress:{session}:{clean or '-'}"
 
 
 class ProgressFeed:

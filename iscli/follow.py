@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pyis_common import client
-from pyis_common.client import NoReply, Settings
+from iscli import client
+from iscli.client import NoReply, Settings
 from pyis_common.errors import parse_wire_text
 
 RETRYABLE = frozenset({"busy", "timeout", "incomplete"})  # ask again after a pause

@@ -16,10 +16,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from pyis_common import wire
+from pyis_common import strictjson
 from pyis_common.errors import BY_CODE, Busy, Internal, Timeout, parse_wire_text
+from pyis_common.protocol import MAX_REPLY_BYTES
 
-MAX_REPLY_BYTES = 256 << 20  # the proxy's own cap on a reply
 MAX_IDLE = 16  # idle connected sockets kept for the next calls
 
 
@@ -57,7 +57,7 @@ class Upstream:
         self.in_flight += 1
         sock = self._socket()
         try:
-            await sock.send(wire.dumps(job))
+            await sock.send(strictjson.dumps(job))
             if not await sock.poll(self.timeout_ms, zmq.POLLIN):
                 raise Timeout(f"the image server did not answer within {self.timeout_ms} ms")
             frames = await sock.recv_multipart()
@@ -87,7 +87,7 @@ def parse_reply(frames: list[bytes]) -> Reply:
     if len(frames) not in (3, 4) or frames[0] != b"":
         raise Internal("the image server sent a malformed reply")
     try:
-        job, meta = wire.loads(frames[1].decode()), wire.loads(frames[2].decode())
+        job, meta = strictjson.loads(frames[1].decode()), strictjson.loads(frames[2].decode())
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Internal("the image server sent a malformed reply") from None
     if not isinstance(job, dict) or not isinstance(meta, dict):

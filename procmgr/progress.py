@@ -12,12 +12,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pyis_common.client import progress_channel
+from pyis_common.protocol import progress_channel
 from pyis_common.request import Request
 
 
 def channel(pid: str, tag: Any) -> str:
-    """The client's channel name (one definition, in pyis_common.client); a tag that is not a
+    """The client's channel name (one definition, in pyis_common.protocol); a tag that is not a
     string is named by its compact JSON."""
     text = tag if isinstance(tag, str) else json.dumps(tag, sort_keys=True, separators=(",", ":"))
     return progress_channel(pid, text)

@@ -26,9 +26,10 @@ import redis
 
 from authsign import compat, keys, tokens
 from certs import ca
+from iscli import cli
 from isweb import login
 from procmgr.__main__ import dev_user
-from pyis_common import cli, curve, procs
+from pyis_common import curve, procs
 from pyis_common.request import DEFAULT_SCOPE
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]

@@ -26,15 +26,16 @@ import redis
 import zmq
 from PIL import Image
 
+from iscli import cli as cli_module
+from iscli import client
 from procmgr import progress
 from procmgr.__main__ import dev_user
-from pyis_common import cli as cli_module
-from pyis_common import client, procs
+from pyis_common import procs, protocol
 from pyis_common.devstack import Stack
 from tests.conftest import REPO
 from tests.support.devsite import dev_stack
 
-CLI = [sys.executable, "-m", "pyis_common.cli"]
+CLI = [sys.executable, "-m", "iscli"]
 FN = "thau_0001.cbf"
 RUN_TIMEOUT_S = 60.0  # a whole CLI run: a cold worker start on a loaded CI box, with margin
 WAIT_S = 20.0  # for a condition we caused to become observable
@@ -194,7 +195,7 @@ def test_index_through_the_stack_shows_progress_then_prints_the_result(site, hom
 
 def test_progress_channel_is_the_one_the_procmgr_publishes_on():
     for tag in ("3f2a9c0d11e4b7a8", "run 7\tb", "x" * 100, " \n", "épreuve"):
-        assert client.progress_channel("sess", tag) == progress.channel("sess", tag)
+        assert protocol.progress_channel("sess", tag) == progress.channel("sess", tag)
 
 
 def test_inline_token_from_the_environment_is_sent_and_never_printed(site, home):
@@ -439,7 +440,7 @@ def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_re
         request = fake.receive()
         digest = hashlib.sha256(b"sess-1").hexdigest()[:16]
         channel = f"pyis:progress:{digest}:{request['tag']}"
-        assert client.progress_channel("sess-1", request["tag"]) == channel
+        assert protocol.progress_channel("sess-1", request["tag"]) == channel
         # subscribed before the request went out, so the first line cannot be missed
         assert conn.pubsub_numsub(channel) == [(channel.encode(), 1)], "\n".join(run.lines)
         for n, line in enumerate(["COLSPOT: 1234 strong spots", "IDXREF: P4(3)2(1)2"]):
@@ -460,7 +461,7 @@ def test_progress_from_redis_loses_its_terminal_escapes(fake, home, progress_red
     run = index_with_progress(fake, home, url, "sess-2")
     try:
         request = fake.receive()
-        channel = client.progress_channel("sess-2", request["tag"])
+        channel = protocol.progress_channel("sess-2", request["tag"])
         wait_until(lambda: conn.pubsub_numsub(channel)[0][1] == 1, "the CLI's subscription")
         conn.publish(channel, json.dumps({"progress": f"{ESCAPES}COLSPOT\tdone", "done": True}))
         wait_until(lambda: any("COLSPOT" in line for line in run.lines), "the progress line")

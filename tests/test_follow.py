@@ -253,7 +253,7 @@ def test_is_cli_follow_keeps_the_newest_frame_and_ends_on_ctrl_c(site, testdata,
     args += ["--endpoint", site.endpoint, "--pid", site.session(), "--esaf", str(site.esaf)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYIS_")}
     run = subprocess.Popen(
-        [sys.executable, "-m", "pyis_common.cli", *args],
+        [sys.executable, "-m", "iscli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env | {"HOME": str(tmp_path)},

@@ -26,7 +26,7 @@ from tests.test_formats import DATA, DETECTOR, write_series
 from worker import jobs, render
 from worker.formats import read_frame, read_meta
 
-CLI = [sys.executable, "-m", "pyis_common.cli"]
+CLI = [sys.executable, "-m", "iscli"]
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -43,7 +43,7 @@ PARTIAL = {
     "other/i01f0001.kcd": {"pixel_x_mm", "distance_mm", "wavelength_A"},
     "other/F2K_Seb_Lyso0675.edf": set(),
 }
-CLI = [sys.executable, "-m", "pyis_common.cli"]
+CLI = [sys.executable, "-m", "iscli"]
 
 
 def d_by_vectors(meta: dict, x: float, y: float) -> float:
