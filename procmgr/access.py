@@ -31,7 +31,9 @@ log = logging.getLogger("procmgr.access")
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
 # job types whose every file the worker checks against a path-bound token (worker/bound.py);
 # a new type serves such a token only once it is added here, so nothing is unbound by default
-PATH_CHECKED_TYPES = frozenset({"jpeg", "spots", "meta", "index", "newest"})
+PATH_CHECKED_TYPES = frozenset(
+    {"jpeg", "spots", "meta", "index", "newest", "list", "tile", "pixels"}
+)
 
 
 class AccessChecker:

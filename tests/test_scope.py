@@ -110,10 +110,47 @@ def test_each_refusal_is_one_audit_line_naming_kid_jti_and_prefixes(site, runs):
     assert token not in log and token.split(".")[2] not in log
 
 
-@pytest.mark.parametrize("job_type", ["list", "tile", "pixels"])
-def test_job_types_that_do_not_check_paths_are_refused_to_a_bound_token(site, runs, job_type):
-    reply = _ask(site, _bound(site), "run7/" if job_type == "list" else FILE, type=job_type)
-    assert error_code(reply) == "forbidden" and "path-bound token cannot run" in reply[0].decode()
+def _listed(reply: list[bytes]) -> list[str]:
+    assert reply[0] == b"", reply[0][:200]
+    return sorted(e["name"] for e in json.loads(reply[2])["entries"])
+
+
+@pytest.mark.parametrize("job_type", ["tile", "pixels"])
+def test_the_viewer_job_types_serve_a_bound_token_inside_its_prefix(site, runs, job_type):
+    assert _ask(site, _bound(site), FILE, type=job_type)[0] == b""
+    for fn in ("run8/a_0001.cbf", "run7/rel.cbf", "run7/up/run8/a_0001.cbf"):
+        reply = _ask(site, _bound(site), fn, type=job_type)
+        assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
+
+
+def test_a_summed_tile_is_checked_like_one_frame(site, runs):
+    reply = _ask(site, _bound(site), "run8/a_0001.cbf", type="tile", sum=2)
+    assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
+
+
+def test_a_bound_token_lists_its_folder_and_nothing_above(site, runs):
+    token = _bound(site)
+    assert _listed(_ask(site, token, "run7/", type="list")) == ["a_0001.cbf", "abs.cbf", "rel.cbf", "up"]
+    for fn in ("run8", "run7/..", "run7/up", str(runs)):  # up -> .. resolves to the root
+        reply = _ask(site, token, fn, type="list")
+        assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
+
+
+def test_a_series_prefix_lists_only_its_own_names(site, runs):
+    token = _bound(site, ["run7/a_"])
+    assert _listed(_ask(site, token, "run7", type="list")) == ["a_0001.cbf"]
+    assert error_code(_ask(site, token, "run8", type="list")) == "forbidden"
+
+
+def test_list_walks_the_home_without_following_out(site, runs):
+    token = site.stack.token(site.user, [site.esaf])
+    reply = _ask(site, token, "run7/up", type="list")  # a symlink below the home: walked
+    assert reply[0] == b"" and json.loads(reply[2])["dir"] == ""
+    (site.home / "out").symlink_to("/etc")
+    try:
+        assert error_code(_ask(site, token, "out", type="list")) == "forbidden"
+    finally:
+        (site.home / "out").unlink()
 
 
 def test_a_bound_token_cannot_list_the_esaf_root(site, runs):

@@ -9,9 +9,10 @@ job thread sets its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from posixpath import dirname, join
 from typing import Any
 
 from authsign import pathclaim
@@ -52,3 +53,17 @@ def check(name: str, shown: str, is_dir: bool = False) -> None:
     prefixes = _BOUND.get()
     if prefixes is not None and not pathclaim.covers(prefixes, name, is_dir):
         raise OutsideBound(f"outside the paths this token is bound to: {shown[:200]}")
+
+
+def listable(name: str, shown: str) -> Callable[[str], bool] | None:
+    """What a ``list`` of resolved directory ``name`` may show: None for all of it (unbound,
+    or a folder prefix covers it), else a test of each entry's name (the directory holds a
+    file or series prefix: only its covered names, never a subfolder). Any other directory,
+    the ESAF root under a ``run7/`` token say, is refused."""
+    prefixes = _BOUND.get()
+    if prefixes is None or pathclaim.covers(prefixes, name, is_dir=True):
+        return None
+    here = tuple(p for p in prefixes if not p.endswith("/") and dirname(p) == name)
+    if not here:
+        raise OutsideBound(f"outside the paths this token is bound to: {shown[:200]}")
+    return lambda entry: pathclaim.covers(here, join(name, entry))

@@ -1,7 +1,9 @@
 """``list``: one directory inside the ESAF home, as the worker's user sees it.
 
 The worker runs as the user with the ESAF's group, so the kernel decides what may be listed,
-exactly as it decides what may be read. Files numbered like ``name_0001.cbf`` ... ``name_0090.cbf``
+exactly as it decides what may be read; the directory is reached by the same no-follow walk
+as any image (worker/paths.py) and read from its fd, and a path-bound token sees only what its
+prefixes cover (worker/bound.py ``listable``). Files numbered like ``name_0001.cbf`` ... ``name_0090.cbf``
 collapse into one series entry (template ``name_####.cbf``, first and last number, count);
 HDF5 files (Eiger masters and data files) carry their frame count. Entries are sorted
 (directories first) and paged, and the scan itself is bounded, so a directory of a million
@@ -17,10 +19,10 @@ import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyis_common.errors import BadRequest, Forbidden, NotFound, PyisError
+from pyis_common.errors import BadRequest, Forbidden, PyisError
 from pyis_common.request import Request
 from pyis_common.request import _int as int_field  # the request's own integer rule
-from worker import formats, paths
+from worker import bound, formats, paths
 
 if TYPE_CHECKING:
     from worker.jobs import Result
@@ -42,28 +44,16 @@ class Series:
     mtime: float = 0.0
 
 
-def resolve_dir(home: str, fn: str | None) -> tuple[str, str]:
-    """(real path, path relative to the home) of a directory inside the home, or refuse."""
-    base = os.path.realpath(home)
-    real = os.path.realpath(os.path.join(base, fn or "."))
-    if os.path.commonpath([real, base]) != base:
-        raise Forbidden("the directory is outside the ESAF home")
-    rel = os.path.relpath(real, base)
-    return real, "" if rel == "." else rel
-
-
-def _scan(real: str, shown: str) -> tuple[list[os.DirEntry[str]], bool]:
+def _scan(folder: paths.Opened, shown: str) -> tuple[list[os.DirEntry[str]], bool]:
+    """The entries of the open directory (read from its fd: the name walked is never
+    looked up again), at most MAX_SCAN of them."""
     entries: list[os.DirEntry[str]] = []
     try:
-        with os.scandir(real) as it:
+        with os.scandir(folder.fd) as it:
             for entry in it:
                 if len(entries) >= MAX_SCAN:
                     return entries, True
                 entries.append(entry)
-    except FileNotFoundError:
-        raise NotFound(f"no such directory: {shown[:200]}") from None
-    except NotADirectoryError:
-        raise BadRequest(f"not a directory: {shown[:200]}") from None
     except PermissionError:
         raise Forbidden(f"permission denied: {shown[:200]}") from None
     except OSError as exc:
@@ -162,9 +152,15 @@ def run(home: str, req: Request) -> Result:
     job: dict[str, Any] = req.raw
     offset = int_field(job, "offset", 0, 0, MAX_SCAN)
     limit = int_field(job, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-    real, rel = resolve_dir(home, req.fn)
-    entries, cut_off = _scan(real, rel or "/")
-    listed, skipped = _group(entries)
+    with paths.open_dir(home, req.fn) as folder:  # the no-follow walk below the home
+        rel = folder.name
+        visible = bound.listable(rel, req.fn or ".")  # a path-bound token sees its part only
+        entries, cut_off = _scan(folder, rel or "/")
+        if visible is not None:
+            entries = [e for e in entries if visible(e.name)]
+        listed, skipped = _group(entries)
+    if visible is not None:
+        listed = [e for e in listed if e["kind"] != "dir"]  # a name prefix covers no folder
     listed.sort(key=_sort_key)
     page = listed[offset : offset + limit]
     _frame_counts(home, rel, page)

@@ -98,19 +98,28 @@ def _inside(home: str, fn: str) -> str:
     if not os.path.isabs(fn):
         return fn
     for prefix in {os.path.normpath(home), os.path.realpath(home)}:
+        if fn.rstrip("/") == prefix.rstrip("/"):
+            return "."  # the home itself (a listing of it)
         if fn.startswith(prefix.rstrip("/") + "/"):
             return fn[len(prefix.rstrip("/")) + 1 :]
     raise Forbidden("'fn' leaves the ESAF home")
 
 
-def resolve_dir(home: str, fn: str | None) -> Opened:
+def open_dir(home: str, fn: str | None) -> Opened:
     """The directory ``fn`` names below the home (the home itself for "" or "."), walked by
-    the same rules and open (``fd``): a follower watches it as the session's own user."""
+    the same rules and open (``fd``), not yet checked against a path binding: a listing
+    decides what of it a bound token may see (worker/bound.py ``listable``)."""
     root = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        opened = open_beneath(root, _inside(home, fn or "."), fn or ".", directory=True)
+        return open_beneath(root, _inside(home, fn or "."), fn or ".", directory=True)
     finally:
         os.close(root)
+
+
+def resolve_dir(home: str, fn: str | None) -> Opened:
+    """The directory ``fn`` names, open and within the job's path binding as a whole: a
+    follower watches it as the session's own user."""
+    opened = open_dir(home, fn)
     try:
         bound.check(opened.name, fn or ".", is_dir=True)  # every frame in it is then covered
     except Forbidden:
@@ -152,6 +161,8 @@ def open_beneath(root_fd: int, rel: str, shown: str, *, directory: bool = False)
                 parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
                 continue
             if parts or directory:  # a directory on the way, or the one asked for
+                if not stat.S_ISDIR(st.st_mode) and not parts:
+                    raise BadRequest(f"not a directory: {shown[:200]}")
                 if not stat.S_ISDIR(st.st_mode):
                     raise NotFound(f"no such file: {shown[:200]}")
                 fd = _open(part, stack[-1], _DIR, shown)
