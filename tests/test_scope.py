@@ -130,7 +130,8 @@ def test_a_summed_tile_is_checked_like_one_frame(site, runs):
 
 def test_a_bound_token_lists_its_folder_and_nothing_above(site, runs):
     token = _bound(site)
-    assert _listed(_ask(site, token, "run7/", type="list")) == ["a_0001.cbf", "abs.cbf", "rel.cbf", "up"]
+    listed = _listed(_ask(site, token, "run7/", type="list"))
+    assert listed == ["a_0001.cbf", "abs.cbf", "rel.cbf", "up"]
     for fn in ("run8", "run7/..", "run7/up", str(runs)):  # up -> .. resolves to the root
         reply = _ask(site, token, fn, type="list")
         assert error_code(reply) == "forbidden" and "bound" in reply[0].decode()
