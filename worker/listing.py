@@ -1,14 +1,14 @@
 """``list``: one directory inside the ESAF home, as the worker's user sees it.
 
 The worker runs as the user with the ESAF's group, so the kernel decides what may be listed,
-exactly as it decides what may be read; the directory is reached by the same no-follow walk
-as any image (worker/paths.py) and read from its fd, and a path-bound token sees only what its
+exactly as it decides what may be read; the directory is reached by the same no-follow walk as
+any image (worker/paths.py) and read from its fd, and a path-bound token sees only what its
 prefixes cover (worker/bound.py ``listable``). Files numbered like ``name_0001.cbf`` ...
-``name_0090.cbf`` collapse into one series entry (template ``name_####.cbf``, first and last number, count);
-HDF5 files (Eiger masters and data files) carry their frame count. Entries are sorted
-(directories first) and paged, and the scan itself is bounded, so a directory of a million
-files costs a bounded time. Names are data: they travel as JSON strings and nothing here
-interprets them.
+``name_0090.cbf`` collapse into one series entry (template ``name_####.cbf``, first and last
+number, count); HDF5 files (Eiger masters and data files) carry their frame count. Entries are
+sorted (directories first) and paged, and the scan itself is bounded, so a directory of a
+million files costs a bounded time. Names are data: they travel as JSON strings and nothing
+here interprets them.
 """
 
 from __future__ import annotations
