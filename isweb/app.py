@@ -12,6 +12,7 @@ from aiohttp import web
 
 from isweb import api
 from isweb.guard import RateLimit, security_headers
+from isweb.links import LinkOpener
 from isweb.login import Login
 from isweb.upstream import Upstream
 from pyis_common.config import WebConfig
@@ -20,7 +21,7 @@ from pyis_common.errors import Busy, Unauthorized
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 VENDOR = HERE / "vendor"  # Leaflet, copied from npm by .ci/install
-MAX_BODY = 1024  # no call has a body; logout is an empty POST
+MAX_BODY = 1024  # logout is an empty POST; /link reads its own bounded body (isweb/links.py)
 
 
 def make_app(cfg: WebConfig) -> web.Application:
@@ -54,6 +55,7 @@ def make_app(cfg: WebConfig) -> web.Application:
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/login", login.login)
     app.router.add_post("/logout", login.logout)
+    app.router.add_post("/link", LinkOpener(upstream, login).open)  # a signed viewer link
     app.router.add_get("/api/{name}", relay)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     if VENDOR.is_dir():

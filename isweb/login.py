@@ -20,6 +20,7 @@ from pyis_common.config import WebConfig
 
 LOGIN_KEY = "pyis:weblogin:{}"  # Redis key of a one-time code; its value is the session id
 CODE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+LINK_VIEW_COOKIE = "pyis_link"  # set by isweb/links.py: what a signed link shows
 CODE_TTL_S = 600  # a login link is clicked within minutes of being made
 REDIS_TIMEOUT_S = 2.0
 
@@ -63,12 +64,14 @@ class Login:
             raise web.HTTPForbidden(text="this login link is unknown, used or expired")
         response = web.HTTPSeeOther("/")
         self.set_cookie(response, pid.decode("utf-8", "replace"))
+        response.del_cookie(LINK_VIEW_COOKIE, path="/")  # a full session, no link's narrow view
         raise response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
         await request.read()  # bounded by client_max_size: a large body is refused (413)
         response = web.HTTPSeeOther("/")
         response.del_cookie(self.cfg.cookie_name, path="/")
+        response.del_cookie(LINK_VIEW_COOKIE, path="/")
         raise response
 
     def set_cookie(self, response: web.StreamResponse, pid: str) -> None:

@@ -21,6 +21,7 @@ export class Browser {
     this.onOpen = onOpen;
     this.onError = onError;
     this.dir = "";
+    this.root = ""; // a signed link's directory: "home" and the crumbs start there
     this.entries = [];
     byId("more").addEventListener("click", () => this.load(this.dir, this.entries.length));
   }
@@ -66,9 +67,11 @@ export class Browser {
     clear(bar);
     const parts = dir ? dir.split("/") : [];
     const home = el("button", "home");
-    home.addEventListener("click", () => this.load(""));
+    home.addEventListener("click", () => this.load(this.root));
     bar.appendChild(home);
+    const below = this.root ? this.root.split("/").length : 0;
     parts.forEach((part, i) => {
+      if (i < below) return;
       bar.appendChild(document.createTextNode(" / "));
       const b = el("button", part);
       b.addEventListener("click", () => this.load(parts.slice(0, i + 1).join("/")));

@@ -5,6 +5,7 @@ import {getImage, getJSON} from "./api.js";
 import {Browser} from "./browser.js";
 import {byId, clear, clearError, el, showError} from "./dom.js";
 import {resolutionAt} from "./geometry.js";
+import {adoptLink, showLink} from "./link.js";
 import {Viewer} from "./viewer.js";
 
 const OVERVIEW_PX = 512;
@@ -277,14 +278,27 @@ function wire() {
   window.addEventListener("hashchange", start);
 }
 
+let link = null; // a signed link's {esaf, path, dir} (link.js): the view stays inside it
+
 function start() {
   const h = readHash();
-  state.esaf = h.esaf;
+  state.esaf = h.esaf ?? (link?.esaf || null);
   state.contrast = h.contrast;
   state.wval = h.wval;
   if (h.fn && (h.fn !== state.fn || h.frame !== state.frame)) open(h.fn, h.frame);
-  else if (!h.fn) browser.load("");
+  else if (!h.fn) (link ? showLink(link, browser, open) : browser.load(""));
 }
 
-wire();
-start();
+async function boot() {
+  try {
+    link = await adoptLink();
+  } catch (err) {
+    showError(err); // expired or revoked: said in the page, nothing else is asked
+    return;
+  }
+  if (link) browser.root = link.dir;
+  wire();
+  start();
+}
+
+boot();
