@@ -13,6 +13,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPMessage
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,7 @@ def post_link(site, body: bytes, headers: dict[str, str]) -> tuple[int, dict, st
         return exc.code, json.loads(exc.read()), _cookies(exc.headers)
 
 
-def _cookies(headers) -> str | None:
+def _cookies(headers: HTTPMessage) -> str | None:
     return "; ".join(headers.get_all("Set-Cookie") or []) or None
 
 
