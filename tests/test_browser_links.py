@@ -17,6 +17,7 @@ from http.client import HTTPMessage
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authsign import links
 from procmgr.__main__ import dev_user
@@ -90,6 +91,14 @@ def test_a_series_link_shows_its_series_and_nothing_else(site, page):
     assert cookie["value"] == link.pid and cookie["httpOnly"]
 
 
+def test_a_file_link_shows_that_file_alone(site, page):
+    page.goto(make_link(site, "series/thau_0002.cbf").url)
+    chrome.wait_painted(page, 0, "the linked file painted")
+    assert page.inner_text("#title") == "series/thau_0002.cbf"
+    assert entries(page) == ["thau_0002.cbf"]  # its folder, listing only what the link covers
+    assert status_of(page, "/api/image?fn=series/thau_0001.cbf") == 403
+
+
 def test_a_directory_link_shows_that_directory(site, page):
     link = make_link(site, "eiger/")
     page.goto(link.url)
@@ -159,12 +168,12 @@ def test_a_bad_link_post_gets_one_refusal_and_no_cookie(site, body, headers, sta
 
 
 def test_a_forged_link_gets_no_session(site):
-    """A well-formed token the image server did not sign: the gateway believes its claims
-    only after the server accepted it."""
-    link = make_link(site, "series/thau_")
-    head, claims, sig = link.token.split(".")
-    forged = f"{head}.{claims}.{sig[::-1]}"
-    got, answer, cookie = post_link(site, json.dumps({"token": forged}).encode(), JSON)
+    """A well-formed link signed by a key the CA never certified, under the real kid: the
+    gateway believes its claims only after the image server accepted it."""
+    forged = links.make(Ed25519PrivateKey.generate(), site.stack.kid, base_url=site.url + "/",
+                        user=dev_user(), esaf=0, path="series/", aud="pyis")  # fmt: skip
+    links.store(site.stack.redis, forged)
+    got, answer, cookie = post_link(site, json.dumps({"token": forged.token}).encode(), JSON)
     assert (got, answer["error"], cookie) == (401, "unauthorized", None)
 
 
