@@ -16,6 +16,7 @@ from aiohttp import web
 
 from isweb.upstream import Reply, Upstream
 from pyis_common.errors import BadRequest, PyisError
+from pyis_common.protocol import MAX_FN
 
 STATUS = {  # wire code -> HTTP status
     "bad_request": 400,
@@ -27,7 +28,6 @@ STATUS = {  # wire code -> HTTP status
     "timeout": 504,
     "internal": 502,
 }
-MAX_FN = 4096
 MAX_REPLY_HEADER = 16 << 10  # job + meta beside a JPEG; browsers accept far larger headers
 
 

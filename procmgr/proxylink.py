@@ -28,9 +28,9 @@ import time
 
 import zmq
 
-from procmgr.frames import MAX_ENVELOPE
 from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProcmgrConfig
+from pyis_common.protocol import MAX_ENVELOPE
 from pyis_common.zmtplink import LinkMonitor, set_heartbeats
 
 log = logging.getLogger("procmgr")

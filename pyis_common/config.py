@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyis_common.request import LEVEL_RULES
+from pyis_common.protocol import LEVEL_RULES
 
 ENV_PREFIX = "PYIS_"
 

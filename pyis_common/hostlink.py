@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pyis_common.protocol import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, HOST_DEAD_AFTER_S
+
+__all__ = ["HEARTBEAT_INTERVAL_S", "HEARTBEAT_LIVENESS", "HOST_DEAD_AFTER_S"]  # and the rest
+
 SIGNATURE = b"PYIS-HOST1"
 HEARTBEAT = b"HEARTBEAT"
-HEARTBEAT_INTERVAL_S = 1.0  # a few bytes per second per link
-HEARTBEAT_LIVENESS = 3  # heartbeats missed before the proxy gives a host up
-HOST_DEAD_AFTER_S = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS  # far below a client's deadline
 MAX_CAPACITY = 4096  # bounds what the proxy keeps per host, whatever a host announces
 MAX_NAME = 64  # a host's name is for logs and STATISTICS
 TAG_BYTES = 8  # the proxy's request tag: a counter, never reused within a run

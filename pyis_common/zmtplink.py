@@ -14,12 +14,15 @@ import logging
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-HEARTBEAT_IVL_MS = 1000  # PING an idle link every second: a few bytes, nothing on a busy link
-HEARTBEAT_TIMEOUT_MS = 3000  # no traffic for 3 s after a PING: the peer is gone, drop the link
-HEARTBEAT_TTL_MS = 6000  # asks the peer to drop us after 6 s without our traffic (its view)
-# a dead peer is found within HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS, far below the 20 s
+from pyis_common.protocol import (
+    ZMTP_HEARTBEAT_IVL_MS,
+    ZMTP_HEARTBEAT_TIMEOUT_MS,
+    ZMTP_HEARTBEAT_TTL_MS,
+)
+
+# a dead peer is found within ZMTP_HEARTBEAT_IVL_MS + ZMTP_HEARTBEAT_TIMEOUT_MS, far below the 20 s
 # request deadline (and the 900 s index deadline)
-LINK_DOWN_WITHIN_S = (HEARTBEAT_IVL_MS + HEARTBEAT_TIMEOUT_MS) / 1000
+LINK_DOWN_WITHIN_S = (ZMTP_HEARTBEAT_IVL_MS + ZMTP_HEARTBEAT_TIMEOUT_MS) / 1000
 
 WATCHED = (
     zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -33,9 +36,9 @@ WATCHED = (
 
 def set_heartbeats(sock: zmq.Socket) -> None:
     """Before bind/connect: they apply to the connections made afterwards."""
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TTL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, ZMTP_HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMTP_HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, ZMTP_HEARTBEAT_TTL_MS)
 
 
 class LinkMonitor:

@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pyis_common.request import COLORMAPS, SCALES
+from pyis_common.protocol import COLORMAPS, SCALES
 
 __all__ = ["COLORMAPS", "GREYS", "SCALES", "apply", "index", "table"]
 STEPS = 1024  # finer than 8 bits out, so the scale's curve does not band

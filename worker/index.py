@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyis_common.errors import Internal, Timeout, Unsupported
+from pyis_common.protocol import MAX_PROGRESS_LINE  # a progress bar needs a short line
 from worker import results
 
-MAX_PROGRESS_LINE = 200  # a progress bar needs a short line, not a log dump
 MAX_PROGRESS_LINES = 10_000
 SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -48,14 +48,16 @@ def run(
     paths: list[str],
     progress: Callable[[str], None],
     output: results.Folder | None = None,
+    options: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The indexer's JSON result; ``paths`` are already resolved inside the ESAF home. With
-    ``output`` the indexer runs in that results folder and writes as the ESAF's rules say."""
+    ``output`` the indexer runs in that results folder and writes as the ESAF's rules say;
+    ``options`` (the frames asked for) go before the ``--`` that precedes the paths."""
     require(settings)
     workdir = tempfile.mkdtemp(prefix="pyis-index-")
     try:
         proc = subprocess.Popen(
-            [*settings.command, "--", *paths],
+            [*settings.command, *options, "--", *paths],
             cwd=output.path if output is not None else workdir,  # the child's /proc/self/fd
             pass_fds=(output.fd,) if output is not None else (),
             umask=results.FILE_UMASK,

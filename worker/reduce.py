@@ -24,9 +24,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from pyis_common.errors import BadRequest
+from pyis_common.protocol import MAX_SIZE
 from worker.formats import Frame
 
-MAX_SIDE = 10000  # the request caps xsize/ysize at 10000; a derived height obeys the same cap
+MAX_SIDE = MAX_SIZE  # the request caps xsize/ysize; a derived height obeys the same cap
 
 
 @dataclass(frozen=True)

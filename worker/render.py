@@ -18,12 +18,12 @@ import simplejpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from pyis_common.errors import BadRequest
+from pyis_common.protocol import MAX_LABEL_HEIGHT
 from worker import colormaps
 from worker.reduce import Reduced
 from worker.timings import Timings
 
 RED = (255, 0, 0)
-MAX_LABEL_HEIGHT = 64  # the wire's cap; the C server's 9x15 font looked right up to here
 MARGIN = 2  # pixels of white left of the label text
 # 4:4:4 keeps a one-pixel red (saturated) spot red; 4:2:0 would average it with three
 # neighbours into pale pink. It costs 3-28% more bytes than 4:2:0 (the C server's default).
