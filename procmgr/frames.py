@@ -10,11 +10,10 @@ import math
 from typing import Any
 
 from pyis_common import strictjson
+from pyis_common.jobtypes import AnsweredBy, Payload
+from pyis_common.protocol import DECIDED_FIELDS, MAX_ENVELOPE, NEWEST_FIELD, TIMINGS_FIELD
 from pyis_common.request import Request
 
-MAX_ENVELOPE = 16  # the C server kept up to 16 envelope frames; more is not a real route
-# what a worker may add to a job: levels and size used; spots' forced full view (as the C did)
-DECIDED_FIELDS = ("wval_used", "bval_used", "xsize", "ysize", "zoom", "segcol", "segrow")
 WORKER_STEPS = ("queue", "read", "reduce", "map", "encode", "worker")  # worker/timings.py
 MAX_MS = 1e7  # a step longer than ~3 hours is a lie
 
@@ -70,14 +69,15 @@ def reply_frames(
     """Rebuild the reply from checked parts: the worker may only add decided numbers and its
     step timings."""
     decided, meta = header.get("job"), header.get("meta")
-    if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > 1:
+    most = 1 if req.job_type.payload is Payload.JPEG else 0  # a JPEG, or nothing
+    if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > most:
         raise ValueError("malformed reply")
     job = req.echo()
     for name in DECIDED_FIELDS:
         value = decided.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             job[name] = value
-    if req.type == "newest":
-        job["newest"] = checked_newest(decided.get("newest"))
-    job["timings_ms"] = timings_ms(header.get("timings"), seen_ms or {})
+    if req.job_type.answered_by is AnsweredBy.FOLLOWER:
+        job[NEWEST_FIELD] = checked_newest(decided.get(NEWEST_FIELD))
+    job[TIMINGS_FIELD] = timings_ms(header.get("timings"), seen_ms or {})
     return [strictjson.dumps(job), strictjson.dumps(meta), *payloads]

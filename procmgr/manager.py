@@ -36,7 +36,9 @@ from procmgr.zygoteclient import ZygoteClient
 from pyis_common import framelimits, strictjson, workerchannel
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import BadRequest, Busy, PyisError, known_code, wire_text
-from pyis_common.request import LONG_POLL_TYPES, Request, parse_frame
+from pyis_common.jobtypes import LONG_POLL_TYPES, AnsweredBy, Deadline
+from pyis_common.protocol import MAX_PROGRESS_LINE
+from pyis_common.request import Request, parse_frame
 from pyis_common.signals import SignalQueue
 from pyis_common.workerstats import clean_counters
 
@@ -269,7 +271,7 @@ class Manager:
             if len(body[0]) > self.cfg.max_message_bytes:
                 raise BadRequest(f"request is larger than {self.cfg.max_message_bytes} bytes")
             req = parse_frame(body[0])
-            if req.type == "status":
+            if req.job_type.answered_by is AnsweredBy.PROCMGR:  # status
                 self.log_request(envelope, req, "ok", t0)
                 self.reply(
                     envelope, [b"", strictjson.dumps(req.echo()), strictjson.dumps(self.status())]
@@ -352,9 +354,10 @@ class Manager:
 
     def time_limit_s(self, req: Request) -> float:
         """The request's deadline: a long-poll's wait comes on top of the usual budget."""
-        if req.type == "index":
+        deadline = req.job_type.deadline
+        if deadline is Deadline.LONG_JOB:
             return self.cfg.index_timeout_s + 5
-        if req.type in LONG_POLL_TYPES:
+        if deadline is Deadline.LONG_POLL:
             return req.wait_s + self.cfg.request_timeout_s
         return self.cfg.request_timeout_s
 
@@ -427,7 +430,9 @@ class Manager:
         flight = self.inflight.get(rid) if isinstance(rid, int) else None
         if flight is None or flight.worker is not worker or not isinstance(line, str):
             return
-        self.progress_channel.publish(flight.req, {"progress": line[:200], "done": False})
+        self.progress_channel.publish(
+            flight.req, {"progress": line[:MAX_PROGRESS_LINE], "done": False}
+        )
 
     def worker_config(self, worker: Worker) -> dict[str, Any]:
         """Settings sent over the worker's private channel, never through the zygote."""
@@ -553,7 +558,7 @@ class Manager:
     ) -> None:
         """Account for a finished request (before its reply leaves); a long job's progress
         subscribers hear that it is done."""
-        if req is not None and req.type == "index":
+        if req is not None and req.job_type.publishes_progress:
             self.progress_channel.publish(req, {"done": True, "outcome": code})
         self.accounting.record(envelope, req, code, t0, why, tier)
 

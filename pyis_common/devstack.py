@@ -30,7 +30,7 @@ from iscli import cli
 from isweb import login
 from procmgr.__main__ import dev_user
 from pyis_common import curve, procs
-from pyis_common.request import DEFAULT_SCOPE
+from pyis_common.jobtypes import DEFAULT_SCOPE
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
 CACHE_ADMIN = "pyis-admin"  # the procmgr's own user on the cache Redis (the config default)

@@ -11,33 +11,28 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyis_common import strictjson
+from pyis_common import jobtypes, strictjson
 from pyis_common.errors import BadRequest
-
-JOB_TYPES = frozenset(
-    {"jpeg", "spots", "meta", "index", "status", "list", "tile", "pixels", "newest"}
-)  # list, tile, pixels: is-web; newest: following a collection (worker/follow.py)
-# what an access token allows when its issuer names no scope: every job a viewer needs
-DEFAULT_SCOPE = "jpeg spots meta index list tile pixels newest"
-LONG_POLL_TYPES = frozenset({"newest"})  # wait for an event: only the session's share counts
-MAX_WAIT_S = 30.0  # a newest long-poll waits at most this long (its client waits longer)
-DEFAULT_WAIT_S = 4.0  # under is-cli's default 5 s timeout
-OBSOLETE_TYPES = frozenset(
-    {"rsync_host_test", "rsync_connection_test", "local_dir_stats", "rsync_transfer"}
+from pyis_common.protocol import (
+    COLORMAPS,
+    DEFAULT_WAIT_S,
+    LEVEL_RULES,
+    MAX_AUTH,
+    MAX_FN,
+    MAX_FRAME,
+    MAX_LABEL,
+    MAX_LABEL_HEIGHT,
+    MAX_PID,
+    MAX_SIZE,
+    MAX_WAIT_S,
+    MAX_ZOOM,
+    MIN_SIZE,
+    OBSOLETE_TYPES,
+    SCALES,
 )
-MAX_PID = 256  # session ids are short tokens; a 10 KB pid is an attack, not a session
-MAX_FN = 4096  # PATH_MAX
-MAX_LABEL = 256
-MIN_SIZE, MAX_SIZE = 8, 10000  # the C server's limits on xsize
-DEFAULT_XSIZE = {"jpeg": 512, "spots": 384}
-MAX_ZOOM = 1000.0
-MAX_LABEL_HEIGHT = 64
+
 LABEL_HEIGHT_PER_WIDTH = 32  # a label without labelHeight: 1/32 of the width, 16..64 rows
 MIN_DEFAULT_LABEL_HEIGHT = 16
-MAX_FRAME = 1 << 31
-LEVEL_RULES = ("auto", "c")  # automatic levels: pyis's (README) or the C server's mean +- stddev
-SCALES = ("linear", "sqrt", "log")
-COLORMAPS = ("inverted", "grey", "viridis")  # inverted: spots dark on white, as the C server
 
 
 @dataclass(frozen=True)
@@ -50,6 +45,7 @@ class Request:
     fn: str | None = None
     fn2: str | None = None  # index: a second image
     frame: int = 1
+    frame2: int | None = None  # index: the frame of the second image (None: its first)
     xsize: int = 512
     ysize: int | None = None
     zoom: float = 1.0
@@ -66,6 +62,11 @@ class Request:
     colormap: str = "inverted"
     auth: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def job_type(self) -> jobtypes.JobType:
+        """This request's row in the job table: what it needs, its deadline, its payload."""
+        return jobtypes.of(self.type)
 
     @property
     def frame_asked(self) -> int | None:
@@ -119,6 +120,15 @@ def _wait(obj: dict[str, Any]) -> float:
     if not 0.0 <= wait <= MAX_WAIT_S:
         raise BadRequest(f"'wait' must be between 0 and {MAX_WAIT_S:g} seconds")
     return wait
+
+
+def _frame2(obj: dict[str, Any], fn2: str | None) -> int | None:
+    """index's second frame: 1-based, and only beside the second image it belongs to."""
+    if obj.get("frame2") is None:
+        return None
+    if not fn2:
+        raise BadRequest("'frame2' needs 'fn2', the image it belongs to")
+    return _int(obj, "frame2", 1, 1, MAX_FRAME)
 
 
 def _view(obj: dict[str, Any]) -> tuple[float, float, float]:
@@ -183,19 +193,23 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
     jtype = jtype.lower()
     if jtype in OBSOLETE_TYPES:
         raise BadRequest(f"job type '{jtype}' is obsolete")
-    if jtype not in JOB_TYPES:
+    row = jobtypes.BY_NAME.get(jtype)
+    if row is None:
         raise BadRequest(f"unknown job type '{jtype[:40]}'")
+    fn = _str(obj, "fn", MAX_FN)
     frame = _int(obj, "frame", 1, -MAX_FRAME, MAX_FRAME)
-    xsize = _int(obj, "xsize", DEFAULT_XSIZE.get(jtype, 512), MIN_SIZE, MAX_SIZE)
+    fn2 = _str(obj, "fn2", MAX_FN)
+    xsize = _int(obj, "xsize", row.default_xsize, MIN_SIZE, MAX_SIZE)
     zoom, segcol, segrow = _view(obj)
     label = _str(obj, "label", MAX_LABEL) or ""
-    return Request(
+    req = Request(
         pid=pid,
         type=jtype,
         esaf=_int(obj, "esaf", 0, 0, MAX_FRAME),
-        fn=_str(obj, "fn", MAX_FN),
-        fn2=_str(obj, "fn2", MAX_FN),
+        fn=fn,
+        fn2=fn2,
         frame=max(frame, 1),
+        frame2=_frame2(obj, fn2),
         xsize=xsize,
         ysize=None if obj.get("ysize") is None else _int(obj, "ysize", 0, MIN_SIZE, MAX_SIZE),
         zoom=zoom,
@@ -212,6 +226,9 @@ def parse(obj: Any, *, need_pid: bool = True) -> Request:
         levels=_choice(obj, "levels", LEVEL_RULES),
         scale=_choice(obj, "scale", SCALES) or "linear",
         colormap=_choice(obj, "colormap", COLORMAPS) or "inverted",
-        auth=_str(obj, "auth", 8192),
+        auth=_str(obj, "auth", MAX_AUTH),
         raw=obj,
     )
+    if row.needs_file and not fn:  # refused before a session lookup or a worker
+        raise BadRequest("'fn' names no file")
+    return req

@@ -109,30 +109,30 @@ class Pipeline:
         if not isinstance(job, dict):
             raise BadRequest("job must be a JSON object")
         req = parse(job, need_pid=False)
-        if req.type == "jpeg":
-            return self.jpeg(req, clock)
-        if req.type == "spots":
-            return self.spots(req, clock)
-        if req.type == "meta":
-            with paths.resolve(self.home, req.fn) as src, clock.step("read"):
-                return Result(job={}, meta=formats.read_meta(src, req.frame_asked))
-        if req.type == "index":
-            return self.index(req, progress or (lambda _line: None))
-        viewer_job = VIEWER_JOBS.get(req.type)
-        if viewer_job is not None:
-            return viewer_job(self, req, clock)
-        raise Unsupported(f"job type '{req.type}' is not served by this server yet")
+        handler = HANDLERS.get(req.type)
+        if handler is None:  # status (the procmgr's), newest (the follower's)
+            raise Unsupported(f"job type '{req.type}' is not run by a worker's pipeline")
+        return handler(self, req, clock, progress or (lambda _line: None))
+
+    def meta(self, req: Request, clock: Timings) -> Result:
+        with paths.resolve(self.home, req.fn) as src, clock.step("read"):
+            return Result(job={}, meta=formats.read_meta(src, req.frame_asked))
 
     def index(self, req: Request, progress: Callable[[str], None]) -> Result:
         """The indexer on the request's inputs only (each resolved, and within a path-bound
         token's prefixes); its results go to a new folder in the same ESAF home, named in
-        the reply as ``results_folder`` (relative to the home) and ``results_files``."""
+        the reply as ``results_folder`` (relative to the home) and ``results_files``. Frames
+        the client named reach the indexer as ``--frame N`` / ``--frame2 N`` before ``--``,
+        once each is known to be in its file."""
         index.require(self.index_settings)
-        names = [req.fn, *([req.fn2] if req.fn2 else [])]
-        files = [_real_path(self.home, fn) for fn in names]
+        inputs = [(req.fn, req.frame_asked, "--frame")]
+        if req.fn2:
+            inputs.append((req.fn2, req.frame2, "--frame2"))
+        files = [_real_path(self.home, fn, frame) for fn, frame, _ in inputs]
+        options = [arg for _, frame, flag in inputs if frame for arg in (flag, str(frame))]
         stem = results.stem_of(os.path.basename(files[0]))
         with results.make(self.home, "index", stem) as folder:
-            result = index.run(self.index_settings, files, progress, output=folder)
+            result = index.run(self.index_settings, files, progress, folder, options)
             folder.write(INDEX_RESULT, json.dumps(result, sort_keys=True).encode() + b"\n")
             written = {"results_folder": folder.name, "results_files": folder.files()}
         return Result(job={}, meta=result | written)
@@ -309,11 +309,17 @@ class Pipeline:
         return out | self.tier2.counters() if self.tier2 is not None else out
 
 
-# the browser viewer's job types (is-web), each in its own module
-VIEWER_JOBS: dict[str, Callable[[Pipeline, Request, Timings], Result]] = {
-    "list": lambda pipe, req, clock: listing.run(pipe.home, req),
-    "tile": tiles.run,
-    "pixels": pixels.run,
+Handler = Callable[[Pipeline, Request, Timings, Callable[[str], None]], Result]
+# what runs each job type the job table (pyis_common/jobtypes.py) gives to the pipeline; a
+# test checks that the two agree
+HANDLERS: dict[str, Handler] = {
+    "jpeg": lambda pipe, req, clock, _progress: pipe.jpeg(req, clock),
+    "spots": lambda pipe, req, clock, _progress: pipe.spots(req, clock),
+    "meta": lambda pipe, req, clock, _progress: pipe.meta(req, clock),
+    "index": lambda pipe, req, _clock, progress: pipe.index(req, progress),
+    "list": lambda pipe, req, _clock, _progress: listing.run(pipe.home, req),
+    "tile": lambda pipe, req, clock, _progress: tiles.run(pipe, req, clock),
+    "pixels": lambda pipe, req, clock, _progress: pixels.run(pipe, req, clock),
 }
 
 
@@ -330,8 +336,11 @@ def _unchanged(src: paths.Opened, key: Key) -> bool:
     return (st.st_ino, st.st_size, st.st_mtime_ns) == (key.ino, key.size, key.mtime_ns)
 
 
-def _real_path(home: str, fn: str | None) -> str:
+def _real_path(home: str, fn: str | None, frame: int | None = None) -> str:
     """For the external indexer, which opens images by name (and finds a series by its
-    template): the path the no-follow walk resolved, as the kernel names the open file."""
+    template): the path the no-follow walk resolved, as the kernel names the open file. A
+    ``frame`` must be in that file (``not_found`` otherwise, as for a jpeg)."""
     with paths.resolve(home, fn) as src:
+        if frame is not None:
+            formats.read_meta(src, frame)
         return os.readlink(src.path)

@@ -17,7 +17,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyis_common import workerchannel
+from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
 from worker import bound, follow, jobs
 from worker.index import IndexSettings
@@ -105,7 +105,7 @@ def _run(
     answer = functools.partial(_answer, chan, pipeline, follows, rid, received, clock)
     try:
         with bound.bound(bound.parse(header.get("paths"))):  # the procmgr's, not the client's
-            if isinstance(job, dict) and job.get("type") == "newest":
+            if isinstance(job, dict) and job.get("type") in jobtypes.FOLLOWED_TYPES:
                 follows.submit(job, clock, answer, bound.current())
                 return
             outcome: jobs.Result | PyisError | None = pipeline.run(

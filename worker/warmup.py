@@ -29,6 +29,7 @@ import pydicom
 
 
 def warm() -> None:
+    from pyis_common import jobtypes
     from pyis_common.errors import NotFound
     from pyis_common.request import parse
     from worker import jobs
@@ -49,7 +50,10 @@ def warm() -> None:
         result = pipeline.run(
             {"type": "jpeg", "fn": "warm.cbf", "xsize": 16, "label": "warm", "labelHeight": 12}
         )
-        pipeline.run({"type": "meta", "fn": "warm.cbf"})
+        for row in jobtypes.TABLE:  # every type the pipeline runs in a request's time
+            served = row.answered_by is jobtypes.AnsweredBy.PIPELINE
+            if served and row.deadline is jobtypes.Deadline.REQUEST:
+                pipeline.run({"type": row.name, "fn": "warm.cbf" if row.needs_file else "."})
         stage1, key, _ = pipeline.stage1(
             parse({"type": "jpeg", "fn": "warm.cbf", "xsize": 16}, need_pid=False)
         )
