@@ -26,7 +26,7 @@ import redis
 import zmq
 from PIL import Image
 
-from iscli import cli as cli_module
+from iscli import args as cli_module
 from iscli import client
 from procmgr import progress
 from procmgr.__main__ import dev_user
@@ -130,7 +130,7 @@ def test_meta_is_pretty_json(site, home):
 
 def test_status_needs_no_session_and_says_counts(site, home):
     assert cli(["meta", FN, *on(site)], home).returncode == 0  # a worker exists
-    done = cli(["status", "--endpoint", site.endpoint], home)
+    done = cli(["status", "--json", "--endpoint", site.endpoint], home)
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert type(status["workers"]) is int and status["workers"] >= 1 and "in_flight" in status
