@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authsign import cli_jwt, compat, keys, links
 from authsign.cli_jwt import CliError
-from pyis_common.request import DEFAULT_SCOPE
+from pyis_common.errors import Refused
+from pyis_common.jobtypes import DEFAULT_SCOPE
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"  # the compatible form's historical default
 # (command, native form): (options it requires, options only the other form takes)
@@ -92,7 +93,7 @@ def verify(args: argparse.Namespace) -> int:
     try:
         isauth, sig = cli_jwt.session(args.redis or DEFAULT_REDIS, args.pid, "isAuth", "isAuthSig")
         access = compat.verify(key, isauth, sig, args.pid)
-    except compat.AccessError as exc:
+    except Refused as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     print(f"ok: user {access.user!r}, ESAFs {sorted(access.allowed_esafs)}")

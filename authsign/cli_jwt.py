@@ -21,11 +21,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authsign import keys, links, pathclaim, tokens
-from authsign.compat import AccessError
+from authsign import keys, links, pathclaim, sessioncheck, tokens
 from certs.ca import KID_RE, valid_kid
 from certs.trust import TrustStore
-from pyis_common.request import JOB_TYPES, MAX_PID
+from pyis_common.errors import Refused
+from pyis_common.jobtypes import JOB_TYPES
+from pyis_common.protocol import MAX_PID
 
 SESSION_MARGIN_S = 60  # the session hash outlives its token by more than the verifier's leeway
 REDIS_TIMEOUT_S = 5.0
@@ -186,10 +187,10 @@ def verify(args: argparse.Namespace) -> int:
             if token is None and stored is not None:
                 token = stored.decode("utf-8", "replace")
         if token is None:
-            raise AccessError("unauthorized", "no access object for this session")
+            raise sessioncheck.no_access_object()
         check = {"pid": args.pid, "aud": args.aud, "job_type": args.type}
         access = tokens.verify(token, trust.key_for, leeway_s=args.leeway, **check)
-    except AccessError as exc:
+    except Refused as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
     left = round((access.expires or 0) - time.time())
@@ -210,10 +211,7 @@ def session(url: str, pid: str, *fields: str) -> list[bytes | None]:
         exists, values = pipe.execute()
     except redis.exceptions.ResponseError:  # WRONGTYPE: the key is not a session hash
         exists, values = 0, [None]
-    if values[-1]:
-        raise AccessError("unauthorized", "this session has been revoked")
-    if not exists:  # logout deletes the hash: that ends an inline token's session too
-        raise AccessError("unauthorized", "no access object for this session")
+    sessioncheck.require_live(bool(exists), values[-1])
     return values[:-1]
 
 

@@ -18,16 +18,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from pyis_common.errors import Unauthorized
+
 MIN_RSA_BITS = 2048
 MAX_ISAUTH = 16384  # an access object is a few hundred bytes
-
-
-class AccessError(Exception):
-    """Refused; ``code`` is ``unauthorized`` or ``forbidden``, the message names the reason."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -93,48 +87,48 @@ def verify(
     leeway_s: float = 30.0,
     max_age_s: float = 0.0,
 ) -> Access:
-    """Check signature, pid binding and times; return the grant or raise AccessError.
+    """Check signature, pid binding and times; return the grant or raise Unauthorized.
 
     ``max_age_s`` > 0: an object without ``exp`` is valid that long after its ``iat`` (and
     refused without one); 0 leaves it valid forever, as the C server did."""
     if not isauth or not isauth_sig:
-        raise AccessError("unauthorized", "no access object for this session")
+        raise Unauthorized("no access object for this session")
     if len(isauth) > MAX_ISAUTH:
-        raise AccessError("unauthorized", "access object is too large")
+        raise Unauthorized("access object is too large")
     try:
         sig = base64.b64decode(isauth_sig, validate=True)
         key.verify(sig, isauth, padding.PKCS1v15(), hashes.SHA256())
     except (InvalidSignature, binascii.Error, ValueError):
-        raise AccessError("unauthorized", "access object signature is not valid") from None
+        raise Unauthorized("access object signature is not valid") from None
     try:
         obj = json.loads(isauth)
     except ValueError:
-        raise AccessError("unauthorized", "access object is not JSON") from None
+        raise Unauthorized("access object is not JSON") from None
     if not isinstance(obj, dict):
-        raise AccessError("unauthorized", "access object is not a JSON object")
+        raise Unauthorized("access object is not a JSON object")
     return _grant(obj, pid, time.time() if now is None else now, leeway_s, max_age_s)
 
 
 def _grant(obj: dict[str, Any], pid: str, now: float, leeway_s: float, max_age_s: float) -> Access:
     if obj.get("pid") != pid:
-        raise AccessError("unauthorized", "access object was issued for another session")
+        raise Unauthorized("access object was issued for another session")
     user, esafs = obj.get("uid"), obj.get("allowedESAFs")
     if not isinstance(user, str) or not user:
-        raise AccessError("unauthorized", "access object names no user")
+        raise Unauthorized("access object names no user")
     if not isinstance(esafs, list) or not all(
         isinstance(e, int) and not isinstance(e, bool) for e in esafs
     ):
-        raise AccessError("unauthorized", "access object has no valid allowedESAFs list")
+        raise Unauthorized("access object has no valid allowedESAFs list")
     exp, iat, nbf = obj.get("exp"), obj.get("iat"), obj.get("nbf", obj.get("iat"))
     for name, value in (("exp", exp), ("iat", iat), ("nbf", nbf)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise AccessError("unauthorized", f"access object has a non-numeric {name}")
+            raise Unauthorized(f"access object has a non-numeric {name}")
     if exp is None and max_age_s > 0:
         if iat is None:
-            raise AccessError("unauthorized", "access object has neither exp nor iat")
+            raise Unauthorized("access object has neither exp nor iat")
         exp = iat + max_age_s  # then it expires like any other, memo included
     if exp is not None and now > exp + leeway_s:
-        raise AccessError("unauthorized", "access object has expired")
+        raise Unauthorized("access object has expired")
     if nbf is not None and now + leeway_s < nbf:
-        raise AccessError("unauthorized", "access object is not valid yet")
+        raise Unauthorized("access object is not valid yet")
     return Access(pid=pid, user=user, allowed_esafs=frozenset(esafs), expires=exp)

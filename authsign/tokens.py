@@ -21,7 +21,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from authsign import pathclaim
-from authsign.compat import Access, AccessError
+from authsign.compat import Access
+from pyis_common.errors import Forbidden, Unauthorized
 
 ALGORITHMS = ["EdDSA"]  # the only accepted "alg"; never derived from the token
 REQUIRED = ["exp", "iat", "nbf", "pid", "uid", "allowedESAFs", "aud", "scope"]
@@ -89,8 +90,8 @@ def verify(
 ) -> Access:
     """The grant ``token`` carries for a ``job_type`` request in session ``pid``.
 
-    Raises AccessError ``unauthorized`` (not a valid token for this session) or ``forbidden``
-    (valid, but its scope excludes the job type); the message names the reason, never the token.
+    Raises Unauthorized (not a valid token for this session) or Forbidden (valid, but its
+    scope excludes the job type); the message names the reason, never the token.
     """
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
         raise _refused("token is malformed")
@@ -111,8 +112,8 @@ def verify(
     return _grant(claims, pid, job_type, kid)
 
 
-def _refused(reason: str) -> AccessError:
-    return AccessError("unauthorized", reason)
+def _refused(reason: str) -> Unauthorized:
+    return Unauthorized(reason)
 
 
 def _decode(token: str, key: Ed25519PublicKey, aud: str) -> dict[str, Any]:
@@ -170,7 +171,7 @@ def _grant(claims: dict[str, Any], pid: str, job_type: str, kid: str) -> Access:
     if not isinstance(jti, str) or len(jti) > 128 or not jti.isprintable():
         raise _refused("token has a malformed jti claim")
     if job_type not in scope.split():
-        raise AccessError("forbidden", "token scope does not include this job type")
+        raise Forbidden("token scope does not include this job type")
     paths = tuple(claims["paths"]) if "paths" in claims else None
     return Access(
         pid=pid,

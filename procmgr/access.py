@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from authsign import compat, tokens
-from authsign.compat import Access, AccessError
+from authsign import compat, sessioncheck, tokens
+from authsign.compat import Access
 from certs.trust import TrustStore
 from procmgr import audit
 from procmgr.sessions import Session
@@ -29,11 +29,6 @@ from pyis_common.request import Request
 
 log = logging.getLogger("procmgr.access")
 MAX_VERIFIED = 4096  # verified-object memo entries (each a few hundred bytes)
-# job types whose every file the worker checks against a path-bound token (worker/bound.py);
-# a new type serves such a token only once it is added here, so nothing is unbound by default
-PATH_CHECKED_TYPES = frozenset(
-    {"jpeg", "spots", "meta", "index", "newest", "list", "tile", "pixels"}
-)
 
 
 class AccessChecker:
@@ -72,37 +67,30 @@ class AccessChecker:
         """The grant for this request given its session hash, or Unauthorized/Forbidden
         naming the reason."""
         isauth, sig, token, revoked = session.fields
-        if revoked:
-            raise Unauthorized("this session has been revoked")
-        if not session.exists:
-            # also for an inline token: logout deletes the hash, and that must end the session
-            raise Unauthorized("no access object for this session")
-        try:
-            if req.auth is not None or token is not None:
-                access = self._jwt(req, req.auth or (token or b"").decode("utf-8", "replace"))
-            elif self.rsa is not None:
-                rsa = self.rsa
-                access = self._memo(
-                    (req.pid, isauth, sig),
-                    lambda: compat.verify(
-                        rsa,
-                        isauth,
-                        sig,
-                        req.pid,
-                        leeway_s=self.cfg.clock_leeway_s,
-                        max_age_s=self.cfg.compat_max_age_s,
-                    ),
-                )
-            else:
-                raise AccessError("unauthorized", "no access object for this session")
-        except AccessError as exc:
-            raise (Forbidden if exc.code == "forbidden" else Unauthorized)(str(exc)) from None
+        sessioncheck.require_live(session.exists, revoked)
+        if req.auth is not None or token is not None:
+            access = self._jwt(req, req.auth or (token or b"").decode("utf-8", "replace"))
+        elif self.rsa is not None:
+            rsa = self.rsa
+            access = self._memo(
+                (req.pid, isauth, sig),
+                lambda: compat.verify(
+                    rsa,
+                    isauth,
+                    sig,
+                    req.pid,
+                    leeway_s=self.cfg.clock_leeway_s,
+                    max_age_s=self.cfg.compat_max_age_s,
+                ),
+            )
+        else:
+            raise sessioncheck.no_access_object()
         self._policy(req, access)
         return access
 
     def _jwt(self, req: Request, token: str) -> Access:
         if self.trust is None:
-            raise AccessError("unauthorized", "this server accepts no token access objects")
+            raise Unauthorized("this server accepts no token access objects")
         self._trust_changed()  # a stat per file: rotation and revocation need no restart
         trust = self.trust
         return self._memo(
@@ -127,11 +115,13 @@ class AccessChecker:
                 self._verified.clear()
             self._verified[digest] = access
         if access.expires is not None and time.time() > access.expires + self.cfg.clock_leeway_s:
-            raise AccessError("unauthorized", "access object has expired")
+            raise Unauthorized("access object has expired")
         return access
 
     def _policy(self, req: Request, access: Access) -> None:
-        if access.paths is not None and req.type not in PATH_CHECKED_TYPES:
+        # a path-bound token serves only the types whose every file the worker checks against
+        # it (worker/bound.py): the job table's path_checked, False unless a row says so
+        if access.paths is not None and not req.job_type.path_checked:
             why = f"a path-bound token cannot run '{req.type}' jobs"
             audit.refused(access, req, why)
             raise Forbidden(why)

@@ -7,19 +7,9 @@ trace or a secret.
 
 from __future__ import annotations
 
-CODES: tuple[str, ...] = (
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "unsupported",
-    "busy",
-    "timeout",
-    "internal",
-    "incomplete",  # appended last: is-cli exit codes are 10 + the index, so none shifts
-)
+from pyis_common.protocol import CODES, MAX_SENTENCE
 
-MAX_SENTENCE = 4000  # the C server capped error frames at 4095 bytes; stay under it
+__all__ = ["CODES", "MAX_SENTENCE"]  # re-exported: clients that map codes import them here
 
 
 class PyisError(Exception):
@@ -32,11 +22,21 @@ class BadRequest(PyisError):
     code = "bad_request"
 
 
-class Unauthorized(PyisError):
+class Refused(PyisError):
+    """An access refusal: the session, its access object or the policy said no. The access
+    code raises the subclass (never a code string), so the reply, the audit line and
+    ``is-authsign verify`` say the same."""
+
+
+class Unauthorized(Refused):
+    """No valid access object for this session (missing, revoked, expired, forged)."""
+
     code = "unauthorized"
 
 
-class Forbidden(PyisError):
+class Forbidden(Refused):
+    """A valid access object that does not allow this request."""
+
     code = "forbidden"
 
 

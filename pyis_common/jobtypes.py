@@ -89,15 +89,15 @@ TABLE: tuple[JobType, ...] = (
         doc="the server's counts; needs no session",
     ),
     JobType(
-        "list", _W, False, False, _REQ, Payload.NONE, True,
+        "list", _W, False, True, _REQ, Payload.NONE, True,
         doc="is-web: the images and series in a directory",
     ),
     JobType(
-        "tile", _W, True, False, _REQ, Payload.JPEG, True,
+        "tile", _W, True, True, _REQ, Payload.JPEG, True,
         doc="is-web: one JPEG tile of a pyramid level",
     ),
     JobType(
-        "pixels", _W, True, False, _REQ, Payload.NONE, True,
+        "pixels", _W, True, True, _REQ, Payload.NONE, True,
         doc="is-web: the counts of a small window of pixels",
     ),
     JobType(

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authsign import pathclaim, tokens
-from authsign.compat import AccessError
+from pyis_common.errors import Refused
 
 NOW = 1_700_000_000.0
 KEY = Ed25519PrivateKey.generate()
@@ -49,7 +49,7 @@ def test_malformed_paths_are_refused_at_signing(paths):
 
 @pytest.mark.parametrize("paths", [*MALFORMED, None])
 def test_malformed_paths_are_refused_at_verification(paths):
-    with pytest.raises(AccessError) as info:
+    with pytest.raises(Refused) as info:
         _verify(_forged(paths))
     assert info.value.code == "unauthorized" and "malformed paths" in str(info.value)
 

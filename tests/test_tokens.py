@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authsign import keys as keyfiles
 from authsign import tokens
-from authsign.compat import AccessError
 from certs import ca
 from certs.__main__ import main as ca_main
 from certs.trust import TrustStore
+from pyis_common.errors import Refused
 
 NOW = 1_700_000_000.0
 PID, AUD, USER = "sess-1", "pyis-images", "alice"
@@ -48,7 +48,7 @@ def _verify(token: str, lookup: Any = KEYS.get, **kw: Any):
 
 
 def _refused(token: Any, code: str, words: str, **kw: Any) -> None:
-    with pytest.raises(AccessError) as info:
+    with pytest.raises(Refused) as info:
         _verify(token, **kw)
     assert info.value.code == code
     assert words in str(info.value)
@@ -120,7 +120,7 @@ def test_hs256_keyed_with_the_public_key_is_refused(form):
     }[form]
     _refused(_hs256(secret), "unauthorized", "algorithm is not allowed")
     # and PyJWT's own pin holds even past our header check (defence in depth)
-    with pytest.raises(AccessError, match="algorithm is not allowed"):
+    with pytest.raises(Refused, match="algorithm is not allowed"):
         tokens._decode(_hs256(secret), pub, AUD)
 
 
@@ -239,7 +239,7 @@ def test_certified_key_verifies_and_kid_comes_from_the_certificate(pki):
     store = _store(pki)
     assert store.kids() == ["auth-a"]
     assert _check(store, _token(key_path, "auth-a")).user == USER
-    with pytest.raises(AccessError, match="unknown key"):
+    with pytest.raises(Refused, match="unknown key"):
         _check(store, _token(key_path, "auth-b"))
 
 
@@ -250,7 +250,7 @@ def test_certificate_from_another_root_is_refused(pki, tmp_path, caplog):
         store = _store(pki)
     assert store.key_for("rogue") is None
     assert "rogue.pem" in caplog.text and "not a certificate issued by the root" in caplog.text
-    with pytest.raises(AccessError, match="unknown key"):
+    with pytest.raises(Refused, match="unknown key"):
         _check(store, _token(rogue_key, "rogue"))
 
 
@@ -260,7 +260,7 @@ def test_expired_certificate_is_refused(pki, caplog):
     with caplog.at_level(logging.WARNING, logger="certs.trust"):
         store = _store(pki)
     assert "old.pem" in caplog.text and "validity period" in caplog.text
-    with pytest.raises(AccessError, match="unknown key"):
+    with pytest.raises(Refused, match="unknown key"):
         _check(store, _token(key_path, "old"))
 
 
@@ -277,7 +277,7 @@ def test_rotation_and_revocation_take_effect_on_reload(pki):
     ca.write_crl(pki["ca"], pki["crl"])
     assert store.reload_if_changed() is True
     assert store.kids() == ["auth-b"]
-    with pytest.raises(AccessError, match="unknown key"):
+    with pytest.raises(Refused, match="unknown key"):
         _check(store, old_token)
     assert _check(store, new_token).user == USER
 
@@ -295,7 +295,7 @@ def test_untrusted_crl_trusts_no_key(pki, tmp_path, crl, caplog):
     with caplog.at_level(logging.ERROR, logger="certs.trust"):
         store = _store(pki)
     assert store.kids() == [] and "trusting no signing key" in caplog.text
-    with pytest.raises(AccessError, match="unknown key"):
+    with pytest.raises(Refused, match="unknown key"):
         _check(store, _token(key_path, "auth-a"))
 
 

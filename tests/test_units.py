@@ -9,7 +9,7 @@ import pytest
 from authsign import compat
 from procmgr.frames import split_envelope
 from pyis_common import config, strictjson, workerchannel
-from pyis_common.errors import BadRequest, parse_wire_text, wire_text
+from pyis_common.errors import BadRequest, Unauthorized, parse_wire_text, wire_text
 from pyis_common.request import parse, parse_frame
 
 
@@ -122,7 +122,7 @@ def test_compat_sign_verify(rsa_key):
 def test_compat_refusals(rsa_key, mutate, words):
     isauth = compat.make_isauth("sess", "alice", [1], 60)
     a, s = mutate(isauth, compat.sign(rsa_key, isauth))
-    with pytest.raises(compat.AccessError, match=words):
+    with pytest.raises(Unauthorized, match=words):
         compat.verify(rsa_key.public_key(), a, s, "sess")
 
 
@@ -133,9 +133,9 @@ def test_compat_time_window(rsa_key):
     pub = rsa_key.public_key()
     assert compat.verify(pub, isauth, sig, "s", now=1500).expires == 2000
     assert compat.verify(pub, isauth, sig, "s", now=2020, leeway_s=30)
-    with pytest.raises(compat.AccessError, match="expired"):
+    with pytest.raises(Unauthorized, match="expired"):
         compat.verify(pub, isauth, sig, "s", now=2031, leeway_s=30)
-    with pytest.raises(compat.AccessError, match="not valid yet"):
+    with pytest.raises(Unauthorized, match="not valid yet"):
         compat.verify(pub, isauth, sig, "s", now=900, leeway_s=30)
 
 
