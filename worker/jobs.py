@@ -9,12 +9,9 @@ reduction is kept too, so a new contrast costs stage 2 only (levels, colours, JP
 
 from __future__ import annotations
 
-import json
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,46 +21,24 @@ from pyis_common.request import Request, parse
 from worker import (
     formats,
     index,
+    indexjob,
     levels,
     listing,
     paths,
     pixels,
     reduce,
     render,
-    results,
     spots,
     sums,
     tiles,
 )
 from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
+from worker.outcome import Result, Stage1
 from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
 from worker.timings import Timings, since_ms
 
-INDEX_RESULT = "index.json"  # the indexer's JSON result, beside what it wrote itself
 JPEG_CACHE_BYTES = 32 << 20  # ~600 JPEGs of 512 px: the recent views of one user
-
-
-@dataclass(frozen=True)
-class Stage1:
-    reduced: reduce.Reduced
-    meta: dict[str, Any]
-    level_stats: levels.LevelStats | None = None  # the whole frame's, for automatic levels
-
-    @property
-    def nbytes(self) -> int:
-        r = self.reduced
-        grids = 0 if self.level_stats is None else 2 * self.level_stats.background.nbytes
-        return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + grids + 1024
-
-
-@dataclass
-class Result:
-    job: dict[str, Any]  # what the server decided (wval_used, bval_used, xsize, ysize)
-    meta: dict[str, Any]
-    payloads: list[bytes] = field(default_factory=list)
-    tier: str = "none"  # where stage 1 came from: lru, flight (shared), pyramid, redis, file
-    timings: dict[str, float] = field(default_factory=dict)  # ms per step (worker/timings.py)
 
 
 class Pipeline:
@@ -117,25 +92,6 @@ class Pipeline:
     def meta(self, req: Request, clock: Timings) -> Result:
         with paths.resolve(self.home, req.fn) as src, clock.step("read"):
             return Result(job={}, meta=formats.read_meta(src, req.frame_asked))
-
-    def index(self, req: Request, progress: Callable[[str], None]) -> Result:
-        """The indexer on the request's inputs only (each resolved, and within a path-bound
-        token's prefixes); its results go to a new folder in the same ESAF home, named in
-        the reply as ``results_folder`` (relative to the home) and ``results_files``. Frames
-        the client named reach the indexer as ``--frame N`` / ``--frame2 N`` before ``--``,
-        once each is known to be in its file."""
-        index.require(self.index_settings)
-        inputs = [(req.fn, req.frame_asked, "--frame")]
-        if req.fn2:
-            inputs.append((req.fn2, req.frame2, "--frame2"))
-        files = [_real_path(self.home, fn, frame) for fn, frame, _ in inputs]
-        options = [arg for _, frame, flag in inputs if frame for arg in (flag, str(frame))]
-        stem = results.stem_of(os.path.basename(files[0]))
-        with results.make(self.home, "index", stem) as folder:
-            result = index.run(self.index_settings, files, progress, folder, options)
-            folder.write(INDEX_RESULT, json.dumps(result, sort_keys=True).encode() + b"\n")
-            written = {"results_folder": folder.name, "results_files": folder.files()}
-        return Result(job={}, meta=result | written)
 
     def spots(self, req: Request, clock: Timings) -> Result:
         """Counted on the fixed spots reduction (the frame's own width when narrower, so a
@@ -316,7 +272,7 @@ HANDLERS: dict[str, Handler] = {
     "jpeg": lambda pipe, req, clock, _progress: pipe.jpeg(req, clock),
     "spots": lambda pipe, req, clock, _progress: pipe.spots(req, clock),
     "meta": lambda pipe, req, clock, _progress: pipe.meta(req, clock),
-    "index": lambda pipe, req, _clock, progress: pipe.index(req, progress),
+    "index": lambda pipe, req, _clock, progress: indexjob.run(pipe, req, progress),
     "list": lambda pipe, req, _clock, _progress: listing.run(pipe.home, req),
     "tile": lambda pipe, req, clock, _progress: tiles.run(pipe, req, clock),
     "pixels": lambda pipe, req, clock, _progress: pixels.run(pipe, req, clock),
@@ -334,13 +290,3 @@ def _unchanged(src: paths.Opened, key: Key) -> bool:
     except OSError:
         return False
     return (st.st_ino, st.st_size, st.st_mtime_ns) == (key.ino, key.size, key.mtime_ns)
-
-
-def _real_path(home: str, fn: str | None, frame: int | None = None) -> str:
-    """For the external indexer, which opens images by name (and finds a series by its
-    template): the path the no-follow walk resolved, as the kernel names the open file. A
-    ``frame`` must be in that file (``not_found`` otherwise, as for a jpeg)."""
-    with paths.resolve(home, fn) as src:
-        if frame is not None:
-            formats.read_meta(src, frame)
-        return os.readlink(src.path)
