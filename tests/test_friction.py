@@ -199,9 +199,10 @@ def test_bad_view_values_are_refused_not_clamped(fields: dict, word: str) -> Non
 
 
 def test_good_view_values_pass() -> None:
-    req = parse({"pid": "s", "type": "jpeg", "zoom": 4, "segcol": 3, "segrow": 2.5})
+    job = {"pid": "s", "type": "jpeg", "fn": "a.cbf"}
+    req = parse(job | {"zoom": 4, "segcol": 3, "segrow": 2.5})
     assert (req.zoom, req.segcol, req.segrow) == (4.0, 3.0, 2.5)
-    assert parse({"pid": "s", "type": "jpeg", "zoom": 0.96}).zoom == 1.0  # C's rounding to 0.1
+    assert parse(job | {"zoom": 0.96}).zoom == 1.0  # C's rounding to 0.1
 
 
 # ---------------------------------------------------------------------------- is-dev

@@ -17,9 +17,10 @@ import pytest
 
 from iscli import args as cli_args
 from iscli import output
+from procmgr.frames import reply_frames
 from pyis_common import jobtypes
-from pyis_common.errors import BadRequest
-from pyis_common.jobtypes import AnsweredBy, Deadline
+from pyis_common.errors import BadRequest, Unsupported
+from pyis_common.jobtypes import AnsweredBy, Deadline, Payload
 from pyis_common.request import parse
 from tests.conftest import REPO
 from worker import jobs
@@ -37,8 +38,20 @@ def test_types_the_pipeline_does_not_run_are_refused_by_it_not_crashed_on():
     pipe = jobs.Pipeline(home="/nonexistent")
     for row in jobtypes.TABLE:
         if row.answered_by is not AnsweredBy.PIPELINE:
-            with pytest.raises(Exception, match="not run by a worker's pipeline"):
+            with pytest.raises(Unsupported, match="not run by a worker's pipeline"):
                 pipe.run({"type": row.name, "fn": FN})
+
+
+def test_a_worker_may_send_a_payload_only_for_a_type_whose_row_has_one():
+    header = {"job": {}, "meta": {}}
+    for row in jobtypes.TABLE:
+        req = parse({"pid": "s", "type": row.name, "fn": FN, "wait": 0})
+        assert len(reply_frames(req, header, [])) == 2  # job, meta (the "" goes in front)
+        if row.payload is Payload.JPEG:
+            assert reply_frames(req, header, [b"\xff\xd8"])[2] == b"\xff\xd8"
+        else:
+            with pytest.raises(ValueError, match="malformed reply"):
+                reply_frames(req, header, [b"smuggled"])
 
 
 def test_the_cli_offers_exactly_the_table_s_commands_each_with_a_printer():
