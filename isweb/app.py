@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from isweb import api
+from isweb.follow import FollowHub
 from isweb.guard import RateLimit, security_headers
 from isweb.links import LinkOpener
 from isweb.login import Login
@@ -30,8 +31,10 @@ def make_app(cfg: WebConfig) -> web.Application:
     upstream = Upstream(cfg.endpoint, cfg.request_timeout_s, cfg.max_in_flight)
     login = Login(cfg)
     limit = RateLimit(cfg.session_rate)
+    follow = FollowHub(cfg)
 
-    async def relay(request: web.Request) -> web.StreamResponse:
+    def admit(request: web.Request) -> str | web.Response:
+        """The session of an API call, or the refusal that answers it."""
         pid = request.cookies.get(cfg.cookie_name)
         if not pid:
             return api.error_response(Unauthorized("no session: open a login link first"))
@@ -39,13 +42,27 @@ def make_app(cfg: WebConfig) -> web.Application:
             raise web.HTTPRequestURITooLong()
         if not limit.allow(pid):
             return api.error_response(Busy("too many requests from this session; slow down"), 429)
+        return pid
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        pid = admit(request)
+        if not isinstance(pid, str):
+            return pid
         return await api.call(upstream, request.match_info["name"], dict(request.query), pid)
+
+    async def follow_stream(request: web.Request) -> web.StreamResponse:
+        pid = admit(request)
+        return pid if not isinstance(pid, str) else await follow.stream(request, pid)
 
     async def index(_request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    async def shutdown(_app: web.Application) -> None:
+        await follow.shutdown()
+
     async def cleanup(_app: web.Application) -> None:
         upstream.close()
+        follow.close()
         await login.close()
 
     async def favicon(_request: web.Request) -> web.StreamResponse:
@@ -56,9 +73,11 @@ def make_app(cfg: WebConfig) -> web.Application:
     app.router.add_get("/login", login.login)
     app.router.add_post("/logout", login.logout)
     app.router.add_post("/link", LinkOpener(upstream, login).open)  # a signed viewer link
+    app.router.add_get("/api/follow", follow_stream)  # before the generic call
     app.router.add_get("/api/{name}", relay)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     if VENDOR.is_dir():
         app.router.add_static("/vendor/", VENDOR, follow_symlinks=False)
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(cleanup)
     return app

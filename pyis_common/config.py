@@ -98,6 +98,8 @@ class WebConfig:
     max_in_flight: int = 64  # requests waiting on the image server; beyond it answer busy
     session_rate: float = 100.0  # requests per second per session (bursts of 2 s allowed)
     max_query_bytes: int = 6000  # a query is a file name and a few numbers (fn <= 4096)
+    follow_streams_per_session: int = 8  # /api/follow streams (tabs) of one session
+    follow_max_streams: int = 256  # /api/follow streams overall (each feed: one long-poll)
 
 
 @dataclass(frozen=True)
