@@ -9,11 +9,9 @@ import io
 import itertools
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,8 @@ from isweb.follow import WAIT_S
 from procmgr.__main__ import dev_user
 from pyis_common.config import WebConfig
 from tests.conftest import CBF
-from tests.support.client import ask, meta_of
 from tests.support.detector import write_frame
+from tests.support.following import newest_answered, parked, wait_for
 from tests.support.website import web_site
 
 _dirs = itertools.count(1)
@@ -82,30 +80,6 @@ def live_dir(site) -> Path:
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
     return folder
-
-
-def status(site) -> dict:
-    """The procmgr's status, after a request to the session's worker (its counters come
-    back with its replies)."""
-    ask(site.stack.endpoint, {"pid": site.pid, "type": "meta", "fn": "series/thau_0001.cbf"})
-    _, out = meta_of(ask(site.stack.endpoint, {"pid": "monitor", "type": "status"}))
-    return out
-
-
-def parked(site) -> int:
-    return status(site)["cache"].get("followers", 0)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def newest_answered(site) -> int:
-    return sum(status(site).get("latency", {}).get("newest", []))
 
 
 def test_frames_are_pushed_as_they_appear(site, testdata):

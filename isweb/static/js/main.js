@@ -4,11 +4,13 @@
 import {getImage, getJSON} from "./api.js";
 import {Browser} from "./browser.js";
 import {byId, clear, clearError, el, showError} from "./dom.js";
+import {Follow} from "./follow.js";
 import {resolutionAt} from "./geometry.js";
 import {adoptLink, showLink} from "./link.js";
 import {Viewer} from "./viewer.js";
 
 const OVERVIEW_PX = 512;
+const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
 const state = {fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null};
 const telemetry = {paints: [], lastAction: null}; // read by the browser tests and bench/web.py
 window.pyisViewer = telemetry;
@@ -88,6 +90,7 @@ let generation = 0;
 // `stepping`: a frame of the same series, so the tiles start at once, beside the overview
 // request (their levels are the explicit ones, or the server's automatic rule for this frame).
 async function open(fn, frame, fromBrowser = false, stepping = false) {
+  if (follow.active) follow.stop(); // the user chose a frame: stop jumping to the newest
   const mine = ++generation;
   const early = stepping && viewer.startTiles(tileParams(fn, frame));
   telemetry.lastAction = telemetry.lastAction ?? "open";
@@ -102,6 +105,11 @@ async function open(fn, frame, fromBrowser = false, stepping = false) {
     return;
   }
   if (mine !== generation) return; // a newer open (play, a click) won
+  display(reply, fn, frame, early);
+}
+
+// A frame's reply on screen: the state, the side panel and the image.
+function display(reply, fn, frame, early) {
   state.fn = fn;
   state.frame = frame;
   state.meta = reply.meta;
@@ -119,6 +127,31 @@ async function open(fn, frame, fromBrowser = false, stepping = false) {
   viewer.show(width, height, reply.blob, tileParams(fn, frame), early);
   drawOverlay();
 }
+
+// Following: the pushed JPEG replaces the image (the previous frame's tiles go); the tiles of
+// the newest frame come once the stream pauses.
+const follow = new Follow({
+  target: () => {
+    const s = state.series;
+    if (s) return s.dir ? `${s.dir}/${s.template}` : s.template;
+    if (state.fn && /_master\.h5$/.test(state.fn)) return state.fn;
+    return browser.dir || null;
+  },
+  params: () => ({xsize: FOLLOW_PX, esaf: state.esaf ?? undefined, ...levels()}),
+  onFrame: (reply, fn, frame) => {
+    ++generation; // an open still in flight is older than this frame
+    viewer.tiles?.remove();
+    display(reply, fn, frame, true);
+    const s = state.series;
+    if (s && s.number > s.last) {
+      s.last = s.number;
+      showRange();
+    }
+    return s ? s.number : frame;
+  },
+  onQuiet: () => viewer.setTiles(tileParams()),
+  onError: showError,
+});
 
 // Tiles carry explicit levels once the user set them; else none, and the server applies the
 // same automatic rule as to the overview image, so both agree without waiting for each other.
@@ -163,6 +196,7 @@ function changeLevels() {
   showLevels();
   writeHash();
   viewer.setTiles(tileParams());
+  if (follow.active) follow.start(); // newer frames with these levels
 }
 
 function showRange() {
