@@ -59,6 +59,7 @@ class ProxyLink:
         self.generation = itertools.count(1)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.next_beat = 0.0
+        self.announced = 0  # the capacity the proxies heard last
         for endpoint in self.endpoints:
             self._connect(endpoint)
 
@@ -72,11 +73,15 @@ class ProxyLink:
         return max(0.0, self.next_beat - now)
 
     def beat(self, now: float, capacity: int) -> None:
-        """Tell every proxy, once an interval, how many requests it may have in flight here.
-        A proxy not connected now misses this one (ROUTER drops it) and hears the next."""
-        if now < self.next_beat:
+        """Tell every proxy, once an interval, how many requests it may have in flight here,
+        and at once when that grew (a long-poll arrived and brought its own slot: the proxy
+        must not answer other users ``busy:`` until the next interval). A drop waits for the
+        interval. A proxy not connected now misses this one (ROUTER drops it) and hears the
+        next."""
+        if now < self.next_beat and capacity <= self.announced:
             return
         self.next_beat = now + hostlink.HEARTBEAT_INTERVAL_S
+        self.announced = capacity
         frames = hostlink.heartbeat(capacity, self.name)
         for peer in self.peer_ids.values():
             try:
