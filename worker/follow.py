@@ -41,6 +41,8 @@ MAX_SERIES = 64  # followed series per worker (one user in one ESAF)
 IDLE_S = 30.0  # a series nobody asked about for this long loses its watch
 PRERENDER_S = 5.0  # frames completing this soon after a poll are rendered before it returns
 LOOP_MAX_S = 1.0
+RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer than the
+# detector's period still lets every frame through while cores are free
 
 Done = Callable[[Result | PyisError | None], None]  # the answer; None: an internal failure
 
@@ -69,7 +71,8 @@ class Series:
     used: float = field(default_factory=time.monotonic)
     last_req: Request | None = None  # the rendering a viewer asked for last (prerendered)
     last_paths: tuple[str, ...] | None = None  # and that viewer's path binding
-    rendering: bool = False  # a render loop runs (worker/follow.py _render_loop)
+    rendering: int = 0  # render loops running (worker/follow.py _render_loop)
+    in_render: set[int] = field(default_factory=set)  # the seqs they render now
 
 
 def next_seq(last: int) -> int:
@@ -230,8 +233,8 @@ class Follows:
             key = self._loop_key(series)
             others = [w for w in series.waiters if w.key != key]
             series.waiters = [w for w in series.waiters if w not in others]
-            start = key is not None and not series.rendering
-            series.rendering = series.rendering or start
+            start = key is not None and series.rendering < RENDERS_PER_SERIES
+            series.rendering += start
         if start:
             self.pool.submit(self._render_loop, series, key)
         groups: dict[str, list[Waiter]] = {}
@@ -250,17 +253,21 @@ class Follows:
     def _render_loop(self, series: Series, key: str) -> None:
         """Render the newest frame as the last viewer asked, answer that viewer's waiting
         polls, and go on while newer frames complete (the ones in between are skipped). A
-        viewer busy with the frame before finds the next one ready (a cache hit), and one
-        render runs per series however fast the detector writes."""
+        viewer busy with the frame before finds the next one ready (a cache hit). At most
+        RENDERS_PER_SERIES loops run per series however fast the detector writes: a frame
+        that completes while one renders starts the next at once; each takes the newest frame
+        nobody renders, and a poll is answered by whichever newer frame is ready first."""
         done_seq = 0
         while True:
             with self.lock:
                 frame, seq, req = series.newest, series.seq, series.last_req
                 paths = series.last_paths
                 pending = [w for w in series.waiters if _answers(w, key, seq)]
-                if frame is None or req is None or (seq == done_seq and not pending):
-                    series.rendering = False
+                taken = seq in series.in_render
+                if frame is None or req is None or taken or (seq == done_seq and not pending):
+                    series.rendering -= 1
                     return
+                series.in_render.add(seq)
             clock = Timings()
             try:
                 with bound.bound(paths):
@@ -275,6 +282,7 @@ class Follows:
                 log.exception("follow: rendering %s failed", frame.fn[:200])
                 result = None
             with self.lock:
+                series.in_render.discard(seq)
                 mine = [w for w in series.waiters if _answers(w, key, seq)]
                 series.waiters = [w for w in series.waiters if w not in mine]
             self._deliver(frame, seq, mine, result, clock)
