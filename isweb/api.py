@@ -78,6 +78,7 @@ CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, pa
     "image": ("jpeg", frozenset({*IMAGE, "xsize", "ysize", "zoom", "segcol", "segrow"})),
     "tile": ("tile", frozenset({*IMAGE, "level", "col", "row"})),
     "pixels": ("pixels", frozenset({"fn", "esaf", "frame", "x", "y", "size"})),
+    "follow": ("newest", frozenset({"fn", "esaf", "xsize", "contrast", "wval"})),  # isweb/follow
 }
 
 

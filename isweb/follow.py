@@ -26,14 +26,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from isweb.api import MAX_REPLY_HEADER, PARAMS, error_response
+from isweb.api import MAX_REPLY_HEADER, build_job, error_response
 from isweb.guard import SECURITY_HEADERS
 from isweb.upstream import Upstream
 from pyis_common.config import WebConfig
 from pyis_common.errors import BadRequest, Busy, Internal, PyisError
 
 log = logging.getLogger("isweb")
-FOLLOW_PARAMS = frozenset({"fn", "esaf", "xsize", "contrast", "wval"})
 WAIT_S = 10.0  # each long-poll waits this long at the worker (the wire's cap is 30 s)
 RETRYABLE = frozenset({"busy", "timeout", "incomplete", "internal"})
 PAUSE_S, MAX_PAUSE_S = 0.5, 5.0  # after a retryable answer, doubling up to the maximum
@@ -115,14 +114,7 @@ class FollowHub:
         self.open: set[EventSourceResponse] = set()
 
     def job_of(self, query: dict[str, str], pid: str) -> dict[str, Any]:
-        job: dict[str, Any] = {"pid": pid, "type": "newest", "wait": WAIT_S}
-        for key, raw in query.items():
-            if key not in FOLLOW_PARAMS:
-                raise BadRequest(f"unknown parameter '{key[:40]}' for follow")
-            try:
-                job[key] = PARAMS[key](raw)
-            except ValueError:
-                raise BadRequest(f"parameter '{key}' has a bad value") from None
+        job = build_job("follow", query, pid) | {"wait": WAIT_S}
         if not job.get("fn"):
             raise BadRequest("follow needs 'fn': a directory, a series template or a master")
         return job

@@ -21,11 +21,7 @@ AGE = re.compile(r"^frame (\d+) · (\d+(\.\d)?) s old$")
 
 @pytest.fixture(scope="module")
 def site(testdata: Path):
-    missing = chrome.chromium_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+    chrome.require_chromium()
     with web_site(testdata) as s:
         yield s
 

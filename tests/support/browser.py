@@ -24,6 +24,17 @@ def chromium_missing() -> str | None:
     return "Debian's chromium is not installed (.ci/install installs it)"
 
 
+def require_chromium() -> None:
+    """Fail in CI, skip elsewhere, when the browser is missing."""
+    import pytest
+
+    missing = chromium_missing()
+    if missing and os.environ.get("CI"):
+        pytest.fail(missing)
+    if missing:
+        pytest.skip(missing)
+
+
 @contextmanager
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
