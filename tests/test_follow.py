@@ -29,7 +29,7 @@ from tests.support.accounts import Accounts
 from tests.support.client import ask, error_code, meta_of
 from tests.support.detector import EigerSeries, write_frame
 from worker.follow import Follows
-from worker.jobs import Result
+from worker.outcome import Result
 from worker.timings import Timings
 
 _dirs = itertools.count(1)
