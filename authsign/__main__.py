@@ -40,8 +40,9 @@ from pathlib import Path
 import redis
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from authsign import cli_jwt, compat, keys, links
+from authsign import cli_jwt, compat, links
 from authsign.cli_jwt import CliError
+from pyis_common import keyfiles
 from pyis_common.errors import Refused
 from pyis_common.jobtypes import DEFAULT_SCOPE
 
@@ -63,7 +64,8 @@ FORMS: dict[tuple[str, bool], tuple[tuple[str, ...], tuple[str, ...]]] = {
 def keygen(out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     key = compat.generate_key()
-    private = keys.write_private(out / "isauth-key.pem", compat.private_pem(key))  # 0600, O_EXCL
+    # 0600 in one step (O_EXCL): never readable by others, never silently replaced
+    private = keyfiles.write_private(out / "isauth-key.pem", compat.private_pem(key))
     (out / "isauth-pubkey.pem").write_bytes(compat.public_pem(key))
     print(f"wrote {private} (0600) and {out / 'isauth-pubkey.pem'}")
     return 0

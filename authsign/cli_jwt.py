@@ -21,9 +21,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authsign import keys, links, pathclaim, sessioncheck, tokens
+from authsign import links, pathclaim, sessioncheck, tokens
 from certs.ca import KID_RE, valid_kid
 from certs.trust import TrustStore
+from pyis_common import keyfiles
 from pyis_common.errors import Refused
 from pyis_common.jobtypes import JOB_TYPES
 from pyis_common.protocol import MAX_PID
@@ -85,8 +86,8 @@ def keygen(out: Path, kid: str) -> int:
     if (out / f"{kid}.pem").exists():
         raise CliError(f"{out / f'{kid}.pem'} exists: a kid names one key forever; pick a new kid")
     key = Ed25519PrivateKey.generate()
-    keys.save_private(key, private)
-    public.write_bytes(keys.public_pem(key.public_key()))
+    keyfiles.save_private(key, private)
+    public.write_bytes(keyfiles.public_pem(key.public_key()))
     print(f"wrote {private} (0600) and {public}")
     return 0
 

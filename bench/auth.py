@@ -30,7 +30,7 @@ from bench.common import TESTDATA, median_ms, table, write_json  # noqa: E402
 from bench.pipeline import Client  # noqa: E402
 from certs.trust import TrustStore  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 
 
 def bare_round_trip(repeat: int) -> float:

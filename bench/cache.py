@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TESTDATA, median_ms, synth_images, table, write_json  # noqa: E402
 from bench.pipeline import Client  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from tests.support.accounts import Accounts  # noqa: E402
 
 IMAGES = [

@@ -41,7 +41,7 @@ from bench import hops  # noqa: E402
 from bench.common import data_dir, median_ms, synth_images, table, write_json  # noqa: E402
 from bench.pipeline import Client, throughput  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from worker import jobs  # noqa: E402
 
 IMAGES = [

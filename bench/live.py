@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from bench.common import TESTDATA, table, write_json  # noqa: E402
 from bench.pipeline import Client  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from tests.support.detector import EigerSeries, write_frame  # noqa: E402
 
 FRAMES = ["cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf", "cbf/run2_1_00148.cbf"]

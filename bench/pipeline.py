@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import stages  # noqa: E402
 from bench.common import data_dir, median_ms, synth_images, table, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from tests.support.client import ask as ask_once  # noqa: E402
 from worker import jobs  # noqa: E402
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TESTDATA, table, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from tests.support import netns  # noqa: E402
 from tests.support.devsite import CBF  # noqa: E402
 from tests.test_control import statistics  # noqa: E402

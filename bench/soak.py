@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import TESTDATA, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyis_common import workerchannel  # noqa: E402
-from pyis_common.devstack import Stack  # noqa: E402
+from pyisdev.stack import Stack  # noqa: E402
 from tests.support import bombs  # noqa: E402
 from tests.support.hijack import worker_channel  # noqa: E402
 from tests.support.proctree import children, zygote_of  # noqa: E402

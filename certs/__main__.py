@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from authsign.keys import load_public
 from certs import ca
+from pyis_common.keyfiles import load_public
 
 
 def run(args: argparse.Namespace) -> list[Path]:

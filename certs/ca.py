@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
-from authsign.keys import load_private, save_private
+from pyis_common.keyfiles import load_private, save_private
 
 ROOT_KEY, ROOT_CERT, REVOKED = "root-key.pem", "root.pem", "revoked.json"
 KID_URI_PREFIX = "urn:pyis:kid:"  # the SAN URI that binds a kid into a signing certificate

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.support import accounts
 from tests.support.accounts import Accounts
 

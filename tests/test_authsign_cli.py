@@ -21,10 +21,11 @@ import jwt
 import pytest
 import redis
 
-from authsign import compat, keys, links, tokens
+from authsign import compat, links, tokens
 from authsign.cli_jwt import SESSION_MARGIN_S
 from certs import ca
-from pyis_common import procs
+from pyis_common import keyfiles
+from pyisdev import procs
 
 REPO = Path(__file__).resolve().parents[1]
 AUD, KID = "pyis", "auth-1"
@@ -154,7 +155,7 @@ def test_keygen_ed25519_writes_a_0600_key_and_its_public_key(cli: Run, tmp_path:
     assert res.returncode == 0, res.stderr
     private, public = out / "auth-9-key.pem", out / "auth-9-pubkey.pem"
     assert private.stat().st_mode & 0o777 == 0o600
-    assert keys.load_private(private).public_key() == keys.load_public(public)
+    assert keyfiles.load_private(private).public_key() == keyfiles.load_public(public)
     before = private.read_bytes()
     one_line_error(cli("keygen", "--ed25519", "--kid", "auth-9", "--out", out), "exists")
     assert private.read_bytes() == before
@@ -167,7 +168,7 @@ def test_a_keygen_key_is_trusted_once_the_ca_certifies_it(
     assert cli("keygen", "--ed25519", "--kid", "auth-new", "--out", tmp_path).returncode == 0
     argv = swap(sign_jwt(pki, pid), pki.key, tmp_path / "auth-new-key.pem")
     token = cli(*swap(argv, KID, "auth-new")).stdout.strip()
-    public = keys.load_public(tmp_path / "auth-new-pubkey.pem")
+    public = keyfiles.load_public(tmp_path / "auth-new-pubkey.pem")
     access = tokens.verify(token, {"auth-new": public}.get, pid=pid, aud=AUD, job_type="jpeg")
     assert access.user == "alice"
     refused(
@@ -234,7 +235,7 @@ def test_jwt_sign_redis_writes_the_token_and_an_expiry(
     assert stored not in res.stdout + res.stderr  # not printed without --inline
     assert f"session {pid!r}" in res.stdout
     assert 300 < db.ttl(pid) <= 300 + SESSION_MARGIN_S
-    public = keys.load_private(pki.key).public_key()
+    public = keyfiles.load_private(pki.key).public_key()
     access = tokens.verify(stored, {KID: public}.get, pid=pid, aud=AUD, job_type="index")
     assert access.user == "alice" and access.allowed_esafs == {3, 5}
     assert access.expires is not None and 0 < access.expires - time.time() <= 300
@@ -272,7 +273,7 @@ def test_jwt_verify_refuses_naming_the_reason(
 
 
 def test_jwt_verify_refuses_an_expired_token(cli: Run, pki: Pki, tmp_path: Path, pid: str):
-    key = keys.load_private(pki.key)
+    key = keyfiles.load_private(pki.key)
     claims = {"pid": pid, "uid": "alice", "esafs": [3, 5], "aud": AUD, "scope": "jpeg"}
     token = tokens.issue(key, KID, **claims, now=time.time() - 3600)  # type: ignore[arg-type]
     (tmp_path / "token").write_text(token + "\n")

@@ -17,8 +17,8 @@ import redis
 from redis.lock import Lock
 
 from procmgr.cacheacl import CacheAcl
-from pyis_common import procs
-from pyis_common.procs import StartError
+from pyisdev import procs
+from pyisdev.procs import StartError
 from tests.support.attacker import run_as
 from tests.support.client import ask
 from tests.support.devsite import dev_stack

@@ -30,8 +30,9 @@ from iscli import args as cli_module
 from iscli import client
 from procmgr import progress
 from procmgr.__main__ import dev_user
-from pyis_common import procs, protocol
-from pyis_common.devstack import Stack
+from pyis_common import protocol
+from pyisdev import procs
+from pyisdev.stack import Stack
 from tests.conftest import REPO
 from tests.support.devsite import dev_stack
 

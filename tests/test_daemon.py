@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pyis_common import procs
+from pyisdev import procs
 from tests.support.client import ask
 
 READY_S = 60.0

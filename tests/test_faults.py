@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from procmgr.__main__ import dev_user
-from pyis_common import procs
-from pyis_common.devstack import Stack
+from pyisdev import procs
+from pyisdev.stack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 

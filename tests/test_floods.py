@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from procmgr.__main__ import dev_user
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 from tests.test_link import MIB, reset_peak_rss, rss_kib

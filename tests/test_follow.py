@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyis_common.devstack import Stack
 from pyis_common.workerstats import CACHE_COUNTERS
+from pyisdev.stack import Stack
 from tests.conftest import CBF, REPO, need_root
 from tests.support.accounts import Accounts
 from tests.support.client import ask, error_code, meta_of

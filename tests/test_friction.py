@@ -214,7 +214,7 @@ def test_is_dev_says_at_start_when_the_worker_cannot_read_the_data(tmp_path: Pat
     private.mkdir(mode=0o700)
     os.chmod(tmp_path, 0o755)
     done = subprocess.run(
-        [sys.executable, "-m", "pyis_common.devstack", "--data", str(private)],
+        [sys.executable, "-m", "pyisdev", "--data", str(private)],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2

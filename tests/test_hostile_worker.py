@@ -18,8 +18,8 @@ import pytest
 
 from procmgr.__main__ import dev_user
 from pyis_common import workerchannel
-from pyis_common.devstack import Stack
 from pyis_common.workerstats import CACHE_COUNTERS
+from pyisdev.stack import Stack
 from tests.conftest import need_root
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from is_proxy.hosts import SESSION_SHARE, Hosts
 from procmgr.__main__ import dev_user
-from pyis_common import hostlink, procs
-from pyis_common.devstack import Stack
+from pyis_common import hostlink
+from pyisdev import procs
+from pyisdev.stack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 from tests.test_control import statistics

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from authsign import keys, tokens
+from authsign import tokens
 from certs import ca
+from pyis_common import keyfiles
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 
@@ -102,7 +103,7 @@ def test_key_certified_by_another_root_is_refused(site, tmp_path):
     try:
         pid, _ = site.stack.token(site.user, [site.esaf])
         token = tokens.issue(
-            keys.load_private(key_path),
+            keyfiles.load_private(key_path),
             "rogue-1",
             pid=pid,
             uid=site.user,
@@ -130,7 +131,7 @@ def test_key_rotation_and_revocation_without_restart(own_stack):
     procmgr_pid = dev_stack.procmgr.pid
     old_pid, old_token = dev_stack.token(user, [0])
     key2_path, cert2 = ca.rotate(dev_stack.ca_dir, "dev-2", dev_stack.signing_dir)
-    key2 = keys.load_private(key2_path)
+    key2 = keyfiles.load_private(key2_path)
     key2_path.unlink()
     new_pid, _ = dev_stack.token(user, [0])
     new_token = tokens.issue(

@@ -23,7 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 from procmgr.__main__ import dev_user
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.support.client import ask, error_code, meta_of
 from tests.support.devsite import dev_stack
 from tests.support.dispersion import Spots, find_spots

@@ -12,8 +12,8 @@ import zmq
 
 from procmgr.proxylink import REARM_AFTER_S
 from pyis_common import curve, hostlink
-from pyis_common.devstack import Stack
 from pyis_common.zmtplink import LINK_DOWN_WITHIN_S
+from pyisdev.stack import Stack
 from tests.support import logs
 from tests.support.client import ask
 from tests.support.devsite import dev_stack

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from procmgr.__main__ import dev_user
 from pyis_common import hostlink
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.conftest import need_root
 from tests.support import netns
 from tests.support.devsite import CBF

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from procmgr.__main__ import dev_user
 from procmgr.statuspage import StatusPage
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 

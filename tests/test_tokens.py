@@ -24,11 +24,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from authsign import keys as keyfiles
 from authsign import tokens
 from certs import ca
 from certs.__main__ import main as ca_main
 from certs.trust import TrustStore
+from pyis_common import keyfiles
 from pyis_common.errors import Refused
 
 NOW = 1_700_000_000.0

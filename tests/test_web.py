@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pyis_common import procs
+from pyisdev import procs
 from tests.support.client import ask, error_code, meta_of
 from tests.support.website import HOSTILE, SECRET, web_site
 from worker import render, tiles
@@ -282,7 +282,7 @@ def test_the_gateway_log_holds_no_session_id(site):
 def test_is_dev_web_prints_a_working_login_link(site):
     """``is-dev --web``: the printed link logs a browser in to the dev session, once."""
     proc = procs.Proc(
-        [*procs.pyis_command("pyis_common.devstack"), "--data", str(site.data), "--web"],
+        [*procs.pyis_command("pyisdev"), "--data", str(site.data), "--web"],
         lambda line: line.startswith("Ctrl-C"),
     )
     try:

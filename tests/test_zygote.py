@@ -13,7 +13,7 @@ import pytest
 
 from procmgr.__main__ import dev_user
 from procmgr.manager import EXIT_HALT
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 from tests.conftest import need_root
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack

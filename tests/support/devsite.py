@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 
 CBF = "cbf/thau_3_2_0001.cbf"
 

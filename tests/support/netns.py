@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from pyis_common import procs
-from pyis_common.devstack import Stack
+from pyisdev import procs
+from pyisdev.stack import Stack
 
 SUBNET = "10.231"
 BACKEND_PORT = 60203  # each namespace has its own ports

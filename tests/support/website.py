@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from procmgr.__main__ import dev_user
-from pyis_common.devstack import Stack
+from pyisdev.stack import Stack
 
 HOSTILE = "<img src=x onerror=alert(1)>.cbf"
 SECRET = "secret_0001.cbf"

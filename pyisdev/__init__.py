@@ -1,0 +1,1 @@
+"""The development harness: the stack as real processes (is-dev, tests, benches)."""
