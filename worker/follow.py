@@ -22,16 +22,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 from inotify_simple import INotify, flags
 
 from pyis_common.errors import Busy, NotFound, PyisError
 from pyis_common.request import Request, parse
-from worker import bound
 from worker import followreply as reply
 from worker.followed import Frame, Target, target
+from worker.followrender import deliver, render_once
+from worker.followstate import Done, Series, Waiter, answers, completed_frames, next_seq
 from worker.jobs import Result
 from worker.timings import Timings
 
@@ -43,42 +43,6 @@ PRERENDER_S = 5.0  # frames completing this soon after a poll are rendered befor
 LOOP_MAX_S = 1.0
 RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer than the
 # detector's period still lets every frame through while cores are free
-
-Done = Callable[[Result | PyisError | None], None]  # the answer; None: an internal failure
-
-
-@dataclass
-class Waiter:
-    req: Request
-    clock: Timings
-    done: Done
-    deadline: float  # time.monotonic()
-    paths: tuple[str, ...] | None = None  # a path-bound token's prefixes (worker/bound.py)
-
-    @property
-    def key(self) -> str:
-        """Waiters with equal keys share one rendering."""
-        return reply.rendering_key(self.req, self.paths)
-
-
-@dataclass
-class Series:
-    target: Target
-    wd: int
-    newest: Frame | None = None
-    seq: int = 0
-    waiters: list[Waiter] = field(default_factory=list)
-    used: float = field(default_factory=time.monotonic)
-    last_req: Request | None = None  # the rendering a viewer asked for last (prerendered)
-    last_paths: tuple[str, ...] | None = None  # and that viewer's path binding
-    rendering: int = 0  # render loops running (worker/follow.py _render_loop)
-    in_render: set[int] = field(default_factory=set)  # the seqs they render now
-
-
-def next_seq(last: int) -> int:
-    """Increasing across watches and worker restarts on this host: microseconds of the
-    system's monotonic clock (a client's number from elsewhere is in the future: start over)."""
-    return max(last + 1, time.monotonic_ns() // 1000)
 
 
 class Follows:
@@ -131,7 +95,7 @@ class Follows:
             looped = (
                 series.rendering
                 and req.wait_s > 0
-                and _answers(
+                and answers(
                     Waiter(req, clock, done, 0.0, paths), self._loop_key(series), series.seq
                 )
             )
@@ -203,22 +167,8 @@ class Follows:
         with self.lock:
             for series in self.series.values():
                 by_wd.setdefault(series.wd, []).append(series)
-        touched: dict[tuple[int, str], tuple[Series, bool]] = {}  # in the order last touched
-        gone: set[int] = set()
-        for event in events:
-            if event.mask & (flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF):
-                gone.add(event.wd)
-                continue
-            written = bool(event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO))
-            for series in by_wd.get(event.wd, []):
-                _, before = touched.pop((id(series), event.name), (series, False))
-                touched[(id(series), event.name)] = (series, written or before)
-        latest: dict[int, tuple[Series, Frame]] = {}
-        for (_, name), (series, written) in touched.items():  # each file looked at once
-            frame = series.target.completed(name, seen, written)
-            if frame is not None:
-                latest[id(series)] = (series, frame)
-        for series, frame in latest.values():
+        latest, gone = completed_frames(events, by_wd, seen)
+        for series, frame in latest:
             self._complete(series, frame)
         for wd in gone:
             self._drop([s for s in by_wd.get(wd, [])], NotFound("the followed directory is gone"))
@@ -262,28 +212,20 @@ class Follows:
             with self.lock:
                 frame, seq, req = series.newest, series.seq, series.last_req
                 paths = series.last_paths
-                pending = [w for w in series.waiters if _answers(w, key, seq)]
+                pending = [w for w in series.waiters if answers(w, key, seq)]
                 taken = seq in series.in_render
                 if frame is None or req is None or taken or (seq == done_seq and not pending):
                     series.rendering -= 1
                     return
                 series.in_render.add(seq)
             clock = Timings()
-            try:
-                with bound.bound(paths):
-                    result: Result | PyisError | None = reply.render_complete(
-                        self.render, reply.as_jpeg(req, frame), clock
-                    )
+            result = render_once(self.render, req, frame, paths, clock)
+            if isinstance(result, Result):
                 with self.lock:
                     self.prerenders += 1
-            except PyisError as exc:
-                result = exc
-            except Exception:  # never leave the series marked as rendering
-                log.exception("follow: rendering %s failed", frame.fn[:200])
-                result = None
             with self.lock:
                 series.in_render.discard(seq)
-                mine = [w for w in series.waiters if _answers(w, key, seq)]
+                mine = [w for w in series.waiters if answers(w, key, seq)]
                 series.waiters = [w for w in series.waiters if w not in mine]
             self._deliver(frame, seq, mine, result, clock)
             done_seq = seq
@@ -323,16 +265,7 @@ class Follows:
     def _answer(self, frame: Frame, seq: int, waiters: list[Waiter]) -> None:
         """Render ``frame`` once for ``waiters`` (same rendering fields) and answer each."""
         clock = Timings()
-        try:
-            with bound.bound(waiters[0].paths):
-                result: Result | PyisError | None = reply.render_complete(
-                    self.render, reply.as_jpeg(waiters[0].req, frame), clock
-                )
-        except PyisError as exc:
-            result = exc
-        except Exception:
-            log.exception("follow: rendering %s failed", frame.fn[:200])
-            result = None
+        result = render_once(self.render, waiters[0].req, frame, waiters[0].paths, clock)
         self._deliver(frame, seq, waiters, result, clock)
 
     def _deliver(
@@ -343,19 +276,10 @@ class Follows:
         result: Result | PyisError | None,
         clock: Timings,
     ) -> None:
-        """Answer ``waiters`` with ``frame`` rendered (or the error; None: internal)."""
-        if not isinstance(result, Result):
-            for waiter in waiters:
-                waiter.done(result)
-            return
-        with self.lock:
-            self.renders += bool(waiters)
-        for waiter in waiters:
-            for step, ms in clock.ms.items():
-                waiter.clock.add(step, ms)
-            age_ms = (time.perf_counter() - frame.seen) * 1000
-            newest = {"seq": seq, "fn": frame.fn, "frame": frame.frame, "age_ms": age_ms}
-            waiter.done(reply.with_newest(result, newest))
+        if isinstance(result, Result):
+            with self.lock:
+                self.renders += bool(waiters)
+        deliver(frame, seq, waiters, result, clock)
 
     def counters(self) -> dict[str, int]:
         with self.lock:
@@ -366,8 +290,3 @@ class Follows:
                 "follow_renders": self.renders,
                 "follow_prerenders": self.prerenders,
             }
-
-
-def _answers(waiter: Waiter, key: str | None, seq: int) -> bool:
-    """The render loop of ``key`` answers ``waiter`` with the frame numbered ``seq``."""
-    return key is not None and waiter.req.seq < seq and waiter.key == key
