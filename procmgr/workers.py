@@ -236,10 +236,9 @@ class Workers:
                 and now - worker.last_used > self.cfg.worker_idle_s
             ):
                 out.append((worker, "idle"))
-        self._forget_old_failures(now)
         return out
 
-    def _forget_old_failures(self, now: float) -> None:
+    def forget_old_failures(self, now: float) -> None:
         """Back-offs and crash times past their window: a procmgr runs for months, and one
         entry per (user, ESAF) that ever failed would otherwise stay for good."""
         for key in [k for k, until in self.backoff.items() if until <= now]:

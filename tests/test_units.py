@@ -167,6 +167,7 @@ def test_worker_failure_bookkeeping_is_forgotten_after_its_window():
     workers = Workers(config.ProcmgrConfig(), zygote=None)  # no worker is started here
     workers.backoff[(1000, 7)] = 100.0
     workers.crashes[(1000, 7)] = [50.0]
-    assert workers.stale(99.0) == [] and (1000, 7) in workers.backoff
-    workers.stale(50.0 + CRASH_WINDOW_S + 1)
+    workers.forget_old_failures(99.0)
+    assert (1000, 7) in workers.backoff
+    workers.forget_old_failures(50.0 + CRASH_WINDOW_S + 1)
     assert workers.backoff == {} and workers.crashes == {}
