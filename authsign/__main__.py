@@ -45,6 +45,7 @@ from authsign.cli_jwt import CliError
 from pyis_common import keyfiles
 from pyis_common.errors import Refused
 from pyis_common.jobtypes import DEFAULT_SCOPE
+from pyis_common.version import add_version
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"  # the compatible form's historical default
 # (command, native form): (options it requires, options only the other form takes)
@@ -131,6 +132,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version(ap)
     sub = ap.add_subparsers(dest="command", required=True)
     k = sub.add_parser("keygen", help="make a signing key pair")
     k.add_argument("--out", type=Path, required=True, help="directory for the key files")

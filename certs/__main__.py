@@ -18,6 +18,7 @@ from pathlib import Path
 
 from certs import ca
 from pyis_common.keyfiles import load_public
+from pyis_common.version import add_version
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="is-ca", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    add_version(ap)
     sub = ap.add_subparsers(dest="command", required=True)
     commands = {
         "init": ("create the root key and certificate", 3650),

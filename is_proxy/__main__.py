@@ -7,36 +7,21 @@ import logging
 import sys
 
 from is_proxy.proxy import Proxy
-from pyis_common import config, daemonize
+from pyis_common import config, configflags, daemonize
 from pyis_common.logsetup import setup_logging
+from pyis_common.version import add_version
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="is-proxy", description=__doc__)
+    add_version(ap)
     ap.add_argument("--config", help="TOML config file")
-    ap.add_argument("--frontend", help="clients connect here (default tcp://127.0.0.1:60202)")
-    ap.add_argument("--backend", help="procmgrs connect here (default tcp://127.0.0.1:60203)")
-    ap.add_argument(
-        "--control", help="control socket, ipc:///DIR/NAME with DIR mode 0700 (default: none)"
-    )
-    ap.add_argument("--curve-secret", help="CURVE certificate (.key_secret) for the backend")
-    ap.add_argument("--curve-clients", help="directory of procmgr public certificates")
     ap.add_argument("--log-level", default="INFO")
     daemonize.add_arguments(ap)
+    configflags.add_flags(ap, "proxy")
     args = ap.parse_args(argv)
     try:
-        cfg = config.load(
-            args.config,
-            {
-                "proxy": {
-                    "frontend": args.frontend,
-                    "backend": args.backend,
-                    "control": args.control,
-                    "curve_secret": args.curve_secret,
-                    "curve_clients": args.curve_clients,
-                }
-            },
-        )
+        cfg = config.load(args.config, configflags.overrides(args, "proxy"))
     except config.ConfigError as exc:
         print(f"is-proxy: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ from pyis_common.protocol import (
     LEVEL_RULES,
     SCALES,
 )
+from pyis_common.version import add_version
 
 # the request fields a subcommand may carry; argparse dests are the wire names
 JOB_FIELDS: tuple[str, ...] = ("fn", "fn2", "frame", "frame2", "xsize", "ysize")
@@ -186,6 +187,7 @@ def parser(hidden: list[str] | None = None) -> argparse.ArgumentParser:
         allow_abbrev=False,
         hidden=hidden,
     )
+    add_version(ap)
     _common_options(ap)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for row in jobtypes.TABLE:

@@ -12,29 +12,20 @@ from aiohttp import web
 
 from isweb.app import make_app
 from isweb.guard import AccessLogger
-from pyis_common import config
+from pyis_common import config, configflags
 from pyis_common.logsetup import setup_logging
+from pyis_common.version import add_version
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="is-web", description=__doc__)
+    add_version(ap)
     ap.add_argument("--config", help="TOML config file ([web] section)")
-    ap.add_argument("--listen", help="host:port to serve (default 127.0.0.1:8080; port 0: any)")
-    ap.add_argument("--endpoint", help="the is-proxy frontend (default tcp://127.0.0.1:60202)")
-    ap.add_argument("--login-redis", help="Redis URL holding one-time login codes")
-    ap.add_argument(
-        "--insecure-cookie", action="store_true", help="plain HTTP on loopback (is-dev)"
-    )
     ap.add_argument("--log-level", default="INFO")
+    configflags.add_flags(ap, "web")
     args = ap.parse_args(argv)
-    overrides = {
-        "listen": args.listen,
-        "endpoint": args.endpoint,
-        "login_redis": args.login_redis,
-        "secure_cookie": False if args.insecure_cookie else None,
-    }
     try:
-        cfg = config.load(args.config, {"web": overrides}).web
+        cfg = config.load(args.config, configflags.overrides(args, "web")).web
         host, _, port = cfg.listen.rpartition(":")
         port_number = int(port)
     except config.ConfigError as exc:

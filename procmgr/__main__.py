@@ -10,8 +10,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pyis_common import config, daemonize
+from pyis_common import config, configflags, daemonize
 from pyis_common.logsetup import setup_logging
+from pyis_common.version import add_version
 
 
 def dev_user() -> str:
@@ -21,53 +22,30 @@ def dev_user() -> str:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="is-procmgr", description=__doc__)
+    add_version(ap)
     ap.add_argument("--config", help="TOML config file")
-    ap.add_argument("--proxy", action="append", help="proxy backend endpoint (repeatable)")
-    ap.add_argument("--auth-redis", help="URL of the Redis holding access objects")
-    ap.add_argument("--compat-pubkey", help="PEM public key that verifies isAuthSig")
     ap.add_argument(
         "--dev",
         metavar="DATA_DIR",
         help="serve DATA_DIR as every ESAF home, as the current user (nobody when root); "
         "no ESAF needed",
     )
-    ap.add_argument("--cache-redis", help="URL of the image host's Redis for the shared cache")
-    ap.add_argument(
-        "--cache-redis-password-file", help="0600 file with our admin password on the cache Redis"
-    )
-    ap.add_argument("--metrics", help="host:port for the Prometheus endpoint (port 0: any)")
-    ap.add_argument("--curve-secret", help="our CURVE certificate for the proxy link")
-    ap.add_argument("--proxy-curve-public", help="the proxy's public CURVE certificate")
-    ap.add_argument("--trust-root", help="offline CA root certificate (enables JWT objects)")
-    ap.add_argument("--trust-certs", help="directory of auth-server signing certificates")
-    ap.add_argument("--trust-crl", help="the root's CRL")
     ap.add_argument("--log-level", default="INFO")
     daemonize.add_arguments(ap)
+    configflags.add_flags(ap, "procmgr")
     return ap
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Flags win over the environment and the file."""
-    procmgr: dict[str, Any] = {
-        "proxies": args.proxy,
-        "auth_redis": args.auth_redis,
-        "compat_pubkey": args.compat_pubkey,
-        "cache_redis": args.cache_redis,
-        "cache_redis_password_file": args.cache_redis_password_file,
-        "curve_secret": args.curve_secret,
-        "proxy_curve_public": args.proxy_curve_public,
-        "metrics_address": args.metrics,
-        "trust_root": args.trust_root,
-        "trust_certs": args.trust_certs,
-        "trust_crl": args.trust_crl,
-    }
+    overrides = configflags.overrides(args, "procmgr")
     if args.dev:
-        procmgr |= {
+        overrides["procmgr"] |= {
             "dev_user": dev_user(),
             "esaf_home": os.path.abspath(args.dev),
             "require_esaf": False,
         }
-    return {"procmgr": procmgr}
+    return overrides
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from procmgr.workers import Workers
 from procmgr.zygoteclient import ZygoteClient
 from pyis_common.config import ConfigError, ProcmgrConfig
 from pyis_common.errors import Busy
+from pyis_common.settings import NEW_WORKERS, RESTART, keys_reloaded_as
 from pyis_common.signals import SignalQueue
 
 __all__ = ["EXIT_HALT", "Manager", "listen_for_signals"]
@@ -40,25 +41,10 @@ __all__ = ["EXIT_HALT", "Manager", "listen_for_signals"]
 log = logging.getLogger("procmgr")
 POLL_MAX_MS = 1000  # loop at least once a second for deadlines and idle workers
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
-# bound when the procmgr starts: sockets, keys, Redis connections, the metrics server
-RESTART_KEYS = (
-    "curve_secret",
-    "proxy_curve_public",
-    "proxies",
-    "auth_redis",
-    "compat_enabled",
-    "compat_pubkey",
-    "trust_root",
-    "trust_certs",
-    "trust_crl",
-    "cache_redis",
-    "cache_redis_user",
-    "cache_redis_password_file",
-    "session_timeout_s",
-    "session_max_field_bytes",
-    "metrics_address",
-    "dev_user",
-)
+# declared in pyis_common/config.py: kept on a reload (sockets, keys, Redis connections), or
+# applied to workers started after it (a running worker keeps its threads and memory limit)
+RESTART_KEYS = keys_reloaded_as(ProcmgrConfig, "procmgr", RESTART)
+NEW_WORKER_KEYS = keys_reloaded_as(ProcmgrConfig, "procmgr", NEW_WORKERS)
 
 
 def listen_for_signals() -> SignalQueue:
@@ -192,7 +178,6 @@ class Manager(RequestRouting, WorkerEvents):
                 log.info("SIGHUP: reloading the configuration, signing certificates and CRL")
                 self.reload_config()
                 self.session_memo.clear()
-                self.session_memo.hold_s = self.cfg.session_memo_s
                 self.access.reload()
                 if self.cacheacl is not None:
                     self.cacheacl.ensure(force=True)
@@ -212,9 +197,27 @@ class Manager(RequestRouting, WorkerEvents):
         }
         for key in kept:
             log.warning("SIGHUP: changing procmgr.%s needs a restart; kept the old value", key)
-        self.cfg = dataclasses.replace(new, **kept)
-        self.workers.cfg = self.access.cfg = self.cfg
-        log.info("SIGHUP: configuration reloaded")
+        new = dataclasses.replace(new, **kept)
+        changed = [
+            f.name
+            for f in dataclasses.fields(new)
+            if getattr(new, f.name) != getattr(self.cfg, f.name)
+        ]
+        for key in changed:
+            if key in NEW_WORKER_KEYS:
+                log.info("SIGHUP: procmgr.%s applies to workers started from now on", key)
+        self.apply_config(new)
+        log.info("SIGHUP: configuration reloaded; changed: %s", ", ".join(changed) or "nothing")
+
+    def apply_config(self, cfg: ProcmgrConfig) -> None:
+        """Give every holder of a reloadable key its new value: the loop's parts, the session
+        memo, the cache ACL's TTL, the proxy link's request cap, and the running workers."""
+        self.cfg = self.workers.cfg = self.access.cfg = cfg
+        self.session_memo.hold_s = cfg.session_memo_s
+        if self.cacheacl is not None:
+            self.cacheacl.ttl_s = cfg.cache_ttl_s
+        self.link.limit_messages(cfg.max_message_bytes)
+        self.reconfigure_workers()
 
     # -- housekeeping, every turn ------------------------------------------------------------
     def housekeep(self, now: float) -> None:

@@ -43,13 +43,10 @@ class ProxyLink:
     def __init__(self, ctx: zmq.Context, cfg: ProcmgrConfig) -> None:
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 1000)
-        self.router.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
         set_heartbeats(self.router)
         self.router.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
         # [proxy id] + what the proxy sent: [client id][hops...][""][JSON]
-        self.limits = framelimits.MessageLimits(
-            max_frames=MAX_ENVELOPE + 1, max_bytes=ROUTE_BYTES + cfg.max_message_bytes
-        )
+        self.limit_messages(cfg.max_message_bytes)
         self.monitor = LinkMonitor(self.router, "proxy", log)
         if cfg.proxy_curve_public:
             curve.connect_as_client(self.router, cfg.curve_secret, cfg.proxy_curve_public)
@@ -62,6 +59,14 @@ class ProxyLink:
         self.announced = 0  # the capacity the proxies heard last
         for endpoint in self.endpoints:
             self._connect(endpoint)
+
+    def limit_messages(self, max_message_bytes: int) -> None:
+        """The request cap (``max_message_bytes``, reloadable): checked on every message at
+        once; libzmq's MAXMSGSIZE applies to connections made from then on."""
+        self.router.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self.limits = framelimits.MessageLimits(
+            max_frames=MAX_ENVELOPE + 1, max_bytes=ROUTE_BYTES + max_message_bytes
+        )
 
     def _connect(self, endpoint: str) -> None:
         peer = f"proxy:{next(self.generation)}".encode()

@@ -15,6 +15,7 @@ from procmgr.workers import Worker
 from pyis_common import workerchannel
 from pyis_common.errors import known_code
 from pyis_common.protocol import MAX_PROGRESS_LINE
+from pyis_common.workersettings import for_workers
 from pyis_common.workerstats import clean_counters
 
 log = logging.getLogger("procmgr")
@@ -85,17 +86,22 @@ class WorkerEvents(ManagerBase):
         )
 
     def worker_config(self, worker: Worker) -> dict[str, Any]:
-        """Settings sent over the worker's private channel, never through the zygote."""
-        config: dict[str, Any] = {
-            "index": {
-                "command": list(self.cfg.index_command),
-                "timeout_s": self.cfg.index_timeout_s,
-            },
-        }
+        """Settings sent over the worker's private channel, never through the zygote: the
+        worker keys (again, so a reload reaches running workers) and the cache credential."""
+        config: dict[str, Any] = {"settings": for_workers(self.cfg)}
         credential = self.cacheacl.credential(worker.ident.esaf) if self.cacheacl else None
         if credential:
             config["cache"] = credential
         return config
+
+    def reconfigure_workers(self) -> None:
+        """After a reload: every ready worker gets its settings again (one not yet ready gets
+        them when it is)."""
+        for worker in [w for w in self.workers.all() if w.ready]:
+            try:
+                self.workers.send_config(worker, self.worker_config(worker))
+            except OSError:
+                self.worker_lost(worker, "cannot send to it")
 
     def handle_zygote(self) -> None:
         try:

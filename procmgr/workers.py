@@ -138,7 +138,7 @@ class Workers:
         """Send the worker its private settings (the cache credential), then the queued jobs."""
         worker.ready = True
         if config:
-            worker.sock.sendall(workerchannel.encode({"t": workerchannel.MSG_CONFIG, **config}))
+            self.send_config(worker, config)
         start_ms = (time.monotonic() - worker.started) * 1000
         self.start_ms.append(round(start_ms, 3))
         log.info(
@@ -152,6 +152,10 @@ class Workers:
         for data in worker.queued:
             worker.sock.sendall(data)
         worker.queued.clear()
+
+    def send_config(self, worker: Worker, config: dict[str, Any]) -> None:
+        """The worker's settings and credential, on its private channel (OSError: gone)."""
+        worker.sock.sendall(workerchannel.encode({"t": workerchannel.MSG_CONFIG, **config}))
 
     def receive(self, worker: Worker) -> list[tuple[dict[str, Any], list[bytes]]]:
         """Whole messages now available; EOFError when the worker is gone, WireError when it

@@ -12,6 +12,7 @@ from typing import Any
 from procmgr.identity import Identity
 from pyis_common import workerchannel
 from pyis_common.config import ProcmgrConfig
+from pyis_common.workersettings import for_workers
 
 ZYGOTE_START_TIMEOUT_S = 60.0  # importing numpy/fabio/h5py cold from disk can take seconds
 SEND_TIMEOUT_S = 1.0  # a worker that does not take a tiny job within this is stuck
@@ -72,10 +73,7 @@ class ZygoteClient:
             "gid": ident.gid,
             "home": ident.home,
             "esaf": ident.esaf,
-            "threads": cfg.worker_threads,
-            "quality": cfg.jpeg_quality,
-            "levels": cfg.levels,
-            "cache_bytes": cfg.worker_cache_bytes,
+            "settings": for_workers(cfg),  # pyis_common/workersettings.py
             "memory_bytes": worker_memory_bytes(cfg),
         }
         self.chan.send_fds(spec, [fd, stderr_fd])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from iscli import cli
 from procmgr.__main__ import dev_user
+from pyis_common.version import add_version
 from pyisdev import procs
 from pyisdev.stack import Stack
 
@@ -36,6 +37,7 @@ def readable_by(user: str, folder: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="is-dev", description=__doc__)
+    add_version(ap)
     ap.add_argument("--data", default=".", help="directory served as the ESAF home")
     ap.add_argument("--demo", metavar="FILE", help="render FILE (relative to --data) and exit")
     ap.add_argument("-o", "--output", default="demo.jpg", help="where --demo writes the JPEG")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Internal, Timeout, Unsupported
 from pyis_common.protocol import MAX_PROGRESS_LINE  # a progress bar needs a short line
 from worker import results
@@ -34,7 +35,7 @@ SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 @dataclass(frozen=True)
 class IndexSettings:
     command: tuple[str, ...] = ()  # argv prefix; the image paths follow "--"
-    timeout_s: float = 600.0  # an indexing run takes minutes, not hours
+    timeout_s: float = ProcmgrConfig.index_timeout_s  # the declared default, not a second one
     max_output: int = 1 << 20  # bytes of JSON result we accept
 
 

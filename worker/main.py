@@ -19,27 +19,30 @@ from typing import Any
 
 from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
-from worker import bound, follow, jobs
-from worker.index import IndexSettings
-from worker.tier2 import RedisTier
+from pyis_common.settings import ConfigError
+from worker import bound, follow, jobs, settings
 from worker.timings import Timings, since_ms
 
 log = logging.getLogger("worker")
-MAX_THREADS = 32
 
 
 def serve(fd: int, spec: dict[str, Any]) -> int:
     """Run until the procmgr closes the channel or says stop; the exit status."""
     chan = workerchannel.Channel(socket.socket(fileno=fd))
-    threads = max(1, min(int(spec.get("threads", 4)), MAX_THREADS))
-    cache_bytes = spec.get("cache_bytes")
+    try:
+        start = settings.at_start(spec)
+    except ConfigError as exc:
+        print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
+        return 2
+    threads = start.worker_threads
     pipeline = jobs.Pipeline(
         home=os.getcwd(),
         esaf=int(spec.get("esaf", 0)),
-        quality=int(spec.get("quality", 90)),
-        levels=str(spec.get("levels", "auto")),
-        cache_bytes=int(cache_bytes) if cache_bytes else None,
+        quality=start.jpeg_quality,
+        levels=start.levels,
+        cache_bytes=start.worker_cache_bytes or None,
     )
+    configured = settings.Settings(pipeline, start)
     with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
         follows = follow.Follows(pipeline.home, pipeline.jpeg, pool)
         pool.submit(int)  # a job thread now: a session's first image must not wait for one
@@ -62,24 +65,8 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
             if msg[0].get("t") == workerchannel.MSG_JOB:
                 pool.submit(_run, chan, pipeline, follows, msg[0], time.perf_counter())
             elif msg[0].get("t") == workerchannel.MSG_CONFIG:
-                configure(pipeline, msg[0])
+                configured.apply(msg[0])
     return 0
-
-
-def configure(pipeline: jobs.Pipeline, config: dict[str, Any]) -> None:
-    """The shared cache tier, if the procmgr gave us a credential for it, and the indexer."""
-    settings = config.get("index")
-    if isinstance(settings, dict):
-        command = settings.get("command")
-        if isinstance(command, list) and all(isinstance(a, str) for a in command):
-            pipeline.index_settings = IndexSettings(
-                command=tuple(command), timeout_s=float(settings.get("timeout_s", 600.0))
-            )
-    cache = config.get("cache")
-    if isinstance(cache, dict) and isinstance(cache.get("url"), str):
-        pipeline.tier2 = RedisTier(
-            cache["url"], str(cache.get("prefix", "")), int(cache.get("ttl_s", 600))
-        )
 
 
 def _progress(chan: workerchannel.Channel, rid: Any, line: str) -> None:
