@@ -19,6 +19,7 @@ from pyis_common.request import Request
 
 log = logging.getLogger("procmgr")
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 5000)  # upper bounds; the user's 500
+FN_LOGGED = 200  # characters of a file name in the request log line (a name may be 4096)
 
 
 class Accounting:
@@ -46,11 +47,12 @@ class Accounting:
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
         client = envelope[1].hex()[:10] if len(envelope) > 1 else "-"
         log.info(
-            "request client=%s session=%s esaf=%s type=%s outcome=%s ms=%.1f%s%s",
+            "request client=%s session=%s esaf=%s type=%s%s outcome=%s ms=%.1f%s%s",
             client,
             session,
             req.esaf if req else "-",
             jtype,
+            file_words(req),
             code,
             seconds * 1000,
             f" why={why[:120]!r}" if why and code != "ok" else "",
@@ -64,3 +66,12 @@ class Accounting:
             "latency_ms_buckets": [*LATENCY_BUCKETS_MS, "inf"],
             "latency": {k: list(v) for k, v in self.latency.items()},
         }
+
+
+def file_words(req: Request | None) -> str:
+    """`` fn='...' frame=N`` of a request that names a file: quoted and escaped (a name is
+    data: a newline in it cannot start a forged log line), cut at FN_LOGGED characters."""
+    if req is None or not req.fn:
+        return ""
+    frame = f" frame={req.frame}" if req.frame_asked is not None else ""
+    return f" fn={req.fn[:FN_LOGGED]!r}{frame}"
