@@ -78,7 +78,7 @@ class ManagerBase:
     def refuse(self, envelope: list[bytes], req: Request | None, t0: float, exc: Exception) -> None:
         """The one error reply for a request that failed before reaching a worker."""
         if isinstance(exc, PyisError):
-            self.log_request(envelope, req, exc.code, t0, str(exc))
+            self.log_request(envelope, req, exc.code, t0, why=str(exc))
             self.reply(envelope, [wire_text(exc.code, str(exc))])
             return
         log.error("request failed", exc_info=exc)
@@ -86,23 +86,17 @@ class ManagerBase:
         self.reply(envelope, [wire_text("internal", "the image server failed")])
 
     def answer_error(self, flight: InFlight, code: str, sentence: str) -> None:
-        self.log_request(flight.envelope, flight.req, code, flight.t0, sentence)
+        self.log_request(flight.envelope, flight.req, code, flight.t0, why=sentence)
         self.reply(flight.envelope, [wire_text(code, sentence)])
 
     def log_request(
-        self,
-        envelope: list[bytes],
-        req: Request | None,
-        code: str,
-        t0: float,
-        why: str = "",
-        tier: str = "",
+        self, envelope: list[bytes], req: Request | None, code: str, t0: float, **detail: str
     ) -> None:
-        """Account for a finished request (before its reply leaves); a long job's progress
-        subscribers hear that it is done."""
+        """Account for a finished request (before its reply leaves; ``detail``: ``why``,
+        ``tier``); a long job's progress subscribers hear that it is done."""
         if req is not None and req.job_type.publishes_progress:
             self.progress_channel.publish(req, {"done": True, "outcome": code})
-        self.accounting.record(envelope, req, code, t0, why, tier)
+        self.accounting.record(envelope, req, code, t0, **detail)
 
     def worker_lost(self, worker: Worker, why: str) -> None:
         """A worker that crashed, hung or lied: killed, and each of its requests answered."""

@@ -70,20 +70,20 @@ def test_a_flag_is_checked_like_the_file_and_wins_over_it(tmp_path):
     assert "procmgr.worker_threads must be at least 1, not 0" in done.stderr
 
 
-@pytest.mark.parametrize(
-    "text,words",
-    [
-        ("jpeg_quality = 101", "procmgr.jpeg_quality must be at most 100"),
-        ("request_timeout_s = 0", "procmgr.request_timeout_s must be at least 1"),
-        ('levels = "bright"', "procmgr.levels must be one of auto, c"),
-        ('session_memo_s = "nan"', "procmgr.session_memo_s must be a finite number"),
-        ("worker_threads = 33", "procmgr.worker_threads must be at most 32"),
-    ],
-)
-def test_a_value_out_of_range_is_refused_naming_the_key(tmp_path, text, words):
+OUT_OF_RANGE = {  # a [procmgr] line -> what the refusal says
+    "jpeg_quality = 101": "procmgr.jpeg_quality must be at most 100",
+    "request_timeout_s = 0": "procmgr.request_timeout_s must be at least 1",
+    'levels = "bright"': "procmgr.levels must be one of auto, c",
+    'session_memo_s = "nan"': "procmgr.session_memo_s must be a finite number",
+    "worker_threads = 33": "procmgr.worker_threads must be at most 32",
+}
+
+
+@pytest.mark.parametrize("line", sorted(OUT_OF_RANGE))
+def test_a_value_out_of_range_is_refused_naming_the_key(tmp_path, line):
     path = tmp_path / "p.toml"
-    path.write_text(f"[procmgr]\n{text}\n")
-    with pytest.raises(ConfigError, match=words):
+    path.write_text(f"[procmgr]\n{line}\n")
+    with pytest.raises(ConfigError, match=OUT_OF_RANGE[line]):
         config.load(path)
 
 
@@ -147,21 +147,26 @@ def _render_and_wait_for_its_tier2_entry(stack, pid: str, xsize: int, seen: set[
     return fresh
 
 
+def _reload(stack, body: str) -> str:
+    """Write the [procmgr] section, SIGHUP, and wait (in loop turns) for the reload: the log."""
+    log = Path(stack.workdir) / "procmgr.log"
+    (Path(stack.workdir) / "procmgr.toml").write_text(f"[procmgr]\n{body}\n")
+    stack.procmgr.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "configuration reloaded" not in (text := log.read_text()):
+        assert time.monotonic() < deadline, "no reload logged"
+        ask(stack.endpoint, {"pid": "monitor", "type": "status"})
+    return text
+
+
 def test_sighup_gives_a_running_worker_the_new_cache_ttl(testdata):
     """cache_ttl_s logged "reloaded" and changed nothing: the worker kept its first TTL."""
     with dev_stack(testdata, "cache_ttl_s = 600") as stack:
-        conf, log = Path(stack.workdir) / "procmgr.toml", Path(stack.workdir) / "procmgr.log"
         pid, seen = stack.sign_session(dev_user(), [0]), set()
         before = _render_and_wait_for_its_tier2_entry(stack, pid, 301, seen)
         assert all(500 < ttl <= 600 for ttl in before.values())
         worker = stack.status_detail()["workers"][0]["pid"]
-        conf.write_text("[procmgr]\ncache_ttl_s = 77\nworker_threads = 2\n")
-        stack.procmgr.signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while "configuration reloaded" not in log.read_text():
-            assert time.monotonic() < deadline
-            ask(stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
-        text = log.read_text()
+        text = _reload(stack, "cache_ttl_s = 77\nworker_threads = 2")
         assert "configuration reloaded; changed: worker_threads, cache_ttl_s" in text
         assert "procmgr.worker_threads applies to workers started from now on" in text
         after = _render_and_wait_for_its_tier2_entry(stack, pid, 302, seen)

@@ -227,7 +227,8 @@ class Follows:
                 series.in_render.discard(seq)
                 mine = [w for w in series.waiters if answers(w, key, seq)]
                 series.waiters = [w for w in series.waiters if w not in mine]
-            self._deliver(frame, seq, mine, result, clock)
+            self._count_render(result, mine)
+            deliver(frame, seq, mine, result, clock)
             done_seq = seq
 
     def _expire(self, now: float) -> None:
@@ -266,20 +267,13 @@ class Follows:
         """Render ``frame`` once for ``waiters`` (same rendering fields) and answer each."""
         clock = Timings()
         result = render_once(self.render, waiters[0].req, frame, waiters[0].paths, clock)
-        self._deliver(frame, seq, waiters, result, clock)
-
-    def _deliver(
-        self,
-        frame: Frame,
-        seq: int,
-        waiters: list[Waiter],
-        result: Result | PyisError | None,
-        clock: Timings,
-    ) -> None:
-        if isinstance(result, Result):
-            with self.lock:
-                self.renders += bool(waiters)
+        self._count_render(result, waiters)
         deliver(frame, seq, waiters, result, clock)
+
+    def _count_render(self, result: Result | PyisError | None, waiters: list[Waiter]) -> None:
+        if isinstance(result, Result) and waiters:
+            with self.lock:
+                self.renders += 1
 
     def counters(self) -> dict[str, int]:
         with self.lock:
