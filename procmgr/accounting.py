@@ -1,4 +1,4 @@
-"""Per-request bookkeeping: the one log line, outcome counts, latency histograms, metrics.
+"""Per-request bookkeeping: the one log line, and the metrics (procmgr/metrics.py).
 
 The log line names the client by its route id and the session by a hash, never the session id
 itself (it is what names an access object). It is written before the reply leaves, so whoever
@@ -7,26 +7,21 @@ sees a reply can find its line (stderr is unbuffered).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
 import time
-from typing import Any
 
 from procmgr.metrics import Metrics
 from pyis_common.errors import known_code
 from pyis_common.request import Request
 
 log = logging.getLogger("procmgr")
-LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 5000)  # upper bounds; the user's 500
 FN_LOGGED = 200  # characters of a file name in the request log line (a name may be 4096)
 
 
 class Accounting:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.outcomes: dict[str, int] = {}
-        self.latency: dict[str, list[int]] = {}  # per job type, counts per LATENCY_BUCKETS_MS
 
     def record(
         self,
@@ -40,10 +35,7 @@ class Accounting:
         seconds = time.monotonic() - t0
         jtype = req.type if req else "-"
         code = "ok" if code == "ok" else known_code(code)  # labels come from a fixed set
-        self.outcomes[code] = self.outcomes.get(code, 0) + 1
         self.metrics.observe(jtype, code, seconds)
-        buckets = self.latency.setdefault(jtype, [0] * (len(LATENCY_BUCKETS_MS) + 1))
-        buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, seconds * 1000)] += 1
         session = hashlib.sha256(req.pid.encode()).hexdigest()[:10] if req else "-"
         client = envelope[1].hex()[:10] if len(envelope) > 1 else "-"
         log.info(
@@ -58,14 +50,6 @@ class Accounting:
             f" why={why[:120]!r}" if why and code != "ok" else "",
             f" tier={tier[:10]}" if tier else "",
         )
-
-    def snapshot(self) -> dict[str, Any]:
-        """For the status request."""
-        return {
-            "requests": dict(self.outcomes),
-            "latency_ms_buckets": [*LATENCY_BUCKETS_MS, "inf"],
-            "latency": {k: list(v) for k, v in self.latency.items()},
-        }
 
 
 def file_words(req: Request | None) -> str:

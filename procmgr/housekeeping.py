@@ -62,11 +62,6 @@ class Housekeeping(ManagerBase):
             else:
                 self.worker_lost(worker, why)
 
-    def refresh_metrics(self) -> None:
-        self.metrics.refresh(
-            len(self.workers.by_key), len(self.inflight), self.workers.cache_totals
-        )
-
     def capacity(self) -> int:
         """What each proxy may have in flight here: nothing once we are shutting down. The
         long-polls held now come on top (announced within a heartbeat), so they never use up

@@ -69,6 +69,12 @@ class ManagerBase:
         reqs = [f.req for f in self.inflight.values()] + [p.req for p in self.pending.values()]
         return sum((r.type in LONG_POLL_TYPES) == long_polls for r in reqs)
 
+    def refresh_metrics(self) -> None:
+        """The gauges brought up to now: after every loop turn, and for each status answer."""
+        self.metrics.refresh(
+            len(self.workers.by_key), len(self.inflight), self.workers.cache_totals
+        )
+
     def reply(self, envelope: list[bytes], frames: list[bytes]) -> None:
         try:
             self.router.send_multipart(envelope + frames, zmq.NOBLOCK)

@@ -124,14 +124,13 @@ class RequestRouting(ManagerBase):
         return self.cfg.request_timeout_s
 
     def status(self) -> dict[str, Any]:
-        """The public answer (no access object needed): counts, never who or which pid."""
+        """The public answer (no access object needed): counts, never who or which pid. The
+        counts are the metrics' own (procmgr/metrics.py), brought up to this moment."""
+        self.refresh_metrics()
         return {
             "uptime_s": round(time.monotonic() - self.started, 3),
-            "workers": len(self.workers.by_key),
-            "in_flight": len(self.inflight),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
-            "cache": self.workers.cache_totals(),
-        } | self.accounting.snapshot()
+        } | self.metrics.snapshot()
 
     def status_detail(self) -> dict[str, Any]:
         """For the loopback status page only: each worker's uid, ESAF, pid and counters."""
