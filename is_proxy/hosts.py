@@ -155,6 +155,7 @@ class Hosts:
         return [
             {
                 "name": h.name,
+                "link": h.rid.hex()[:10],  # tells a reconnected host from its old link
                 "capacity": h.capacity,
                 "credit": h.free,
                 "in_flight": len(h.tags),

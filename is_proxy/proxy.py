@@ -21,6 +21,7 @@ import zmq
 
 from is_proxy import control
 from is_proxy.hosts import Flight, Host, Hosts
+from is_proxy.metrics import ProxyMetrics
 from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProxyConfig
 from pyis_common.errors import wire_text
@@ -51,6 +52,7 @@ class Proxy:
             else None
         )
         self.control = control.bind(self.ctx, cfg.control)
+        self.metrics = ProxyMetrics(self.ctx, cfg.metrics_address) if cfg.metrics_address else None
         self.frontend.bind(cfg.frontend)
         self.backend.bind(cfg.backend)
         self.paused = False
@@ -75,11 +77,12 @@ class Proxy:
 
     def endpoints(self) -> dict[str, str]:
         socks = {"frontend": self.frontend, "backend": self.backend, "control": self.control}
-        return {
+        bound = {
             name: sock.getsockopt_string(zmq.LAST_ENDPOINT)
             for name, sock in socks.items()
             if sock is not None
         }
+        return bound | ({"metrics": self.metrics.address} if self.metrics else {})
 
     def run(self) -> None:
         signals = SignalQueue((signal.SIGTERM, signal.SIGINT))
@@ -90,6 +93,8 @@ class Proxy:
             if self.control is not None:
                 poller.register(self.control, zmq.POLLIN)
             poller.register(signals.fd, zmq.POLLIN)
+            if self.metrics is not None:
+                poller.register(self.metrics.sock, zmq.POLLIN)
             # take requests only while some procmgr is present; until then ZeroMQ queues them
             if not self.paused and self.hosts.hosts:
                 poller.register(self.frontend, zmq.POLLIN)
@@ -102,6 +107,8 @@ class Proxy:
                 self.handle_control(self.control)
             if self.backend in events:
                 self.forward_replies()
+            if self.metrics is not None and self.metrics.sock in events:
+                self.metrics.answer(self.statistics())
             self.give_up_silent_hosts()
             self.release_held()
             if self.frontend in events and not self.held:
@@ -252,15 +259,18 @@ class Proxy:
         elif command == "TERMINATE":
             self.shutdown("control")
         elif command == "STATISTICS":
-            uptime = round(time.monotonic() - self.started, 3)
-            hosts = self.hosts.describe(time.monotonic())
-            reply = json.dumps(
-                self.counts | {"paused": self.paused, "uptime_s": uptime, "hosts": hosts}
-            )
+            reply = json.dumps(self.statistics())
         else:
             reply = "ERROR unknown command"
         sock.send_string(reply)
         log.info("control %s -> %s", command[:20], reply[:80])
+
+    def statistics(self) -> dict:
+        """What STATISTICS answers and a Prometheus scrape shows (is_proxy/metrics.py)."""
+        now = time.monotonic()
+        uptime = round(now - self.started, 3)
+        hosts = self.hosts.describe(now)
+        return self.counts | {"paused": self.paused, "uptime_s": uptime, "hosts": hosts}
 
     def shutdown(self, why: str) -> None:
         """The one way out: SIGTERM, SIGINT and TERMINATE all come here."""
@@ -274,6 +284,8 @@ class Proxy:
                 sock.close(linger=0)
         if self.auth is not None:
             self.auth.stop()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 def session_key(body: list) -> tuple[str, str] | None:

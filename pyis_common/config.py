@@ -45,6 +45,12 @@ class ProxyConfig:
     hwm: int = setting(1000, "per-peer queue bound: memory stays bounded under a flood", low=1)
     curve_secret: str = setting("", 'the proxy\'s CURVE certificate (.key_secret); "" -> plaintext')
     curve_clients: str = setting("", "directory of the procmgrs' public certificates allowed in")
+    metrics_address: str = setting(
+        "",
+        'host:port of the Prometheus endpoint: per image host credit, heartbeat age, in flight; "" '
+        "-> none",
+        flag="--metrics",
+    )
 
 
 @dataclass(frozen=True)

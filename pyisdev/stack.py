@@ -101,6 +101,8 @@ class Stack:
                 any_port,
                 "--control",
                 f"ipc://{self.workdir / 'proxy-run' / 'control'}",  # made 0700 by the proxy
+                "--metrics",
+                "127.0.0.1:0",  # Prometheus: per-host credit, heartbeat age, in flight
                 *self.proxy_curve_args(),
             ],
         )
