@@ -16,6 +16,7 @@ spills over instead of pinning a host, and sessions spread over every host, a re
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -164,3 +165,16 @@ class Hosts:
             }
             for h in self.hosts.values()
         ]
+
+
+def session_key(body: list) -> tuple[str, str] | None:
+    """``(pid, esaf)`` of a request, for sticky routing; None if it is not a JSON object."""
+    if len(body) != 1:
+        return None
+    try:
+        job = json.loads(body[0].bytes)
+    except ValueError:  # includes UnicodeDecodeError; the procmgr gives the error reply
+        return None
+    if not isinstance(job, dict):
+        return None
+    return str(job.get("pid", ""))[:128], str(job.get("esaf", ""))[:32]

@@ -20,7 +20,7 @@ from collections import deque
 import zmq
 
 from is_proxy import control
-from is_proxy.hosts import Flight, Host, Hosts
+from is_proxy.hosts import Flight, Host, Hosts, session_key
 from is_proxy.metrics import ProxyMetrics
 from pyis_common import curve, framelimits, hostlink
 from pyis_common.config import ProxyConfig
@@ -286,16 +286,3 @@ class Proxy:
             self.auth.stop()
         if self.metrics is not None:
             self.metrics.close()
-
-
-def session_key(body: list) -> tuple[str, str] | None:
-    """``(pid, esaf)`` of a request, for sticky routing; None if it is not a JSON object."""
-    if len(body) != 1:
-        return None
-    try:
-        job = json.loads(body[0].bytes)
-    except ValueError:  # includes UnicodeDecodeError; the procmgr gives the error reply
-        return None
-    if not isinstance(job, dict):
-        return None
-    return str(job.get("pid", ""))[:128], str(job.get("esaf", ""))[:32]
