@@ -87,10 +87,11 @@ def site(n_images: int) -> Iterator[Site]:
             _remove(ns)
 
 
-def start_web(stack: Stack, site: Site) -> None:
+def start_web(stack: Stack, site: Site, wrap: tuple[str, ...] = ()) -> None:
     """Session Redis (TCP on the web namespace's veths; a Unix socket for the test to sign
-    sessions, reachable from outside any network namespace) and the proxy."""
-    web = site.inside(site.web)
+    sessions, reachable from outside any network namespace) and the proxy; ``wrap`` as for
+    ``start_image_host``."""
+    web = (*wrap, *site.inside(site.web))
     unix = stack.workdir / "session-redis.sock"
     stack.redis_proc, stack.redis_port = procs.redis_server(
         stack.workdir,

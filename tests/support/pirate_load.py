@@ -5,7 +5,9 @@ Each client sends one request at a time on a DEALER socket (``[""][JSON]``, as a
 so that a second reply to a request, which a REQ socket would hide, is seen and counted. A
 request is retried on a retryable ``busy:`` reply or on silence (then on a fresh socket, as
 the Lazy Pirate does), at most ``MAX_TRIES`` times; its reply must echo its own ``tag`` and
-carry a JPEG.
+carry a JPEG. With ``--until`` the clients stop at that moment (CLOCK_MONOTONIC, the same in
+every process), and ``window_ok`` counts the requests answered ok within ``--window``, so a
+benchmark can measure a steady state without the ramp-up or the tail.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ DRAIN_MS = 1000  # after the last request, a late second reply would come within
 
 
 class Tally:
-    def __init__(self, progress: Path) -> None:
+    def __init__(self, progress: Path, window: tuple[float, float]) -> None:
         self.lock = threading.Lock()
         self.progress = progress
+        self.window = window
         self.counts = {"requests": 0, "ok": 0, "wrong": 0, "lost": 0, "duplicates": 0}
+        self.counts["window_ok"] = 0
         self.counts |= {"silent_tries": 0, "busy_replies": 0, "retried": 0, "max_retries": 0}
         self.busy_latency_max_s = 0.0
         self.errors: list[str] = []
@@ -36,6 +40,8 @@ class Tally:
     def add(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
+            if key == "ok" and self.window[0] <= time.monotonic() <= self.window[1]:
+                self.counts["window_ok"] += n
 
     def finished(self, retries: int) -> None:
         with self.lock:
@@ -97,11 +103,15 @@ def one_request(ctx, sock, endpoint: str, job: dict, tally: Tally, seen: set[str
     return sock
 
 
-def client(endpoint: str, base: dict, n: int, number: int, tally: Tally, drain_ms: int) -> None:
+def client(
+    endpoint: str, base: dict, n: int, number: int, tally: Tally, drain_ms: int, until: float
+) -> None:
     ctx = zmq.Context.instance()
     sock = connect(ctx, endpoint)
     seen: set[str] = set()
     for i in range(n):
+        if time.monotonic() >= until:
+            break
         tag = f"{number}:{i}"
         job = base | {"tag": tag, "xsize": 64 + 8 * (i % 4)}
         sock = one_request(ctx, sock, endpoint, job, tally, seen)
@@ -119,12 +129,15 @@ def main() -> None:
     ap.add_argument("--requests", type=int, required=True, help="per client")
     ap.add_argument("--progress", required=True)
     ap.add_argument("--drain-ms", type=int, default=DRAIN_MS, help="wait for stray replies")
+    ap.add_argument("--until", type=float, default=float("inf"), help="monotonic: stop then")
+    ap.add_argument("--window", type=float, nargs=2, default=(0.0, 0.0), help="count ok in it")
     args = ap.parse_args()
     jobs = json.loads(Path(args.jobs).read_text())
-    tally = Tally(Path(args.progress))
+    tally = Tally(Path(args.progress), (args.window[0], args.window[1]))
     threads = [
         threading.Thread(
-            target=client, args=(args.endpoint, job, args.requests, k, tally, args.drain_ms)
+            target=client,
+            args=(args.endpoint, job, args.requests, k, tally, args.drain_ms, args.until),
         )
         for k, job in enumerate(jobs)
     ]
