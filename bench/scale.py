@@ -244,9 +244,9 @@ def main() -> None:
         for n in (1, 2, 3)
     }
     ratios = {f"scaling_ratio_{n}": round(rps[n] / (n * rps[1]), 3) for n in (2, 3)}
-    costs = {
-        f"{part}_ms_per_request": statistics.median(r[part] for r in rows)
-        for part in ("host_cpu_ms", "proxy_cpu_ms")
+    costs = {  # host_cpu_ms_per_request, proxy_cpu_ms_per_request: the sizing rule's inputs
+        f"{part}_ms_per_request": round(statistics.median(r[f"{part}_ms"] for r in rows), 3)
+        for part in ("host_cpu", "proxy_cpu")
     }
     columns = [
         "round",
