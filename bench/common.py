@@ -19,7 +19,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 TESTDATA = Path(os.environ.get("PYIS_TESTDATA", REPO.parent / "shared" / "testdata"))
-MAKE_IMAGES = REPO.parent / "shared" / "tools" / "make_images.py"
+MAKE_IMAGES = TESTDATA.parent / "tools" / "make_images.py"  # shared/, next to testdata/
 RESULTS = REPO / "bench" / "results"
 
 
