@@ -62,11 +62,14 @@ def table(scale: str, colormap: str) -> np.ndarray:
 def index(data: np.ndarray, white: np.ndarray | float, black: np.ndarray | float) -> np.ndarray:
     """(h, w) uint16 table index of ``data`` between ``white`` and ``black`` (scalars, or
     planes of data's shape: automatic levels)."""
+    steps = np.float32(STEPS - 1)
+    per_count = np.asarray(np.subtract(black, white, dtype=np.float32))  # the levels first,
+    np.maximum(per_count, np.float32(1e-12), out=per_count)  # then four passes over the data
+    np.divide(steps * np.float32(1 + 2**-20), per_count, out=per_count)  # black stays black
     t = data.astype(np.float32)
     t -= white
-    t /= np.maximum(np.asarray(black, np.float32) - white, np.float32(1e-12))
-    np.clip(t, 0.0, 1.0, out=t)
-    t *= np.float32(STEPS - 1)
+    t *= per_count
+    np.clip(t, 0.0, steps, out=t)
     return t.astype(np.uint16)
 
 
