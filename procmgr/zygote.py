@@ -40,6 +40,7 @@ class Zygote:
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
+        warmup.tune_malloc()  # inherited by every worker
         warmup.warm()
         warmup.freeze()
         self.chan.send({"t": workerchannel.MSG_READY, "pid": os.getpid()})

@@ -1,0 +1,115 @@
+"""The lean interactive path (issue 14): what its shortcuts must keep.
+
+Automatic-level planes made by matrix products are still the bilinear levels at each output
+pixel's centre; the colour-map index made with one reciprocal is still the level's position;
+the malloc tuning the zygote applies really keeps freed buffers for the next request.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from worker import colormaps, levels
+from worker.warmup import KEEP_FREE_BYTES
+
+REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
+
+
+def _bilinear(grid: np.ndarray, block: float, window: slice, out_len: int, i: int) -> tuple:
+    """Output pixel ``i``'s two grid cells and the upper one's weight, written out."""
+    centre = window.start + (i + 0.5) * (window.stop - window.start) / out_len
+    pos = min(max(centre / block - 0.5, 0.0), grid - 1.0)
+    low = int(pos)
+    return low, min(low + 1, grid - 1), pos - low
+
+
+def _reference(stats: levels.LevelStats, rows: slice, cols: slice, shape: tuple) -> tuple:
+    gy, gx = stats.background.shape
+    white = np.empty(shape, np.float64)
+    black = np.empty(shape, np.float64)
+    for i in range(shape[0]):
+        y0, y1, wy = _bilinear(gy, stats.block[0], rows, shape[0], i)
+        for j in range(shape[1]):
+            x0, x1, wx = _bilinear(gx, stats.block[1], cols, shape[1], j)
+            cells = [(y0, x0, (1 - wy) * (1 - wx)), (y0, x1, (1 - wy) * wx)]
+            cells += [(y1, x0, wy * (1 - wx)), (y1, x1, wy * wx)]
+            bg = sum(w * float(stats.background[y, x]) for y, x, w in cells)
+            span = sum(w * float(stats.span[y, x]) for y, x, w in cells)
+            white[i, j] = bg - span * levels.WHITE_FRACTION
+            black[i, j] = bg + span
+    return white, black
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "shape"),
+    [
+        (slice(0, 2527), slice(0, 2463), (41, 40)),  # the whole frame, reduced
+        (slice(600, 1232), slice(1200, 1816), (53, 57)),  # a zoom segment
+        (slice(0, 30), slice(2400, 2463), (60, 126)),  # sampled up, at the last blocks
+        (slice(0, 2527), slice(0, 2463), (1, 1)),
+    ],
+)
+def test_planes_are_the_bilinear_levels_at_each_output_pixel(rows, cols, shape) -> None:
+    rng = np.random.default_rng(7)
+    background = (rng.random((23, 22)) * 400 + 10).astype(np.float32)
+    span = (rng.random((23, 22)) * 50 + 4).astype(np.float32)
+    stats = levels.LevelStats((2527, 2463), (110.0, 112.0), background, span, 1.0, 60.0)
+    white, black = stats.planes(rows, cols, shape)
+    want_white, want_black = _reference(stats, rows, cols, shape)
+    assert white.shape == black.shape == shape and white.dtype == black.dtype == np.float32
+    np.testing.assert_allclose(white, want_white, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(black, want_black, rtol=1e-5, atol=1e-3)
+
+
+def test_colormap_index_is_the_position_between_the_levels() -> None:
+    rng = np.random.default_rng(3)
+    data = rng.integers(-50, 5000, (64, 48)).astype(np.int32)
+    white = (rng.random((64, 48)) * 100).astype(np.float32)
+    black = white + (rng.random((64, 48)) * 900 + 1).astype(np.float32)
+    steps = colormaps.STEPS - 1
+    want = np.clip((data - white.astype(np.float64)) / (black - white), 0, 1) * steps
+    got = colormaps.index(data, white, black)
+    assert got.dtype == np.uint16 and got.shape == data.shape
+    assert np.abs(got.astype(np.int64) - np.floor(want)).max() <= 1  # a rounding, no more
+    assert got[data <= white].max(initial=0) == 0 and (got[data >= black] == steps).all()
+    scalar = colormaps.index(data, 100.0, 200.0)  # the scalar levels of the C rule
+    assert (scalar[data <= 100] == 0).all() and (scalar[data >= 200] == steps).all()
+    flat = colormaps.index(data, 100.0, 100.0)  # no span at all: a step at the white level
+    assert (flat[data <= 100] == 0).all() and (flat[data > 100] == steps).all()
+
+
+FAULTS = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from worker import warmup
+    if sys.argv[1] == "tuned":
+        assert warmup.tune_malloc()
+    def request():  # a stage 2's buffers: three of 2 MiB, written, then freed
+        buffers = [np.ones(1 << 19, np.float32) for _ in range(3)]
+        del buffers
+    request(); request()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        request()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+    """
+)
+
+
+def _faults_per_request(mode: str) -> int:
+    argv = [sys.executable, "-c", FAULTS, mode]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return int(done.stdout)
+
+
+def test_tuned_malloc_reuses_freed_buffers_instead_of_faulting_them_in_again() -> None:
+    assert KEEP_FREE_BYTES >= 3 * (2 << 20)
+    untuned = _faults_per_request("default")
+    assert untuned >= 500, untuned  # glibc's default: 6 MiB of fresh pages every time
+    assert _faults_per_request("tuned") < 50
