@@ -11,6 +11,10 @@ the few the cache needs; a worker is handed just its ESAF's credential, over its
 is the one script, preloaded here; workers may ``EVALSHA`` it but not ``EVAL`` or ``SCRIPT
 LOAD``, so no endless script can freeze the cache for every ESAF. Redis keeps ACL users and
 scripts in memory only, so ``ensure`` re-applies all of it, same passwords, after a restart.
+
+Every admin call after ``start`` runs on one admin thread, never on the procmgr loop (a
+``SETUSER`` cost 1-35 ms there under load, for every new session): ``prepare`` makes an ESAF's
+user while its worker forks, and ``credential`` at the worker's ready usually finds it done.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import logging
 import os
 import secrets
 import stat
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import SplitResult, quote, urlsplit
 
@@ -101,6 +108,10 @@ class CacheAcl:
                 self._bare.port or 6379,
             )
         self._passwords: dict[int, str] = {}
+        self._passwords_lock = threading.Lock()  # the admin thread copies what the loop adds
+        self._setups: dict[int, Future[bool]] = {}  # per ESAF: its user made (or being made)
+        self._ensuring: Future[None] | None = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="cacheacl")
         self._last_ensure = 0.0
         self._secured = False
 
@@ -117,30 +128,69 @@ class CacheAcl:
         (the tier comes on once it answers and is secured)."""
         self._secured = self._secure()
 
+    def prepare(self, esaf: int) -> None:
+        """Make ``esaf``'s user on the admin thread now (its first worker is forking); returns
+        at once. A setup that failed is tried again."""
+        setup = self._setups.get(esaf)
+        if setup is not None and not (setup.done() and not setup.result()):
+            return
+        with self._passwords_lock:
+            password = self._passwords.setdefault(esaf, secrets.token_urlsafe(32))
+        self._setups[esaf] = self._thread.submit(self._set_up, esaf, password)
+
+    def ready(self, esaf: int) -> bool | None:
+        """Whether ``esaf``'s user was made; None while it is being made (or never asked)."""
+        setup = self._setups.get(esaf)
+        return setup.result() if setup is not None and setup.done() else None
+
     def credential(self, esaf: int) -> dict[str, Any] | None:
-        """What a worker of ``esaf`` needs to use the tier, or None if it is not usable now."""
-        if not self._secured and not self._secure_or_log():
+        """What a worker of ``esaf`` needs to use the tier, or None if it is not usable now.
+        Waits (ADMIN_TIMEOUT_S at most) only for a setup ``prepare`` has not finished."""
+        self.prepare(esaf)
+        try:
+            made = self._setups[esaf].result(timeout=ADMIN_TIMEOUT_S)
+        except FutureTimeout:
             return None
-        password = self._passwords.setdefault(esaf, secrets.token_urlsafe(32))
-        if not self._setuser(esaf, password):
+        if not made:
             return None
-        userinfo = f"{quote(self.user(esaf), safe='')}:{quote(password, safe='')}@"
+        userinfo = f"{quote(self.user(esaf), safe='')}:{quote(self._passwords[esaf], safe='')}@"
         url = _url(self._bare, userinfo)
         return {"url": url, "prefix": self.prefix(esaf), "ttl_s": self.ttl_s}
 
     def ensure(self, force: bool = False) -> None:
-        """Re-secure and re-create every ESAF user (cheap, idempotent); rate-limited unless
-        forced."""
+        """Re-secure and re-create every ESAF user (cheap, idempotent) on the admin thread;
+        returns at once. Rate-limited unless forced; never two at a time."""
         now = time.monotonic()
         if not force and now - self._last_ensure < ENSURE_EVERY_S:
             return
-        self._last_ensure = now
-        self._secured = self._secure_or_log()
-        if not self._secured:
+        if self._ensuring is not None and not self._ensuring.done():
             return
-        for esaf, password in list(self._passwords.items()):
-            if not self._setuser(esaf, password):
-                return
+        self._last_ensure = now
+        self._ensuring = self._thread.submit(self._ensure_all)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    # -- on the admin thread ----------------------------------------------------------------
+    def _set_up(self, esaf: int, password: str) -> bool:
+        try:
+            if not self._secured:
+                self._secured = self._secure_or_log()
+            return self._secured and self._setuser(esaf, password)
+        except Exception:  # the loop reads the outcome: it must be a bool, whatever happened
+            log.exception("cache Redis user setup failed")
+            return False
+
+    def _ensure_all(self) -> None:
+        try:
+            self._secured = self._secure_or_log()
+            with self._passwords_lock:
+                known = list(self._passwords.items())
+            for esaf, password in known if self._secured else ():
+                if not self._setuser(esaf, password):
+                    return
+        except Exception:
+            log.exception("cache Redis ensure failed")
 
     def _secure_or_log(self) -> bool:
         try:

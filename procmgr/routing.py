@@ -100,6 +100,8 @@ class RequestRouting(ManagerBase):
         admission.check_session_share(self.cfg, self.session_job_types(ident), req.type)
         admission.check_server(self.cfg, self.slots_used(req.type in LONG_POLL_TYPES))
         worker = self.workers.get(ident)
+        if self.cacheacl is not None and not worker.ready:
+            self.cacheacl.prepare(ident.esaf)  # its cache user is made while it forks
         rid = next(self.ids)
         deadline = t0 + self.time_limit_s(req)
         self.inflight[rid] = InFlight(rid, envelope, req, worker, deadline, t0, access_ms, grant)

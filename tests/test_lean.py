@@ -2,18 +2,27 @@
 
 Automatic-level planes made by matrix products are still the bilinear levels at each output
 pixel's centre; the colour-map index made with one reciprocal is still the level's position;
-the malloc tuning the zygote applies really keeps freed buffers for the next request.
+the malloc tuning the zygote applies really keeps freed buffers for the next request; the
+cache Redis's admin calls happen on the admin thread, never on the procmgr loop's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
+import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 
+from procmgr.cacheacl import CacheAcl
+from pyis_common import procs
 from worker import colormaps, levels
 from worker.warmup import KEEP_FREE_BYTES
 
@@ -113,3 +122,38 @@ def test_tuned_malloc_reuses_freed_buffers_instead_of_faulting_them_in_again() -
     untuned = _faults_per_request("default")
     assert untuned >= 500, untuned  # glibc's default: 6 MiB of fresh pages every time
     assert _faults_per_request("tuned") < 50
+
+
+def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_path: Path):
+    """prepare() and ensure() hand the work to the admin thread: with the cache Redis stopped
+    (SIGSTOP: every call would hang) both return, and the user is made once it answers."""
+    password = secrets.token_urlsafe(24)
+    pass_file = tmp_path / "admin.pass"
+    pass_file.write_text(password)
+    os.chmod(pass_file, 0o600)
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    admin = ["--user", "pyis-admin", "on", f"#{digest}", "~*", "&*", "+@all"]
+    server, port = procs.redis_server(tmp_path, admin)
+    url = f"redis://127.0.0.1:{port}/0"
+    acl = CacheAcl(url, 600, "pyis-admin", str(pass_file))
+    try:
+        acl.start()
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            acl.prepare(4242)
+            acl.ensure(force=True)
+            assert acl.ready(4242) is None  # still waiting for Redis, on the admin thread
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        for _ in range(40):  # a setup that timed out while Redis was stopped is made again
+            credential = acl.credential(4242)
+            if credential is not None:
+                break
+        assert credential is not None and acl.ready(4242) is True
+        worker = redis.Redis.from_url(credential["url"])
+        assert worker.set(f"{credential['prefix']}s1:x", b"ok")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            worker.get(f"{acl.prefix(4343)}s1:x")
+    finally:
+        acl.close()
+        server.stop()
