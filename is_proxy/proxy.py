@@ -86,18 +86,15 @@ class Proxy:
 
     def run(self) -> None:
         signals = SignalQueue((signal.SIGTERM, signal.SIGINT))
+        poller = zmq.Poller()  # one for the whole run: only the frontend comes and goes
+        metrics = self.metrics.sock if self.metrics is not None else None
+        for sock in (self.backend, self.link.sock, self.control, signals.fd, metrics):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
         while self.running:
-            poller = zmq.Poller()
-            poller.register(self.backend, zmq.POLLIN)
-            poller.register(self.link.sock, zmq.POLLIN)
-            if self.control is not None:
-                poller.register(self.control, zmq.POLLIN)
-            poller.register(signals.fd, zmq.POLLIN)
-            if self.metrics is not None:
-                poller.register(self.metrics.sock, zmq.POLLIN)
             # take requests only while some procmgr is present; until then ZeroMQ queues them
-            if not self.paused and self.hosts.hosts:
-                poller.register(self.frontend, zmq.POLLIN)
+            taking = not self.paused and bool(self.hosts.hosts)
+            poller.register(self.frontend, zmq.POLLIN if taking else 0)  # 0: unregistered
             events = dict(poller.poll(self._poll_ms()))
             if signals.fd in events and signals.drain():
                 self.shutdown("signal")
