@@ -3,7 +3,8 @@
 Automatic-level planes made by matrix products are still the bilinear levels at each output
 pixel's centre; the colour-map index made with one reciprocal is still the level's position;
 the malloc tuning the zygote applies really keeps freed buffers for the next request; the
-cache Redis's admin calls happen on the admin thread, never on the procmgr loop's.
+cache Redis's admin calls happen on the admin thread, never on the procmgr loop's; a cold
+image's tier-2 write and lock release wait for its reply, in that order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import redis
 
 from procmgr.cacheacl import CacheAcl
 from pyis_common import procs
-from worker import colormaps, levels
+from pyis_common.request import parse
+from worker import colormaps, jobs, levels
+from worker.afterreply import AfterReply
+from worker.tier2 import RedisTier
 from worker.warmup import KEEP_FREE_BYTES
 
 REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
@@ -156,4 +160,33 @@ def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_p
             worker.get(f"{acl.prefix(4343)}s1:x")
     finally:
         acl.close()
+        server.stop()
+
+
+def test_a_cold_images_tier2_write_and_lock_release_come_after_its_reply(tmp_path: Path):
+    import fabio.cbfimage
+
+    data = np.arange(48 * 64, dtype=np.int32).reshape(48, 64)
+    fabio.cbfimage.CbfImage(data=data, header={}).write(str(tmp_path / "a.cbf"))
+    stage1, key, _ = jobs.Pipeline(str(tmp_path)).stage1(
+        parse({"type": "jpeg", "fn": "a.cbf", "xsize": 32}, need_pid=False)
+    )
+    entry = (stage1.reduced, stage1.meta, stage1.level_stats)
+    server, port = procs.redis_server(tmp_path)
+    try:
+        tier = RedisTier(f"redis://127.0.0.1:{port}/0", "pyis:e1:", 60)
+        store = redis.Redis(port=port)
+        with AfterReply() as after:  # as a job thread runs a job
+            value, tier_name = tier.produce(key, lambda: entry, cacheable=lambda: True)
+        assert value is entry and tier_name == "file"
+        # the reply goes out here: nothing shared yet, and followers still wait for us
+        assert store.get(tier.name(key)) is None
+        assert store.exists(tier.name(key) + ":lock")
+        after.run()
+        assert store.get(tier.name(key)) is not None and tier.get(key) is not None
+        assert not store.exists(tier.name(key) + ":lock")
+        store.delete(tier.name(key))
+        tier.put(key, entry)  # no reply being made (warm-up, a follower's thread): at once
+        assert store.get(tier.name(key)) is not None
+    finally:
         server.stop()

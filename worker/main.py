@@ -21,6 +21,7 @@ from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
 from pyis_common.settings import ConfigError
 from worker import bound, follow, jobs, settings
+from worker.afterreply import AfterReply
 from worker.timings import Timings, since_ms
 
 log = logging.getLogger("worker")
@@ -90,8 +91,9 @@ def _run(
     clock.add("queue", since_ms(received))
     job = header.get("job")
     answer = functools.partial(_answer, chan, pipeline, follows, rid, received, clock)
+    after = AfterReply()  # sharing with tier 2 waits for the reply (worker/afterreply.py)
     try:
-        with bound.bound(bound.parse(header.get("paths"))):  # the procmgr's, not the client's
+        with bound.bound(bound.parse(header.get("paths"))), after:  # the procmgr's paths
             if isinstance(job, dict) and job.get("type") in jobtypes.FOLLOWED_TYPES:
                 follows.submit(job, clock, answer, bound.current())
                 return
@@ -105,6 +107,7 @@ def _run(
         traceback.print_exc()
         outcome = None
     answer(outcome)
+    after.run()
 
 
 def _answer(

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from worker.afterreply import later
 from worker.cache import Key
 from worker.levels import LevelStats
 from worker.reduce import MAX_SIDE, Reduced
@@ -154,7 +155,11 @@ class RedisTier:
         return value
 
     def put(self, key: Key, value: Entry) -> None:
-        """Share a result computed without the lock (from a held pyramid) with this ESAF."""
+        """Share a result computed without the lock (from a held pyramid) with this ESAF,
+        once the reply is sent (worker/afterreply.py)."""
+        later(lambda: self._put(key, value))
+
+    def _put(self, key: Key, value: Entry) -> None:
         blob = encode(*value)
         if blob is not None:
             self._call(lambda: self.client.set(self.name(key), blob, ex=self.ttl_s))
@@ -169,6 +174,8 @@ class RedisTier:
 
         If the producer died, its lock expires (LOCK_TIMEOUT_S) and the next request takes
         over; a follower never waits more than LOCK_WAIT_S before reading the file itself.
+        The write and the release come after the reply, in that order: followers still find
+        the value when the lock is gone.
         """
         name = self.name(key)
         lock = self.client.lock(
@@ -186,7 +193,7 @@ class RedisTier:
             return value, "file"
         finally:
             if locked:
-                self._call(lock.release)
+                later(lambda: self._call(lock.release))
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
