@@ -53,6 +53,7 @@ def echo(endpoint: str) -> int:
 def fork(repeat: int) -> int:
     from worker import warmup
 
+    warmup.tune_malloc()
     warmup.warm()
     warmup.freeze()  # as the zygote does
     out = []
@@ -73,8 +74,9 @@ def fork(repeat: int) -> int:
 
 
 def floor(home: str, job: str) -> int:
-    from worker import jobs
+    from worker import jobs, warmup
 
+    warmup.tune_malloc()  # as every worker has it from the zygote: the floor is the same code
     pipeline = jobs.Pipeline(home=home, cache_bytes=0)
     t0 = time.perf_counter()
     pipeline.run(json.loads(job))

@@ -42,7 +42,7 @@ from bench.common import data_dir, median_ms, synth_images, table, write_json  #
 from bench.pipeline import Client, throughput  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyisdev.stack import Stack  # noqa: E402
-from worker import jobs  # noqa: E402
+from worker import jobs, warmup  # noqa: E402
 
 IMAGES = [
     ("Pilatus 6M CBF", "pilatus6m_2463x2527.cbf"),
@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--synth", type=Path, default=None, help="reuse synthesized images here")
     ap.add_argument("--session-memo-s", type=float, default=0.0, help="procmgr session_memo_s")
     args = ap.parse_args()
+    warmup.tune_malloc()  # the in-process floors run the workers' code, malloc tuning included
     with tempfile.TemporaryDirectory(prefix="pyis-interactive-") as tmp:
         synth = synth_images(args.synth or Path(tmp) / "synth")
         data = data_dir(Path(tmp), synth, ["cbf/thau_3_2_0001.cbf"])  # throughput uses thau
