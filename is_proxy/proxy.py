@@ -32,6 +32,7 @@ from pyis_common.zmtplink import LinkMonitor, set_heartbeats
 log = logging.getLogger("is_proxy")
 POLL_MS = 1000  # wake up at least this often; nothing time-based is urgent here
 BURST = 100  # messages moved per wake-up and direction, then look at the other sockets
+POLLIN = int(zmq.POLLIN)  # a plain int: enum flag arithmetic costs more than the check
 
 
 class Proxy:
@@ -151,6 +152,8 @@ class Proxy:
     def forward_requests(self) -> None:
         """Up to a burst of requests, each held to the request limits as it is received."""
         for _ in range(BURST):
+            if not readable(self.frontend):
+                return
             try:
                 msg = framelimits.receive(self.frontend, self.limits)
             except zmq.Again:
@@ -196,6 +199,8 @@ class Proxy:
         """Heartbeats and replies: ``[host][client][tag][hops...][""][frames]`` goes back as
         ``[client][hops...][""][frames]`` if the tag is still in flight on that host."""
         for _ in range(BURST):
+            if not readable(self.backend):
+                return
             try:
                 frames = self.backend.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -283,3 +288,9 @@ class Proxy:
             self.auth.stop()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """A message can be read now: asking is cheaper than ending each burst on ``zmq.Again``,
+    whose exception (built through pyzmq's enums) cost a tenth of the proxy's time."""
+    return bool(sock.getsockopt(zmq.EVENTS) & POLLIN)
