@@ -23,8 +23,8 @@ import pytest
 import redis
 
 from procmgr.cacheacl import CacheAcl
-from pyis_common import procs
 from pyis_common.request import parse
+from pyisdev import procs
 from worker import colormaps, jobs, levels
 from worker.afterreply import AfterReply
 from worker.tier2 import RedisTier
