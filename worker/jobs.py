@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import (
     formats,
     index,
     indexjob,
+    levelrule,
     levels,
     listing,
     paths,
@@ -110,7 +109,11 @@ class Pipeline:
             return sums.jpeg(self, req, clock)
         stage1, key, tier = self.stage1(req, clock)
         t0 = time.perf_counter()
-        white, black, planes = self._levels(req, stage1)
+        choice = levelrule.choose(
+            req, stage1.level_stats, stage1.reduced.stats, stage1.meta.get("auto_levels"),
+            self.level_rule, levelrule.zoomed(req), stage1.reduced.data.shape,
+        )  # fmt: skip
+        white, black, planes = choice.white, choice.black, choice.planes
         label = req.label
         if stage1.meta.get("first_frame") != stage1.meta.get("last_frame"):
             label = f"{label} {stage1.meta.get('frame')}".lstrip()  # as the C server drew it
@@ -127,36 +130,6 @@ class Pipeline:
         clock.add("map", since_ms(t0) - clock.ms["encode"])
         data, decided = hit
         return Result(job=decided, meta=stage1.meta, payloads=[data], tier=tier)
-
-    def _levels(
-        self, req: Request, stage1: Stage1
-    ) -> tuple[float, float, Callable[[], tuple[np.ndarray, np.ndarray]] | None]:
-        """(white, black, planes): the C rule when asked for (request ``levels``, else the
-        configured rule), a DICOM window, or explicit levels; else the frame's own levels,
-        drawn per output pixel by the planes (made only when a JPEG is not cached). A missing
-        ``wval`` is automatic with an automatic ``contrast`` (the C server read it as 0, which
-        draws an offset detector's frame black)."""
-        auto = stage1.meta.get("auto_levels")  # a DICOM window, say
-        stats = stage1.level_stats
-        auto_black = req.contrast <= 0
-        auto_white = req.wval < 0 or (auto_black and "wval" not in req.raw)
-        rule = req.levels or self.level_rule
-        if rule == "c" or auto is not None or stats is None or not (auto_black or auto_white):
-            white, black = render.levels(stage1.reduced.stats, req.contrast, req.wval, auto)
-            return white, black, None
-        white = stats.white if auto_white else req.wval
-        black = stats.black if auto_black else max(req.contrast, white + 1.0)
-
-        def planes() -> tuple[np.ndarray, np.ndarray]:
-            rows, cols = reduce.window(*stats.shape, req.zoom, req.segcol, req.segrow)
-            low, high = stats.planes(rows, cols, stage1.reduced.data.shape)
-            if not auto_white:
-                low = np.full_like(low, white)
-            if not auto_black:
-                high = np.full_like(high, black)
-            return low, np.maximum(high, low + np.float32(1e-6))
-
-        return white, black, planes
 
     def stage1(self, req: Request, clock: Timings | None = None) -> tuple[Stage1, Key, str]:
         """Stage 1 of the file ``req.fn`` names, resolved and opened once: every reader reads

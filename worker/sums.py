@@ -19,7 +19,7 @@ import numpy as np
 from pyis_common.errors import BadRequest
 from pyis_common.request import Request
 from pyis_common.request import _int as int_field  # the request's own integer rule
-from worker import formats, paths, reduce, render
+from worker import formats, levelrule, levels, paths, reduce, render
 from worker.formats import Frame
 from worker.pyramid import Pyramid
 from worker.timings import Timings
@@ -95,8 +95,11 @@ def pyramid(pipe: Pipeline, req: Request, clock: Timings) -> tuple[Pyramid, Hash
         def build() -> Pyramid:
             with clock.step("read"):
                 frame = summed(src, req.frame, k)
-            with clock.step("reduce"):
-                return Pyramid(frame, dict(frame.meta))
+            with clock.step("reduce"):  # the sum's own automatic levels, before it is pooled
+                stats = levels.compute(frame, reduce.saturation_level(frame))
+                built = Pyramid(frame, dict(frame.meta))
+            built.level_stats = stats
+            return built
 
         built, led = pipe.reads.run(key, build)
         now = src.stat()
@@ -106,14 +109,21 @@ def pyramid(pipe: Pipeline, req: Request, clock: Timings) -> tuple[Pyramid, Hash
 
 
 def jpeg(pipe: Pipeline, req: Request, clock: Timings) -> Result:
-    """A ``jpeg`` of the sum: reduced from the sum's pyramid, levels from its reduction."""
+    """A ``jpeg`` of the sum: reduced from the sum's pyramid, drawn by the ``jpeg`` levels rule
+    (the sum's own automatic levels by default), scale and colour map."""
     from worker.jobs import Result
 
     found, key, tier = pyramid(pipe, req, clock)
     with clock.step("reduce"):
         reduced = found.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
     pipe.lru.resize(key, found.nbytes)  # it may have built a level
-    white, black = render.levels(reduced.stats, req.contrast, req.wval)
-    data, decided = render.render(reduced, black, white, quality=pipe.quality, clock=clock)
+    choice = levelrule.choose(
+        req, found.level_stats, reduced.stats, found.meta.get("auto_levels"), pipe.level_rule,
+        levelrule.zoomed(req), reduced.data.shape,
+    )  # fmt: skip
+    data, decided = render.render(
+        reduced, choice.black, choice.white, quality=pipe.quality, clock=clock,
+        planes=choice.planes and choice.planes(), scale=req.scale, colormap=req.colormap,
+    )  # fmt: skip
     meta: dict[str, Any] = found.meta | dict(reduced.stats)
     return Result(job=decided, meta=meta, payloads=[data], tier=tier)
