@@ -16,7 +16,7 @@ from aiohttp import web
 
 from isweb.upstream import Reply, Upstream
 from pyis_common.errors import BadRequest, PyisError
-from pyis_common.protocol import MAX_FN
+from pyis_common.protocol import COLORMAPS, LEVEL_RULES, MAX_FN, SCALES
 
 STATUS = {  # wire code -> HTTP status
     "bad_request": 400,
@@ -50,6 +50,17 @@ def _number(value: str) -> float:
     return out
 
 
+def _one_of(options: tuple[str, ...]) -> Callable[[str], str]:
+    """A word the wire knows (request.py's own list), so a typo is refused here."""
+
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"not one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
 PARAMS: dict[str, Callable[[str], Any]] = {
     "fn": _text,
     "esaf": _integer,
@@ -70,8 +81,11 @@ PARAMS: dict[str, Callable[[str], Any]] = {
     "offset": _integer,
     "limit": _integer,
     "sum": _integer,
+    "levels": _one_of(LEVEL_RULES),
+    "scale": _one_of(SCALES),
+    "colormap": _one_of(COLORMAPS),
 }
-IMAGE = ("fn", "esaf", "frame", "contrast", "wval", "sum")
+IMAGE = ("fn", "esaf", "frame", "contrast", "wval", "sum", "levels", "scale", "colormap")
 CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, parameters)
     "list": ("list", frozenset({"fn", "esaf", "offset", "limit"})),
     "meta": ("meta", frozenset({"fn", "esaf", "frame"})),
