@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import urllib.parse
 from pathlib import Path
 
 import fabio
@@ -86,6 +87,61 @@ def test_header_and_timings_are_shown(viewer):
     header = viewer.inner_text("#header")
     assert "detector_distance" in header and "0.351" in header
     assert viewer.inner_text("#timings")  # timings_ms when the server sends it, else a note
+
+
+def api_calls(page) -> list[str]:
+    """The API URLs the page fetched since the last ``performance.clearResourceTimings()``."""
+    return page.evaluate(
+        "() => performance.getEntriesByType('resource').map((e) => e.name)"
+        ".filter((n) => n.includes('/api/'))"
+    )
+
+
+def test_a_contrast_change_at_the_whole_frame_view_is_one_request(viewer):
+    """At the zoom that fits the frame the overview is the picture: one JPEG at the size of the
+    pyramid level the view shows (2463 x 2527 px halved until it fits), no tiles."""
+    box = viewer.evaluate("() => [document.getElementById('map').clientWidth,"
+                          " document.getElementById('map').clientHeight]")  # fmt: skip
+    level = max(0, math.ceil(math.log2(max(2463 / box[0], 2527 / box[1]))))
+    viewer.evaluate("() => performance.clearResourceTimings()")
+    before = chrome.paints(viewer)
+    viewer.locator("#contrast").fill("20")
+    viewer.locator("#contrast").dispatch_event("change")
+    chrome.wait_painted(viewer, before, "the new contrast painted")
+    calls = api_calls(viewer)
+    assert len(calls) == 1 and "/api/image?" in calls[0], calls
+    query = dict(urllib.parse.parse_qsl(calls[0].split("?", 1)[1]))
+    assert query["contrast"] == "20"
+    size = (math.ceil(2463 / 2**level), math.ceil(2527 / 2**level))
+    assert (int(query["xsize"]), int(query["ysize"])) == size
+
+
+def test_scale_and_colour_map_change_the_picture(viewer):
+    inverted = shot(viewer, "02b-inverted")
+
+    def choose(select: str, value: str, name: str) -> np.ndarray:
+        before = chrome.paints(viewer)
+        viewer.evaluate("() => performance.clearResourceTimings()")
+        viewer.locator(select).select_option(value)
+        chrome.wait_painted(viewer, before, f"{select} {value} painted")
+        calls, field = api_calls(viewer), select[1:]
+        if value in ("linear", "inverted"):  # the defaults are not sent
+            assert calls and all(f"{field}=" not in c for c in calls), calls
+        else:
+            assert calls and all(f"{field}={value}" in c for c in calls), calls
+        return shot(viewer, name)
+
+    centre = (slice(300, 600), slice(270, 570))  # inside the frame, whatever the margins
+    grey = choose("#colormap", "grey", "02c-grey")
+    flipped = np.abs(grey[centre] + inverted[centre] - 255)  # the same levels, the other way
+    assert np.median(flipped) < 8 and np.abs(grey - inverted)[centre].mean() > 20
+    assert "colormap=grey" in viewer.url
+    logged = choose("#scale", "log", "02d-grey-log")
+    assert logged[centre].mean() > grey[centre].mean() + 5  # log lifts the faint background
+    choose("#scale", "linear", "02e-grey-linear")
+    back = choose("#colormap", "inverted", "02f-inverted")
+    assert np.abs(back - inverted).mean() < 1.0
+    assert "colormap" not in viewer.url and "scale" not in viewer.url
 
 
 def test_zoomed_tiles_are_the_servers_pixels(viewer, site):

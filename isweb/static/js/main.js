@@ -1,24 +1,28 @@
 // The viewer's state and controls. The URL hash is the deep link (file, frame, levels, ESAF):
 // it never holds the session, which lives in an HttpOnly cookie no script can read.
 
-import {getImage, getJSON} from "./api.js";
+import {getImage} from "./api.js";
 import {Browser} from "./browser.js";
 import {byId, clear, clearError, el, showError} from "./dom.js";
 import {Follow} from "./follow.js";
-import {resolutionAt} from "./geometry.js";
 import {adoptLink, showLink} from "./link.js";
+import {cursor, showHeader, showTimings} from "./panels.js";
 import {Viewer} from "./viewer.js";
 
-const OVERVIEW_PX = 512;
 const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
-const state = {fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null};
+const LOOKS = {scale: ["linear", "sqrt", "log"], colormap: ["inverted", "grey", "viridis"]}; // request.py's
+const state = {
+  fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null,
+  scale: "linear", colormap: "inverted",
+};
 const telemetry = {paints: [], lastAction: null}; // read by the browser tests and bench/web.py
 window.pyisViewer = telemetry;
 
 const viewer = new Viewer(byId("map"), {
-  onCursor: cursor,
+  onCursor: (x, y) => cursor(x, y, state),
   onPainted: (ms) => {
-    telemetry.paints.push({action: telemetry.lastAction, ms, at: performance.now()});
+    const decoded = viewer.overview.decoded;
+    telemetry.paints.push({action: telemetry.lastAction, ms, at: performance.now(), decoded});
     document.body.dataset.painted = String(telemetry.paints.length);
   },
   onError: showError,
@@ -34,7 +38,11 @@ const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open
 function readHash() {
   const q = new URLSearchParams(location.hash.slice(1));
   const num = (k) => (q.has(k) && Number.isFinite(Number(q.get(k))) ? Number(q.get(k)) : null);
-  return {fn: q.get("fn"), frame: num("frame") ?? 1, contrast: num("contrast"), wval: num("wval"), esaf: num("esaf")};
+  const look = (k) => (LOOKS[k].includes(q.get(k)) ? q.get(k) : LOOKS[k][0]);
+  return {
+    fn: q.get("fn"), frame: num("frame") ?? 1, contrast: num("contrast"), wval: num("wval"), esaf: num("esaf"),
+    scale: look("scale"), colormap: look("colormap"),
+  };
 }
 
 function writeHash() {
@@ -44,11 +52,8 @@ function writeHash() {
   q.set("frame", String(state.frame));
   if (state.contrast !== null) q.set("contrast", String(state.contrast));
   if (state.wval !== null) q.set("wval", String(state.wval));
+  for (const k of Object.keys(LOOKS)) if (state[k] !== LOOKS[k][0]) q.set(k, state[k]);
   history.replaceState(null, "", `#${q.toString()}`);
-}
-
-function levels() {
-  return {contrast: state.contrast ?? undefined, wval: state.wval ?? undefined};
 }
 
 // Series navigation: frames are numbered files (name_0001.cbf ...) or frames inside one file.
@@ -92,44 +97,51 @@ let generation = 0;
 async function open(fn, frame, fromBrowser = false, stepping = false) {
   if (follow.active) follow.stop(); // the user chose a frame: stop jumping to the newest
   const mine = ++generation;
-  const early = stepping && viewer.startTiles(tileParams(fn, frame));
+  const early = stepping && viewer.startTiles(viewParams(fn, frame));
+  const size = viewer.overviewSize(); // the view's level (a series keeps its frames' size)
   telemetry.lastAction = telemetry.lastAction ?? "open";
   clearError();
   const dir = fn.includes("/") ? fn.slice(0, fn.lastIndexOf("/")) : "";
   if (!fromBrowser && browser.dir !== dir) await browser.load(dir);
   let reply;
   try {
-    reply = await getImage("image", {fn, frame, xsize: OVERVIEW_PX, esaf: state.esaf ?? undefined, sum: summed(), ...levels()});
+    reply = await getImage("image", {...viewParams(fn, frame), ...size});
   } catch (err) {
     if (mine === generation) showError(err);
     return;
   }
   if (mine !== generation) return; // a newer open (play, a click) won
-  display(reply, fn, frame, early);
+  await display(reply, fn, frame, early);
 }
 
-// A frame's reply on screen: the state, the side panel and the image.
-function display(reply, fn, frame, early) {
+// A frame's reply on screen: the state, the image, then the side panel. `pushed`: a followed
+// frame, shown from its own JPEG (no overview fetched for it until the stream pauses).
+async function display(reply, fn, frame, early, pushed = false) {
+  const mine = generation;
   state.fn = fn;
   state.frame = frame;
   state.meta = reply.meta;
   state.series = browser.seriesOf(fn);
   state.levels = {black: reply.job.bval_used, white: reply.job.wval_used};
+  const width = Number(reply.meta.x_pixels_in_detector);
+  const height = Number(reply.meta.y_pixels_in_detector);
+  // the picture first; the panels after it is on screen (filling them in meanwhile would hold
+  // the main thread the decoded picture waits for)
+  const shown = viewer.show(width, height, reply, viewParams(fn, frame), early, !pushed);
+  drawOverlay();
   byId("title").textContent = frameCount() > 1 ? `${fn} #${frame}` : fn;
+  await shown.catch(showError);
+  if (mine !== generation) return;
   browser.mark(fn);
   writeHash();
   showLevels();
   showHeader(reply.meta);
   showTimings(reply.job.timings_ms);
   showRange();
-  const width = Number(reply.meta.x_pixels_in_detector);
-  const height = Number(reply.meta.y_pixels_in_detector);
-  viewer.show(width, height, reply.blob, tileParams(fn, frame), early);
-  drawOverlay();
 }
 
-// Following: the pushed JPEG replaces the image (the previous frame's tiles go); the tiles of
-// the newest frame come once the stream pauses.
+// Following: the pushed JPEG replaces the image (the previous frame's tiles go); the picture at
+// the view's own resolution (the overview, tiles if zoomed in) comes once the stream pauses.
 const follow = new Follow({
   target: () => {
     const s = state.series;
@@ -141,7 +153,7 @@ const follow = new Follow({
   onFrame: (reply, fn, frame) => {
     ++generation; // an open still in flight is older than this frame
     viewer.tiles?.remove();
-    display(reply, fn, frame, true);
+    display(reply, fn, frame, true, true);
     const s = state.series;
     if (s && s.number > s.last) {
       s.last = s.number;
@@ -149,18 +161,23 @@ const follow = new Follow({
     }
     return s ? s.number : frame;
   },
-  onQuiet: () => viewer.setTiles(tileParams()),
+  onQuiet: () => viewer.refresh(viewParams()).catch(showError),
   onError: showError,
 });
 
-// Tiles carry explicit levels once the user set them; else none, and the server applies the
-// same automatic rule as to the overview image, so both agree without waiting for each other.
+// Explicit levels, as the followed frames are asked for (follow takes no scale or colour map).
+function levels() {
+  return {contrast: state.contrast ?? undefined, wval: state.wval ?? undefined};
+}
+
+// What the overview and the tiles ask for (their sizes are the viewer's): explicit levels once
+// the user set them, else none, and the server's automatic rule gives both the same levels.
 function summed() {
   const k = Math.round(Number(byId("sum").value));
   return k > 1 ? Math.min(k, 100) : undefined;
 }
 
-function tileParams(fn = state.fn, frame = state.frame) {
+function viewParams(fn = state.fn, frame = state.frame) {
   const explicit = state.contrast !== null;
   return {
     fn,
@@ -169,7 +186,16 @@ function tileParams(fn = state.fn, frame = state.frame) {
     esaf: state.esaf ?? undefined,
     contrast: explicit ? state.contrast : undefined,
     wval: explicit ? state.wval : undefined,
+    scale: state.scale === LOOKS.scale[0] ? undefined : state.scale,
+    colormap: state.colormap === LOOKS.colormap[0] ? undefined : state.colormap,
   };
+}
+
+// New levels, scale or colour map: the overview (and tiles, if zoomed in) again.
+function redraw() {
+  const drawn = viewer.refresh(viewParams());
+  writeHash(); // after the request left: chromium fetches the favicon again on a new URL
+  drawn.catch(showError);
 }
 
 // Sliders show the levels in use; the range follows the frame (up to a few times the automatic black level).
@@ -189,14 +215,28 @@ function showLevels() {
 
 function changeLevels() {
   if (!state.fn) return;
+  const contrast = Number(byId("contrast").value);
+  const wval = Math.min(Number(byId("white").value), contrast - 1);
+  if (contrast === state.contrast && wval === state.wval) return; // a repeated event: no request
   telemetry.lastAction = "contrast";
-  state.contrast = Number(byId("contrast").value);
-  state.wval = Math.min(Number(byId("white").value), state.contrast - 1);
+  state.contrast = contrast;
+  state.wval = wval;
   state.levels = {black: state.contrast, white: state.wval};
   showLevels();
-  writeHash();
-  viewer.setTiles(tileParams());
+  redraw();
   if (follow.active) follow.start(); // newer frames with these levels
+}
+
+function changeLook() {
+  telemetry.lastAction = "look";
+  state.scale = byId("scale").value;
+  state.colormap = byId("colormap").value;
+  if (state.fn) redraw();
+}
+
+function showLook() {
+  byId("scale").value = state.scale;
+  byId("colormap").value = state.colormap;
 }
 
 function showRange() {
@@ -212,27 +252,6 @@ function showRange() {
     jumpBox.value = String(state.frame);
     byId("range").textContent = `1–${frameCount()}`;
   }
-}
-
-function showHeader(meta) {
-  const body = byId("header").tBodies[0];
-  clear(body);
-  for (const [k, v] of Object.entries(meta).sort()) {
-    if (v !== null && typeof v === "object") continue;
-    const tr = el("tr");
-    tr.appendChild(el("td", k));
-    tr.appendChild(el("td", typeof v === "number" ? Number(v.toPrecision(8)) : v));
-    body.appendChild(tr);
-  }
-}
-
-function showTimings(timings) {
-  const box = byId("timings");
-  if (!timings || typeof timings !== "object") {
-    box.textContent = "– (the server sent none)";
-    return;
-  }
-  box.textContent = Object.entries(timings).map(([k, v]) => `${k} ${Number(v).toFixed(1)}`).join(" · ");
 }
 
 function spacings() {
@@ -251,30 +270,6 @@ function drawOverlay() {
     list.appendChild(li);
   }
   if (!rings.length && spacings().length) list.appendChild(el("li", "no beam centre in this header"));
-}
-
-let cursorSeq = 0;
-let cursorTimer = null;
-
-function cursor(x, y) {
-  byId("cursor-xy").textContent = `${x}, ${y}`;
-  const d = state.meta ? resolutionAt(state.meta, x + 0.5, y + 0.5) : null;
-  byId("cursor-res").textContent = d === null ? "–" : d === Infinity ? "∞" : `${d.toFixed(2)} Å`;
-  clearTimeout(cursorTimer);
-  cursorTimer = setTimeout(async () => {
-    const seq = ++cursorSeq;
-    try {
-      const reply = await getJSON("pixels", {fn: state.fn, frame: state.frame, esaf: state.esaf ?? undefined, x, y, size: 1});
-      if (seq !== cursorSeq) return;
-      const v = reply.meta.values?.[0]?.[0];
-      const box = byId("cursor-value");
-      box.textContent = v === null || v === undefined ? "masked" : String(v);
-      box.dataset.x = String(x);
-      box.dataset.y = String(y);
-    } catch (err) {
-      if (seq === cursorSeq) showError(err);
-    }
-  }, 60);
 }
 
 let playing = null;
@@ -301,6 +296,8 @@ function wire() {
   byId("play").addEventListener("click", play);
   byId("contrast").addEventListener("change", changeLevels);
   byId("white").addEventListener("change", changeLevels);
+  byId("scale").addEventListener("change", changeLook);
+  byId("colormap").addEventListener("change", changeLook);
   byId("auto").addEventListener("click", () => {
     state.contrast = null;
     state.wval = null;
@@ -319,6 +316,9 @@ function start() {
   state.esaf = h.esaf ?? (link?.esaf || null);
   state.contrast = h.contrast;
   state.wval = h.wval;
+  state.scale = h.scale;
+  state.colormap = h.colormap;
+  showLook();
   if (h.fn && (h.fn !== state.fn || h.frame !== state.frame)) open(h.fn, h.frame);
   else if (!h.fn) (link ? showLink(link, browser, open) : browser.load(""));
 }

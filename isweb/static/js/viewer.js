@@ -1,11 +1,12 @@
 // The image: Leaflet on a flat CRS (one map unit = one detector pixel at the native zoom),
-// a coarse overview under deep-zoom tiles, and the rings / beam-centre overlay, which is drawn
+// the overview (overview.js) up to the zoom that fits the frame, deep-zoom tiles past it, and the rings / beam-centre overlay, which is drawn
 // in the browser from the meta geometry so toggling it needs no new image.
 
 import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import {url} from "./api.js";
 import {ringRadius, beamCentre} from "./geometry.js";
 import {el} from "./dom.js";
+import {FIRST_OVERVIEW, Overview, fitLevel, levelSize} from "./overview.js";
 
 const TILE = 256;
 const EXTRA_ZOOM = 3; // zoom past one screen pixel per detector pixel: 8 screen px per pixel
@@ -54,8 +55,11 @@ export class Viewer {
     this.width = 0;
     this.height = 0;
     this.native = 0;
-    // the coarse overview sits under the tiles (Leaflet's tile pane is at z-index 200)
+    this.level = 0; // the overview's pyramid level (fitLevel)
+    this.started = performance.now(); // when the picture on screen was last asked for
+    // the overview sits under the tiles (Leaflet's tile pane is at z-index 200)
     this.map.createPane("overview").style.zIndex = "150";
+    this.overview = new Overview(this.map);
     this.overlay = L.layerGroup().addTo(this.map);
     this.map.on("mousemove", (ev) => {
       if (!this.width) return;
@@ -77,40 +81,71 @@ export class Viewer {
     return {x: box.left + p.x, y: box.top + p.y};
   }
 
-  // A new frame: resize the world if its size changed (else keep the view), put the overview
-  // under the tiles, and (unless they were started early, for a frame of the same size)
-  // start the tiles.
-  show(width, height, overviewBlob, tileParams, tilesStarted = false) {
+  // The overview's request size for the current world (the level that fits the view), or the
+  // first guess before a frame is shown.
+  overviewSize() {
+    if (!this.width) return FIRST_OVERVIEW;
+    return levelSize(this.width, this.height, this.level);
+  }
+
+  // Whether deep-zoom tiles are drawn at the current zoom (else the overview is the picture).
+  tilesActive() {
+    return Boolean(this.tiles) && this.map.getZoom() >= this.tiles.options.minZoom;
+  }
+
+  // A new frame: resize the world if its size changed (else keep the view), show its first
+  // reply as the overview (fetching it again at the fitting level when it was not), and
+  // (unless they were started early, for a frame of the same size) start the tiles.
+  async show(width, height, reply, params, tilesStarted = false) {
     const resized = width !== this.width || height !== this.height;
     this.width = width;
     this.height = height;
     this.native = Math.max(0, Math.ceil(Math.log2(Math.max(width, height) / TILE)));
-    const bounds = L.latLngBounds(this.toLatLng(0, height), this.toLatLng(width, 0));
+    const bounds = this.bounds();
     if (resized) {
+      const view = this.map.getSize();
+      this.level = fitLevel(width, height, view.x, view.y);
       this.map.setMaxBounds(bounds.pad(0.5));
       this.map.setMaxZoom(this.native + EXTRA_ZOOM);
-      this.map.fitBounds(bounds);
+      this.map.fitBounds(bounds, {animate: false});
     }
-    const previous = this.overview;
-    this.overview = L.imageOverlay(URL.createObjectURL(overviewBlob), bounds, {pane: "overview"});
-    this.overview.addTo(this.map);
-    if (previous) {
-      URL.revokeObjectURL(previous.getElement().src);
-      previous.remove();
-    }
-    if (resized || !tilesStarted) this.setTiles(tileParams, bounds);
+    if (resized || !tilesStarted) this.setTiles(params, bounds);
+    this.overview.supersede();
+    await this.overview.place(reply.blob, bounds);
+    const want = this.overviewSize();
+    if (reply.job.xsize === want.xsize && reply.job.ysize === want.ysize) this.overviewPainted();
+    else await this.refresh(params, false);
+  }
+
+  bounds() {
+    return L.latLngBounds(this.toLatLng(0, this.height), this.toLatLng(this.width, 0));
+  }
+
+  // New levels, scale or colour map: the overview again and new tiles (drawn only if zoomed
+  // in). Resolves to the overview's reply, or null when a newer request overtook it.
+  async refresh(params, withTiles = true) {
+    if (withTiles) this.setTiles(params);
+    const reply = await this.overview.load({...params, ...this.overviewSize()}, this.bounds());
+    if (reply) this.overviewPainted();
+    return reply;
+  }
+
+  overviewPainted() {
+    if (!this.tilesActive()) this.onPainted(performance.now() - this.started);
   }
 
   // Tiles of the next frame of a series before its overview arrives: the world keeps its size
-  // (show() restarts them if the frame turns out to differ).
+  // (show() restarts them if the frame turns out to differ). Only when tiles are on screen.
   startTiles(tileParams) {
-    if (!this.width) return false;
+    if (!this.width || !this.tilesActive()) return false;
     this.setTiles(tileParams);
     return true;
   }
 
+  // The deep-zoom tiles, drawn only past the overview's zoom (below it they would repeat it).
   setTiles(tileParams, bounds) {
     const started = performance.now();
+    this.started = started;
     if (this.tiles) this.tiles.remove();
     let firstError = null;
     this.tiles = new ServerTiles({
@@ -120,7 +155,7 @@ export class Viewer {
       maxNativeZoom: this.native,
       minNativeZoom: 0,
       maxZoom: this.native + EXTRA_ZOOM,
-      minZoom: -2,
+      minZoom: this.native - this.level + 1,
       keepBuffer: 1,
       updateWhenZooming: false,
       tileParams: (c) => ({...tileParams, level: this.native - c.z, col: c.x, row: c.y}),

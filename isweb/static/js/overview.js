@@ -1,0 +1,68 @@
+// The overview: the whole frame as one JPEG at the pyramid level that fits the view. Up to
+// that zoom it is the picture itself, so a contrast change or a next frame costs one request
+// instead of one per 256 px tile; zoomed in further, deep-zoom tiles are drawn over it.
+
+import * as L from "/vendor/leaflet/leaflet-src.esm.js";
+import {getImage} from "./api.js";
+
+export const FIRST_OVERVIEW = {xsize: 512}; // before the frame's size is known
+const MAX_OVERVIEW_PX = 2048; // a larger view gets tiles: one JPEG of a 16M frame is too big
+
+// The pyramid level whose image of a width x height frame fits a view of viewW x viewH.
+export function fitLevel(width, height, viewW, viewH) {
+  let level = Math.max(0, Math.ceil(Math.log2(Math.max(width / viewW, height / viewH, 1e-9))));
+  while (Math.max(width, height) / 2 ** level > MAX_OVERVIEW_PX) level += 1;
+  return level;
+}
+
+// The size of that level: the server's reduction to it is the same block maximum as the tiles'.
+export function levelSize(width, height, level) {
+  return {xsize: Math.ceil(width / 2 ** level), ysize: Math.ceil(height / 2 ** level)};
+}
+
+export class Overview {
+  constructor(map) {
+    this.map = map;
+    this.layer = null;
+    this.asked = 0; // the newest request: an older reply arriving later is dropped
+    this.placed = 0;
+  }
+
+  // A picture from elsewhere (a new frame's first reply) wins over requests in flight.
+  supersede() {
+    this.asked += 1;
+  }
+
+  // Fetch the overview; resolves to its reply once it is on screen, or null if a newer
+  // request (a slider moved again, play) overtook it.
+  async load(params, bounds) {
+    const ticket = ++this.asked;
+    const reply = await getImage("image", params);
+    if (ticket !== this.asked) return null;
+    return (await this.place(reply.blob, bounds)) ? reply : null;
+  }
+
+  // Put a JPEG over `bounds` once decoded, then drop the previous one: never a blank between.
+  async place(blob, bounds) {
+    const ticket = ++this.placed;
+    const img = new Image();
+    img.src = URL.createObjectURL(blob);
+    try {
+      await img.decode();
+    } catch (err) {
+      URL.revokeObjectURL(img.src);
+      throw err;
+    }
+    if (ticket !== this.placed) {
+      URL.revokeObjectURL(img.src);
+      return false;
+    }
+    const previous = this.layer;
+    this.layer = L.imageOverlay(img, bounds, {pane: "overview"}).addTo(this.map);
+    if (previous) {
+      URL.revokeObjectURL(previous.getElement().src);
+      previous.remove();
+    }
+    return true;
+  }
+}
