@@ -28,7 +28,7 @@ from tests.support.client import ask, error_code, meta_of
 from tests.support.devsite import dev_stack
 from tests.support.dispersion import Spots, find_spots
 from tests.support.levelcheck import Figures, grade
-from worker import jobs, levels, render, tier2
+from worker import jobs, levelrule, levels, render, tier2
 from worker.cache import Key
 from worker.formats import Frame, read_frame
 from worker.reduce import reduce_max, saturation_level
@@ -119,12 +119,12 @@ def _in_process(frame: Frame, xsize: int, spots: Spots) -> Figures:
     """The worker's own stage functions on a frame held in memory (a planted pixel)."""
     stats = levels.compute(frame, saturation_level(frame))
     reduced = reduce_max(frame, xsize)
-    stage1 = jobs.Stage1(reduced, {}, stats)
     req = jobs.parse({"type": "jpeg", "fn": "x", "xsize": xsize}, need_pid=False)
-    white, black, planes = jobs.Pipeline("/")._levels(req, stage1)
-    assert planes is not None
-    jpeg, _ = render.render(reduced, black, white, planes=planes())
-    return grade(jpeg, spots, reduced.valid, reduced.saturated, black)
+    shape = reduced.data.shape
+    choice = levelrule.choose(req, stats, reduced.stats, None, "auto", levelrule.zoomed(req), shape)
+    assert choice.planes is not None
+    jpeg, _ = render.render(reduced, choice.black, choice.white, planes=choice.planes())
+    return grade(jpeg, spots, reduced.valid, reduced.saturated, choice.black)
 
 
 def _plant(path: str, frame: Frame, spots: Spots) -> Frame:
