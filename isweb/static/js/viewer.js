@@ -124,8 +124,9 @@ export class Viewer {
   // New levels, scale or colour map: the overview again and new tiles (drawn only if zoomed
   // in). Resolves to the overview's reply, or null when a newer request overtook it.
   async refresh(params, withTiles = true) {
-    if (withTiles) this.setTiles(params);
-    const reply = await this.overview.load({...params, ...this.overviewSize()}, this.bounds());
+    const loading = this.overview.load({...params, ...this.overviewSize()}, this.bounds());
+    if (withTiles) this.setTiles(params); // after the overview's request is on its way
+    const reply = await loading;
     if (reply) this.overviewPainted();
     return reply;
   }
