@@ -1,14 +1,23 @@
 """The viewer in a real browser: time from an action to the new pixels painted, against the
 same requests sent straight over ZeroMQ in the same run.
 
-Three actions, each repeated ``--rounds`` times in Debian's chromium (Playwright) on a dev stack
-with is-web: a contrast change (every visible tile again with new levels), a pan to tiles not
-yet loaded (a new place, one zoom step past native, of a frame whose pyramid is held), and next
-frame (a file not read before: the overview image, then its tiles). "Painted" is the viewer's
-own signal: Leaflet's ``load`` event, fired when every visible tile has been drawn. The
-baseline sends the same wire requests (the overview, then the same tiles, six at a time as a
-browser's six connections do) from Python over ZeroMQ. Targets: contrast and next frame
-<= 1.5x the baseline.
+Four actions, each repeated ``--rounds`` times in Debian's chromium (Playwright) on a dev stack
+with is-web: a contrast change at the whole-frame view, a pan to tiles not yet loaded (a new
+place, one zoom step past native, of a frame whose pyramid is held), next frame at the
+whole-frame view (a file not read before) and next frame zoomed in (``next_zoomed``: the
+overview and the visible tiles of an unread file). "Painted" is the viewer's own signal: at the
+whole-frame view, the overview JPEG decoded (``img.decode()``) and in the page; zoomed in,
+Leaflet's ``load`` event, fired when every visible tile has been drawn on its canvas. The
+browser paints the screen at its next frame (<= 16 ms later), which is not counted.
+
+The baseline replays exactly the API calls the page made for the action (the browser's
+Resource Timing entries, turned into wire requests by is-web's own ``build_job``), six at a
+time as a browser's six connections send them, from Python over ZeroMQ: explicit levels
+nudged by 0.25 so the worker's exact-repeat JPEG cache cannot answer, and next frames on
+files just as unread. ``*_fetch_ms`` is the part of the browser's time until the last
+response of the action ended (the rest is decoding and drawing); ``*_http_ms`` the same calls
+over HTTP from Python, so the gateway's share and the browser's are told apart. Targets: contrast and next
+frame <= 1.5x the baseline.
 
 Run as root after ``bash .ci/install``: ``.venv/bin/python bench/web.py``. The machine is shared
 with other work: figures are noisy, ratios are what to read.
@@ -17,6 +26,7 @@ with other work: figures are noisy, ratios are what to read.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -24,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +43,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TESTDATA, table, write_json  # noqa: E402
+from isweb.api import build_job  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyisdev.stack import Stack  # noqa: E402
 from tests.support import browser as chrome  # noqa: E402
@@ -39,7 +51,11 @@ from tests.support import browser as chrome  # noqa: E402
 FRAMES = ("cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf")
 TARGETS = {"contrast_ratio": 1.5, "next_ratio": 1.5}
 CONNECTIONS = 6  # what a browser opens to one HTTP/1.1 host
-HASH_CONTRAST = "() => new URLSearchParams(location.hash.slice(1)).get('contrast')"
+ACTIONS = ("contrast", "pan", "next", "next_zoomed")
+NUDGE = 0.25  # added to explicit levels in the baseline: no exact-repeat cache hit
+CALLS = """() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/api/') && e.startTime >= T0)
+    .map((e) => ({url: e.name, end: e.responseEnd}))"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -51,59 +67,118 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(values), "p95": pct(values, 0.95), "n": len(values)}
 
 
-class Wire:
+class Pool:
+    """CONNECTIONS clients sending their share of the requests in turn, as a browser's six
+    connections do."""
+
+    def __init__(self, clients: list) -> None:
+        self.clients = clients
+        self.pool = ThreadPoolExecutor(len(clients))
+
+    def one(self, client, item) -> None:
+        raise NotImplementedError
+
+    def many(self, items: list) -> None:
+        n = len(self.clients)
+        futures = [
+            self.pool.submit(lambda c, share: [self.one(c, i) for i in share], client, items[k::n])
+            for k, client in enumerate(self.clients)
+        ]
+        for f in futures:
+            f.result()
+
+
+class Wire(Pool):
     """The baseline: the same requests over ZeroMQ, a REQ socket per connection."""
 
     def __init__(self, endpoint: str, pid: str) -> None:
         self.pid = pid
-        self.ctx = zmq.Context.instance()
-        self.socks = []
+        socks = []
         for _ in range(CONNECTIONS):
-            s = self.ctx.socket(zmq.REQ)
+            s = zmq.Context.instance().socket(zmq.REQ)
             s.setsockopt(zmq.LINGER, 0)
             s.connect(endpoint)
-            self.socks.append(s)
-        self.pool = ThreadPoolExecutor(CONNECTIONS)
+            socks.append(s)
+        super().__init__(socks)
 
-    def one(self, sock: zmq.Socket, job: dict) -> list[bytes]:
+    def one(self, sock: zmq.Socket, job: dict) -> None:
         sock.send(json.dumps({"pid": self.pid, **job}).encode())
         if not sock.poll(30000):
             raise TimeoutError("no reply")
         reply = sock.recv_multipart()
         if len(reply) == 1:
             raise RuntimeError(reply[0].decode())
-        return reply
-
-    def many(self, jobs: list[dict]) -> None:
-        """Every job, at most CONNECTIONS at a time, each socket serving its share in turn."""
-        shares = [jobs[i::CONNECTIONS] for i in range(CONNECTIONS)]
-        futures = [
-            self.pool.submit(lambda s, js: [self.one(s, j) for j in js], sock, share)
-            for sock, share in zip(self.socks, shares, strict=True)
-        ]
-        for f in futures:
-            f.result()
 
 
-def visible_tiles(page) -> list[dict]:
-    return page.evaluate(
-        """() => [...document.querySelectorAll('canvas.leaflet-tile-loaded')].map((t) => ({
-            level: +t.dataset.level, col: +t.dataset.col, row: +t.dataset.row}))"""
-    )
+class Http(Pool):
+    """The same calls over HTTP from Python (keep-alive connections): is-web's share of the
+    browser's time, without the browser. A session of its own, so the per-session rate
+    limit counts only the browser's calls."""
+
+    def __init__(self, base_url: str, pid: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        self.cookie = f"pyis_session={pid}"
+        host, port = parts.hostname or "127.0.0.1", parts.port
+        super().__init__(
+            [http.client.HTTPConnection(host, port, timeout=30) for _ in range(CONNECTIONS)]
+        )
+
+    def one(self, conn: http.client.HTTPConnection, path: str) -> None:
+        conn.request("GET", path, headers={"Cookie": self.cookie})
+        response = conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
 
 
-def timed_action(page, script: str) -> float:
-    """Run ``script`` in the page; ms until the viewer's next complete paint after it."""
+def timed_action(page, script: str) -> tuple[float, list[dict]]:
+    """Run ``script`` in the page: ms until the viewer's next complete paint after it, and the
+    API calls it made (url, responseEnd in ms after the action)."""
+    page.evaluate("() => performance.clearResourceTimings()")
     t0 = page.evaluate(f"() => {{ const t0 = performance.now(); {script}; return t0; }}")
     n = chrome.paints(page)
     chrome.wait_painted(page, n - 1 if _painted_after(page, t0) else n, "paint")
-    return page.evaluate(
+    painted = page.evaluate(
         f"() => window.pyisViewer.paints.filter((p) => p.at > {t0}).map((p) => p.at - {t0})[0]"
     )
+    calls = page.evaluate(CALLS.replace("T0", str(t0)))
+    return painted, [{"url": c["url"], "end": c["end"] - t0} for c in calls]
 
 
 def _painted_after(page, t0: float) -> bool:
     return page.evaluate(f"() => window.pyisViewer.paints.some((p) => p.at > {t0})")
+
+
+def replayed(calls: list[dict], pid: str, rename: tuple[str, str] | None = None) -> list[dict]:
+    """The wire requests of the page's API calls; explicit levels nudged, ``fn`` renamed."""
+    jobs = []
+    for call in calls:
+        parts = urllib.parse.urlsplit(call["url"])
+        job = build_job(
+            parts.path.rsplit("/", 1)[1], dict(urllib.parse.parse_qsl(parts.query)), pid
+        )
+        job.pop("pid")
+        if "contrast" in job:
+            job["contrast"] += NUDGE
+        if rename:
+            job["fn"] = job["fn"].replace(*rename)
+        jobs.append(job)
+    return jobs
+
+
+def http_paths(calls: list[dict], rename: tuple[str, str] | None = None) -> list[str]:
+    """The page's API calls as paths for Http: explicit levels nudged twice as far as the
+    ZeroMQ replay's (no exact repeat of either), ``fn`` renamed."""
+    paths = []
+    for call in calls:
+        parts = urllib.parse.urlsplit(call["url"])
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        if "contrast" in query:
+            query["contrast"] = str(float(query["contrast"]) + 2 * NUDGE)
+        if rename:
+            query["fn"] = query["fn"].replace(*rename)
+        paths.append(f"{parts.path}?{urllib.parse.urlencode(query)}")
+    return paths
 
 
 def run(rounds: int) -> dict:
@@ -111,7 +186,7 @@ def run(rounds: int) -> dict:
     os.chmod(work, 0o755)
     data = work / "data"
     data.mkdir()
-    for i in range(rounds + 1):  # a new file per next frame, cold for both sides
+    for i in range(2 * rounds + 1):  # a new file per next frame, cold for both sides
         for side in ("x", "y"):  # x: the browser's series, y: the baseline's
             shutil.copyfile(TESTDATA / FRAMES[i % 2], data / f"{side}_{i + 1:04d}.cbf")
     for f in [data, *data.iterdir()]:
@@ -121,79 +196,70 @@ def run(rounds: int) -> dict:
         stack.start_web()
         pid = stack.sign_session(dev_user(), [0])
         wire = Wire(stack.endpoint, pid)
+        web = Http(stack.web_url, stack.sign_session(dev_user(), [0]))
         with chrome.browser() as b:
             page = b.new_page(viewport={"width": 1400, "height": 900})
             page.goto(stack.login_url(pid))
             page.goto(f"{stack.web_url}/#fn=x_0001.cbf&frame=1")
             chrome.wait_until(page, lambda: chrome.paints(page) > 0, "first paint")
-            return measure(page, wire, rounds)
+            page.evaluate("() => performance.setResourceTimingBufferSize(100000)")
+            return measure(page, wire, web, pid, rounds)
     finally:
         stack.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(page, wire: Wire, rounds: int) -> dict:
-    out: dict[str, list[float]] = {
-        k: [] for k in ("contrast", "contrast_zmq", "pan", "pan_zmq", "next", "next_zmq")
-    }
-    fn = lambda: page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('fn')")  # noqa: E731
-    for i in range(rounds):  # contrast: distinct levels, so no repeat cache answers
-        black = 30 + 7 * i
-        out["contrast"].append(
-            timed_action(
-                page,
-                f"const c = document.getElementById('contrast'); c.value = '{black}';"
-                " c.dispatchEvent(new Event('change'))",
-            )
-        )
-        jobs = [
-            {"type": "tile", "fn": fn(), "contrast": black + 0.5, "wval": 0, **t}
-            for t in visible_tiles(page)
-        ]
+def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
+    out: dict[str, list[float]] = {}
+    for action in ACTIONS:
+        for suffix in ("", "_zmq", "_http", "_fetch", "_calls"):
+            out[action + suffix] = []
+
+    def timed(action: str, script: str, rename: tuple[str, str] | None = None) -> None:
+        painted, calls = timed_action(page, script)
+        jobs = replayed(calls, pid, rename)
         t0 = time.perf_counter()
         wire.many(jobs)
-        out["contrast_zmq"].append((time.perf_counter() - t0) * 1000)
+        out[f"{action}_zmq"].append((time.perf_counter() - t0) * 1000)
+        paths = http_paths(calls, rename)
+        t0 = time.perf_counter()
+        web.many(paths)
+        out[f"{action}_http"].append((time.perf_counter() - t0) * 1000)
+        out[action].append(painted)
+        out[f"{action}_fetch"].append(max(c["end"] for c in calls))
+        out[f"{action}_calls"].append(len(calls))
+
+    for i in range(rounds):  # contrast: distinct levels, so no repeat cache answers
+        timed(
+            "contrast",
+            f"const c = document.getElementById('contrast'); c.value = '{30 + 7 * i}';"
+            " c.dispatchEvent(new Event('change'))",
+        )
+    fit = page.evaluate("() => window.pyisViewer.view().zoom")  # the whole-frame view
     native = page.evaluate("() => window.pyisViewer.view().native")
     for i in range(rounds):  # pan: a new place one step past native zoom
         x, y = 300 + (i % 4) * 600, 300 + (i // 4 % 4) * 600
-        out["pan"].append(timed_action(page, f"window.pyisViewer.zoomTo({x}, {y}, {native + 1})"))
-        black = float(page.evaluate(HASH_CONTRAST))
-        jobs = [
-            {"type": "tile", "fn": fn(), "contrast": black, "wval": 0.5, **t}
-            for t in visible_tiles(page)
-        ]
-        t0 = time.perf_counter()
-        wire.many(jobs)
-        out["pan_zmq"].append((time.perf_counter() - t0) * 1000)
-    n = chrome.paints(page)
-    page.evaluate(f"() => window.pyisViewer.zoomTo(1262, 1307, {native - 1})")
-    chrome.wait_painted(page, n, "the zoomed-out view")
-    for i in range(rounds):  # next frame: a file not read before, in the browser ...
-        out["next"].append(timed_action(page, "document.getElementById('next').click()"))
-        tiles = visible_tiles(page)
-        # ... and over ZeroMQ, a file just as unread: the overview and its tiles together, as
-        # the viewer sends them when it steps through a series with levels set
-        target = f"y_{i + 2:04d}.cbf"
-        black = float(page.evaluate(HASH_CONTRAST)) + 0.25
-        overview = {"type": "jpeg", "fn": target, "xsize": 512, "contrast": black, "wval": 0}
-        t0 = time.perf_counter()
-        wire.many(
-            [
-                overview,
-                *({"type": "tile", "fn": target, "contrast": black, "wval": 0, **t} for t in tiles),
-            ]
-        )
-        out["next_zmq"].append((time.perf_counter() - t0) * 1000)
+        timed("pan", f"window.pyisViewer.zoomTo({x}, {y}, {native + 1})")
+    for zoom, action in ((fit, "next"), (fit + 1, "next_zoomed")):
+        n = chrome.paints(page)
+        page.evaluate(f"() => window.pyisViewer.zoomTo(1262, 1307, {zoom})")
+        if zoom > fit:  # tiles to load; at the whole-frame view the overview is already there
+            chrome.wait_painted(page, n, f"the view at zoom {zoom}")
+        for _ in range(rounds):  # a file not read before, in the browser and over ZeroMQ
+            timed(action, "document.getElementById('next').click()", ("x_", "y_"))
     return out
 
 
 def report(raw: dict[str, list[float]]) -> dict:
     result: dict = {"note": "2-core machine shared with other helpers' work: noisy"}
     rows = []
-    for action in ("contrast", "pan", "next"):
+    for action in ACTIONS:
         web, zmq_ = summary(raw[action]), summary(raw[f"{action}_zmq"])
         ratio = web["p50"] / zmq_["p50"]
         result[f"{action}_ms"], result[f"{action}_zmq_ms"] = web, zmq_
+        result[f"{action}_fetch_ms"] = summary(raw[f"{action}_fetch"])
+        result[f"{action}_http_ms"] = summary(raw[f"{action}_http"])
+        result[f"{action}_calls"] = statistics.median(raw[f"{action}_calls"])
         result[f"{action}_ratio"] = ratio
         target = TARGETS.get(f"{action}_ratio")
         rows.append(
@@ -201,6 +267,9 @@ def report(raw: dict[str, list[float]]) -> dict:
                 "action": action,
                 "browser p50": web["p50"],
                 "browser p95": web["p95"],
+                "fetched p50": result[f"{action}_fetch_ms"]["p50"],
+                "HTTP p50": result[f"{action}_http_ms"]["p50"],
+                "calls": result[f"{action}_calls"],
                 "ZeroMQ p50": zmq_["p50"],
                 "ZeroMQ p95": zmq_["p95"],
                 "ratio p50": ratio,
