@@ -53,6 +53,9 @@ class RateLimit:
         return ok
 
 
+FAVICON = "/static/favicon.svg"
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler) -> web.StreamResponse:
     try:
@@ -62,6 +65,8 @@ async def security_headers(request: web.Request, handler) -> web.StreamResponse:
     response.headers.update(SECURITY_HEADERS)
     if request.path.startswith("/api/") or request.path == "/login":
         response.headers["Cache-Control"] = "no-store"
+    elif request.path == FAVICON:  # chromium asks for it again on every new URL (the hash)
+        response.headers["Cache-Control"] = "max-age=86400"
     if isinstance(response, web.HTTPException):
         raise response
     return response

@@ -88,6 +88,15 @@ def test_every_response_carries_a_strict_policy(site):
         assert headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_the_favicon_is_cached_and_api_replies_are_not(site):
+    """Chromium fetches the favicon again whenever the URL (the deep-link hash) changes: a
+    cached one costs no request beside a contrast change's overview."""
+    status, headers, _ = get(site, "/static/favicon.svg")
+    assert status == 200 and headers["Cache-Control"] == "max-age=86400"
+    _, headers, _ = get(site, "/api/list", site.pid)
+    assert headers["Cache-Control"] == "no-store"
+
+
 def test_static_files_include_the_vendored_leaflet(site):
     status, headers, body = get(site, "/vendor/leaflet/leaflet-src.esm.js")
     assert status == 200 and b"export {" in body
