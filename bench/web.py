@@ -15,8 +15,10 @@ Resource Timing entries, turned into wire requests by is-web's own ``build_job``
 time as a browser's six connections send them, from Python over ZeroMQ: explicit levels
 nudged by 0.25 so the worker's exact-repeat JPEG cache cannot answer, and next frames on
 files just as unread. ``*_fetch_ms`` is the part of the browser's time until the last
-response of the action ended (the rest is decoding and drawing); ``*_http_ms`` the same calls
-over HTTP from Python, so the gateway's share and the browser's are told apart. Targets: contrast and next
+response of the action ended (the rest is decoding and drawing), ``*_sent_ms`` when the first
+call left and ``*_first_byte_ms`` when the last call's first byte came; ``*_http_ms`` the same
+calls over HTTP from Python (next frames on a third set of unread files), so the gateway's share
+and the browser's are told apart. Targets: contrast and next
 frame <= 1.5x the baseline.
 
 Run as root after ``bash .ci/install``: ``.venv/bin/python bench/web.py``. The machine is shared
@@ -55,7 +57,7 @@ ACTIONS = ("contrast", "pan", "next", "next_zoomed")
 NUDGE = 0.25  # added to explicit levels in the baseline: no exact-repeat cache hit
 CALLS = """() => performance.getEntriesByType('resource')
     .filter((e) => e.name.includes('/api/') && e.startTime >= T0)
-    .map((e) => ({url: e.name, end: e.responseEnd}))"""
+    .map((e) => ({url: e.name, start: e.startTime, first: e.responseStart, end: e.responseEnd}))"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -142,7 +144,8 @@ def timed_action(page, script: str) -> tuple[float, list[dict]]:
         f"() => window.pyisViewer.paints.filter((p) => p.at > {t0}).map((p) => p.at - {t0})[0]"
     )
     calls = page.evaluate(CALLS.replace("T0", str(t0)))
-    return painted, [{"url": c["url"], "end": c["end"] - t0} for c in calls]
+    times = ("start", "first", "end")
+    return painted, [{"url": c["url"]} | {k: c[k] - t0 for k in times} for c in calls]
 
 
 def _painted_after(page, t0: float) -> bool:
@@ -187,7 +190,7 @@ def run(rounds: int) -> dict:
     data = work / "data"
     data.mkdir()
     for i in range(2 * rounds + 1):  # a new file per next frame, cold for both sides
-        for side in ("x", "y"):  # x: the browser's series, y: the baseline's
+        for side in ("x", "y", "z"):  # x: the browser's series, y: ZeroMQ's, z: HTTP's
             shutil.copyfile(TESTDATA / FRAMES[i % 2], data / f"{side}_{i + 1:04d}.cbf")
     for f in [data, *data.iterdir()]:
         os.chmod(f, 0o755 if f.is_dir() else 0o644)
@@ -212,7 +215,7 @@ def run(rounds: int) -> dict:
 def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
     out: dict[str, list[float]] = {}
     for action in ACTIONS:
-        for suffix in ("", "_zmq", "_http", "_fetch", "_calls"):
+        for suffix in ("", "_zmq", "_http", "_sent", "_first_byte", "_fetch", "_calls"):
             out[action + suffix] = []
 
     def timed(action: str, script: str, rename: tuple[str, str] | None = None) -> None:
@@ -221,12 +224,14 @@ def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
         t0 = time.perf_counter()
         wire.many(jobs)
         out[f"{action}_zmq"].append((time.perf_counter() - t0) * 1000)
-        paths = http_paths(calls, rename)
+        paths = http_paths(calls, rename and (rename[0], "z_"))
         t0 = time.perf_counter()
         web.many(paths)
         out[f"{action}_http"].append((time.perf_counter() - t0) * 1000)
         out[action].append(painted)
         out[f"{action}_fetch"].append(max(c["end"] for c in calls))
+        out[f"{action}_sent"].append(min(c["start"] for c in calls))
+        out[f"{action}_first_byte"].append(max(c["first"] for c in calls))
         out[f"{action}_calls"].append(len(calls))
 
     for i in range(rounds):  # contrast: distinct levels, so no repeat cache answers
@@ -257,7 +262,8 @@ def report(raw: dict[str, list[float]]) -> dict:
         web, zmq_ = summary(raw[action]), summary(raw[f"{action}_zmq"])
         ratio = web["p50"] / zmq_["p50"]
         result[f"{action}_ms"], result[f"{action}_zmq_ms"] = web, zmq_
-        result[f"{action}_fetch_ms"] = summary(raw[f"{action}_fetch"])
+        for part in ("sent", "first_byte", "fetch"):
+            result[f"{action}_{part}_ms"] = summary(raw[f"{action}_{part}"])
         result[f"{action}_http_ms"] = summary(raw[f"{action}_http"])
         result[f"{action}_calls"] = statistics.median(raw[f"{action}_calls"])
         result[f"{action}_ratio"] = ratio
@@ -267,6 +273,8 @@ def report(raw: dict[str, list[float]]) -> dict:
                 "action": action,
                 "browser p50": web["p50"],
                 "browser p95": web["p95"],
+                "sent p50": result[f"{action}_sent_ms"]["p50"],
+                "1st byte p50": result[f"{action}_first_byte_ms"]["p50"],
                 "fetched p50": result[f"{action}_fetch_ms"]["p50"],
                 "HTTP p50": result[f"{action}_http_ms"]["p50"],
                 "calls": result[f"{action}_calls"],
