@@ -18,7 +18,8 @@ files just as unread. ``*_fetch_ms`` is the part of the browser's time until the
 response of the action ended (the rest is decoding and drawing), ``*_sent_ms`` when the first
 call left and ``*_first_byte_ms`` when the last call's first byte came; ``*_http_ms`` the same
 calls over HTTP from Python (next frames on a third set of unread files), so the gateway's share
-and the browser's are told apart. Targets: contrast and next
+and the browser's are told apart; ``*_decode_start_ms`` / ``*_decode_ms`` when the overview's
+decoding began and how long it took. Targets: contrast and next
 frame <= 1.5x the baseline.
 
 Run as root after ``bash .ci/install``: ``.venv/bin/python bench/web.py``. The machine is shared
@@ -54,6 +55,8 @@ FRAMES = ("cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf")
 TARGETS = {"contrast_ratio": 1.5, "next_ratio": 1.5}
 CONNECTIONS = 6  # what a browser opens to one HTTP/1.1 host
 ACTIONS = ("contrast", "pan", "next", "next_zoomed")
+PARTS = ("", "_zmq", "_http", "_sent", "_first_byte", "_fetch", "_decode_start", "_decode")
+PARTS += ("_calls",)
 NUDGE = 0.25  # added to explicit levels in the baseline: no exact-repeat cache hit
 CALLS = """() => performance.getEntriesByType('resource')
     .filter((e) => e.name.includes('/api/') && e.startTime >= T0)
@@ -133,16 +136,19 @@ class Http(Pool):
             raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
 
 
-def timed_action(page, script: str) -> tuple[float, list[dict]]:
-    """Run ``script`` in the page: ms until the viewer's next complete paint after it, and the
-    API calls it made (url, responseEnd in ms after the action)."""
+def timed_action(page, script: str) -> tuple[dict, list[dict]]:
+    """Run ``script`` in the page: its first complete paint after it (``at``, and ``decoded``
+    when an overview was decoded for it: started, ended), in ms after the action, and the API
+    calls it made (url; start, first byte and end in ms after the action)."""
     page.evaluate("() => performance.clearResourceTimings()")
     t0 = page.evaluate(f"() => {{ const t0 = performance.now(); {script}; return t0; }}")
     n = chrome.paints(page)
     chrome.wait_painted(page, n - 1 if _painted_after(page, t0) else n, "paint")
-    painted = page.evaluate(
-        f"() => window.pyisViewer.paints.filter((p) => p.at > {t0}).map((p) => p.at - {t0})[0]"
-    )
+    paint = page.evaluate(f"() => window.pyisViewer.paints.find((p) => p.at > {t0})")
+    decoded = paint.get("decoded") or {}
+    painted = {"at": paint["at"] - t0}
+    if decoded.get("started", -1) > t0:
+        painted["decoded"] = {k: decoded[k] - t0 for k in ("started", "ended")}
     calls = page.evaluate(CALLS.replace("T0", str(t0)))
     times = ("start", "first", "end")
     return painted, [{"url": c["url"]} | {k: c[k] - t0 for k in times} for c in calls]
@@ -215,7 +221,7 @@ def run(rounds: int) -> dict:
 def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
     out: dict[str, list[float]] = {}
     for action in ACTIONS:
-        for suffix in ("", "_zmq", "_http", "_sent", "_first_byte", "_fetch", "_calls"):
+        for suffix in PARTS:
             out[action + suffix] = []
 
     def timed(action: str, script: str, rename: tuple[str, str] | None = None) -> None:
@@ -228,7 +234,11 @@ def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
         t0 = time.perf_counter()
         web.many(paths)
         out[f"{action}_http"].append((time.perf_counter() - t0) * 1000)
-        out[action].append(painted)
+        out[action].append(painted["at"])
+        if "decoded" in painted:
+            decoded = painted["decoded"]
+            out[f"{action}_decode"].append(decoded["ended"] - decoded["started"])
+            out[f"{action}_decode_start"].append(decoded["started"])
         out[f"{action}_fetch"].append(max(c["end"] for c in calls))
         out[f"{action}_sent"].append(min(c["start"] for c in calls))
         out[f"{action}_first_byte"].append(max(c["first"] for c in calls))
@@ -262,8 +272,9 @@ def report(raw: dict[str, list[float]]) -> dict:
         web, zmq_ = summary(raw[action]), summary(raw[f"{action}_zmq"])
         ratio = web["p50"] / zmq_["p50"]
         result[f"{action}_ms"], result[f"{action}_zmq_ms"] = web, zmq_
-        for part in ("sent", "first_byte", "fetch"):
-            result[f"{action}_{part}_ms"] = summary(raw[f"{action}_{part}"])
+        for part in ("sent", "first_byte", "fetch", "decode_start", "decode"):
+            if raw[f"{action}_{part}"]:  # no overview decoded for tiles-only paints
+                result[f"{action}_{part}_ms"] = summary(raw[f"{action}_{part}"])
         result[f"{action}_http_ms"] = summary(raw[f"{action}_http"])
         result[f"{action}_calls"] = statistics.median(raw[f"{action}_calls"])
         result[f"{action}_ratio"] = ratio
@@ -276,6 +287,8 @@ def report(raw: dict[str, list[float]]) -> dict:
                 "sent p50": result[f"{action}_sent_ms"]["p50"],
                 "1st byte p50": result[f"{action}_first_byte_ms"]["p50"],
                 "fetched p50": result[f"{action}_fetch_ms"]["p50"],
+                "decode from": result.get(f"{action}_decode_start_ms", {}).get("p50"),
+                "decode p50": result.get(f"{action}_decode_ms", {}).get("p50"),
                 "HTTP p50": result[f"{action}_http_ms"]["p50"],
                 "calls": result[f"{action}_calls"],
                 "ZeroMQ p50": zmq_["p50"],

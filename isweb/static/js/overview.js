@@ -47,8 +47,10 @@ export class Overview {
     const ticket = ++this.placed;
     const img = new Image();
     img.src = URL.createObjectURL(blob);
+    const started = performance.now();
     try {
       await img.decode();
+      this.decoded = {started, ended: performance.now()}; // for bench/web.py
     } catch (err) {
       URL.revokeObjectURL(img.src);
       throw err;
