@@ -16,6 +16,8 @@ from tests.support.detector import write_frame
 from tests.support.following import parked, wait_for
 from tests.support.website import web_site
 
+# the picture at the view's resolution: the overview at its pyramid level, or tiles zoomed in
+VIEW = re.compile(r"/api/(tile|image)\?")
 AGE = re.compile(r"^frame (\d+) · (\d+(\.\d)?) s old$")
 
 
@@ -31,7 +33,7 @@ def page(site):
     with chrome.browser() as b:
         page = b.new_page(viewport={"width": 1200, "height": 800})
         page.errors, page.tiles = [], []
-        page.on("request", lambda r: page.tiles.append(r.url) if "/api/tile?" in r.url else None)
+        page.on("request", lambda r: page.tiles.append(r.url) if VIEW.search(r.url) else None)
         page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
         page.goto(site.login_url())
@@ -72,8 +74,8 @@ def test_following_a_series_shows_each_new_frame_with_its_number_and_age(page, s
     shown(page, "series/thau_0004.cbf")
     assert AGE.match(page.inner_text("#follow-status")).group(1) == "4"
     assert page.is_checked("#follow")
-    chrome.wait_until(  # the tiles of the newest frame come once the stream pauses
-        page, lambda: any("thau_0004" in url for url in page.tiles), "the newest frame's tiles"
+    chrome.wait_until(  # the view's own resolution of the newest frame once the stream pauses
+        page, lambda: any("thau_0004" in url for url in page.tiles), "the newest frame's view"
     )
 
     page.locator("#follow").uncheck()

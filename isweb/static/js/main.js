@@ -1,16 +1,15 @@
-// The viewer's state and controls. The URL hash is the deep link (file, frame, levels, ESAF):
-// it never holds the session, which lives in an HttpOnly cookie no script can read.
+// The viewer's state and controls; the URL hash (deeplink.js) never holds the session.
 
 import {getImage} from "./api.js";
 import {Browser} from "./browser.js";
-import {byId, clear, clearError, el, showError} from "./dom.js";
+import {LOOKS, readHash, writeHash} from "./deeplink.js";
+import {byId, clearError, showError} from "./dom.js";
 import {Follow} from "./follow.js";
 import {adoptLink, showLink} from "./link.js";
-import {cursor, showHeader, showTimings} from "./panels.js";
+import {cursor, showHeader, showRings, showTimings} from "./panels.js";
 import {Viewer} from "./viewer.js";
 
 const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
-const LOOKS = {scale: ["linear", "sqrt", "log"], colormap: ["inverted", "grey", "viridis"]}; // request.py's
 const state = {
   fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null,
   scale: "linear", colormap: "inverted",
@@ -34,27 +33,6 @@ telemetry.zoomTo = (x, y, zoom) => {
   viewer.map.setView(viewer.toLatLng(x, y), zoom, {animate: false});
 };
 const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open(fn, frame, true), onError: showError});
-
-function readHash() {
-  const q = new URLSearchParams(location.hash.slice(1));
-  const num = (k) => (q.has(k) && Number.isFinite(Number(q.get(k))) ? Number(q.get(k)) : null);
-  const look = (k) => (LOOKS[k].includes(q.get(k)) ? q.get(k) : LOOKS[k][0]);
-  return {
-    fn: q.get("fn"), frame: num("frame") ?? 1, contrast: num("contrast"), wval: num("wval"), esaf: num("esaf"),
-    scale: look("scale"), colormap: look("colormap"),
-  };
-}
-
-function writeHash() {
-  const q = new URLSearchParams();
-  if (state.esaf) q.set("esaf", String(state.esaf));
-  if (state.fn) q.set("fn", state.fn);
-  q.set("frame", String(state.frame));
-  if (state.contrast !== null) q.set("contrast", String(state.contrast));
-  if (state.wval !== null) q.set("wval", String(state.wval));
-  for (const k of Object.keys(LOOKS)) if (state[k] !== LOOKS[k][0]) q.set(k, state[k]);
-  history.replaceState(null, "", `#${q.toString()}`);
-}
 
 // Series navigation: frames are numbered files (name_0001.cbf ...) or frames inside one file.
 function frameCount() {
@@ -133,7 +111,7 @@ async function display(reply, fn, frame, early, pushed = false) {
   await shown.catch(showError);
   if (mine !== generation) return;
   browser.mark(fn);
-  writeHash();
+  writeHash(state);
   showLevels();
   showHeader(reply.meta);
   showTimings(reply.job.timings_ms);
@@ -149,7 +127,8 @@ const follow = new Follow({
     if (state.fn && /_master\.h5$/.test(state.fn)) return state.fn;
     return browser.dir || null;
   },
-  params: () => ({xsize: FOLLOW_PX, esaf: state.esaf ?? undefined, ...levels()}),
+  // explicit levels only: the follow call takes no scale or colour map
+  params: () => ({xsize: FOLLOW_PX, esaf: state.esaf ?? undefined, contrast: state.contrast ?? undefined, wval: state.wval ?? undefined}),
   onFrame: (reply, fn, frame) => {
     ++generation; // an open still in flight is older than this frame
     viewer.tiles?.remove();
@@ -164,11 +143,6 @@ const follow = new Follow({
   onQuiet: () => viewer.refresh(viewParams()).catch(showError),
   onError: showError,
 });
-
-// Explicit levels, as the followed frames are asked for (follow takes no scale or colour map).
-function levels() {
-  return {contrast: state.contrast ?? undefined, wval: state.wval ?? undefined};
-}
 
 // What the overview and the tiles ask for (their sizes are the viewer's): explicit levels once
 // the user set them, else none, and the server's automatic rule gives both the same levels.
@@ -194,7 +168,7 @@ function viewParams(fn = state.fn, frame = state.frame) {
 // New levels, scale or colour map: the overview (and tiles, if zoomed in) again.
 function redraw() {
   const drawn = viewer.refresh(viewParams());
-  writeHash(); // after the request left: chromium fetches the favicon again on a new URL
+  writeHash(state); // after the request left: chromium fetches the favicon again on a new URL
   drawn.catch(showError);
 }
 
@@ -254,22 +228,8 @@ function showRange() {
   }
 }
 
-function spacings() {
-  return byId("rings").value.split(/[\s,;]+/).map(Number).filter((d) => Number.isFinite(d) && d > 0).slice(0, 20);
-}
-
 function drawOverlay() {
-  if (!state.meta) return;
-  const rings = viewer.drawOverlay(state.meta, spacings(), byId("show-rings").checked, byId("show-beam").checked);
-  const list = byId("ring-list");
-  clear(list);
-  for (const {d, r} of rings) {
-    const li = el("li", r === null ? `${d} Å: no geometry in this header` : `${d} Å: r = ${r.toFixed(1)} px`);
-    li.dataset.d = String(d);
-    if (r !== null) li.dataset.radiusPx = String(r);
-    list.appendChild(li);
-  }
-  if (!rings.length && spacings().length) list.appendChild(el("li", "no beam centre in this header"));
+  if (state.meta) showRings(viewer, state.meta);
 }
 
 let playing = null;

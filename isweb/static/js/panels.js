@@ -1,5 +1,5 @@
-// The panels beside the image: the header values, the server's timings and the cursor
-// readout (raw value from a `pixels` call, resolution from the header's geometry).
+// The panels beside the image: the header values, the server's timings, the ring list and the
+// cursor readout (raw value from a `pixels` call, resolution from the header's geometry).
 
 import {getJSON} from "./api.js";
 import {byId, clear, el, showError} from "./dom.js";
@@ -48,4 +48,22 @@ export function cursor(x, y, state) {
       if (seq === cursorSeq) showError(err);
     }
   }, 60);
+}
+
+function spacings() {
+  return byId("rings").value.split(/[\s,;]+/).map(Number).filter((d) => Number.isFinite(d) && d > 0).slice(0, 20);
+}
+
+// The rings at the d-spacings typed and the beam centre, drawn by the viewer; their radii listed.
+export function showRings(viewer, meta) {
+  const rings = viewer.drawOverlay(meta, spacings(), byId("show-rings").checked, byId("show-beam").checked);
+  const list = byId("ring-list");
+  clear(list);
+  for (const {d, r} of rings) {
+    const li = el("li", r === null ? `${d} Å: no geometry in this header` : `${d} Å: r = ${r.toFixed(1)} px`);
+    li.dataset.d = String(d);
+    if (r !== null) li.dataset.radiusPx = String(r);
+    list.appendChild(li);
+  }
+  if (!rings.length && spacings().length) list.appendChild(el("li", "no beam centre in this header"));
 }

@@ -94,9 +94,10 @@ export class Viewer {
   }
 
   // A new frame: resize the world if its size changed (else keep the view), show its first
-  // reply as the overview (fetching it again at the fitting level when it was not), and
-  // (unless they were started early, for a frame of the same size) start the tiles.
-  async show(width, height, reply, params, tilesStarted = false) {
+  // reply as the overview (fetching it again at the fitting level when it was not, unless
+  // `refetch` is false: a followed frame), and (unless they were started early, for a frame
+  // of the same size) start the tiles.
+  async show(width, height, reply, params, tilesStarted = false, refetch = true) {
     const resized = width !== this.width || height !== this.height;
     this.width = width;
     this.height = height;
@@ -113,7 +114,8 @@ export class Viewer {
     this.overview.supersede();
     await this.overview.place(reply.blob, bounds);
     const want = this.overviewSize();
-    if (reply.job.xsize === want.xsize && reply.job.ysize === want.ysize) this.overviewPainted();
+    const exact = reply.job.xsize === want.xsize && reply.job.ysize === want.ysize;
+    if (exact || !refetch) this.overviewPainted();
     else await this.refresh(params, false);
   }
 
