@@ -80,8 +80,10 @@ def sign(args: argparse.Namespace) -> int:
     if args.lifetime <= 0:
         raise CliError("--lifetime must be positive")
     isauth = compat.make_isauth(args.pid, args.user, args.esaf, args.lifetime)
-    mapping = {"isAuth": isauth, "isAuthSig": compat.sign(key, isauth)}
-    cli_jwt.connect(args.redis or DEFAULT_REDIS).hset(args.pid, mapping=mapping)
+    signature = compat.sign(key, isauth)
+    cli_jwt.connect(args.redis or DEFAULT_REDIS).hset(
+        args.pid, mapping={"isAuth": isauth, "isAuthSig": signature}
+    )
     print(f"stored a signed isAuth for user {args.user!r}, ESAFs {args.esaf}")
     return 0
 
@@ -119,7 +121,8 @@ def revoke_session(args: argparse.Namespace) -> int:
         return True
 
     try:
-        marked = r.transaction(mark, pid, value_from_callable=True)
+        # redis-py types the callable as returning None, though value_from_callable returns it
+        marked = r.transaction(mark, pid, value_from_callable=True)  # type: ignore[arg-type]
     except redis.exceptions.ResponseError:
         raise CliError(f"key {pid!r} is not a session hash") from None
     print(f"revoked session {pid!r}" if marked else f"no session {pid!r}: nothing to revoke")

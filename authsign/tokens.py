@@ -15,7 +15,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from authsign import pathclaim
 from authsign.compat import Access
 from pyis_common.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ALGORITHMS = ["EdDSA"]  # the only accepted "alg"; never derived from the token
 REQUIRED = ["exp", "iat", "nbf", "pid", "uid", "allowedESAFs", "aud", "scope"]
@@ -118,7 +121,7 @@ def _refused(reason: str) -> Unauthorized:
 
 def _decode(token: str, key: Ed25519PublicKey, aud: str) -> dict[str, Any]:
     """Signature, audience and claim presence, by PyJWT with the algorithm pinned."""
-    options: dict[str, Any] = {
+    options: Options = {
         "require": REQUIRED,
         "strict_aud": True,  # aud must be exactly our group, not a list that happens to hold it
         "verify_exp": False,  # times: _check_times, against one explicit now

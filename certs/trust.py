@@ -125,9 +125,12 @@ class TrustStore:
         self._crl_next_update = None
         if self.crl_path is None:
             return frozenset()
+        root_key = self.root.public_key()  # Ed25519: _load_root checked it
+        if not isinstance(root_key, Ed25519PublicKey):
+            raise Refused("the root key is not Ed25519")
         try:
             crl = x509.load_pem_x509_crl(self.crl_path.read_bytes())
-            signed = crl.is_signature_valid(self.root.public_key())
+            signed = crl.is_signature_valid(root_key)
         except (OSError, ValueError, TypeError) as exc:
             raise Refused(f"it cannot be read ({type(exc).__name__})") from None
         if crl.issuer != self.root.subject or not signed:

@@ -151,7 +151,7 @@ def request(
     A resend carries the same job (and tag): a server that already answered once just answers
     again, which is harmless for these read-only jobs.
     """
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     body = json.dumps(job).encode()
     tries = max(1, retries)
     for attempt in range(1, tries + 1):

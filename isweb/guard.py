@@ -76,7 +76,7 @@ class AccessLogger(AbstractAccessLogger):
     """Method, path (no query: it holds login codes and file names), status, bytes, time."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        cookie = request.app.get("cookie_name", "")
+        cookie = request.app.get("cookie_name", "") if isinstance(request, web.Request) else ""
         pid = request.cookies.get(cookie) if cookie else None
         self.logger.info(
             "%s %s %s %s %.1fms session=%s",

@@ -63,7 +63,7 @@ class Login:
         if not pid:
             raise web.HTTPForbidden(text="this login link is unknown, used or expired")
         response = web.HTTPSeeOther("/")
-        self.set_cookie(response, pid.decode("utf-8", "replace"))
+        self.set_cookie(response, pid.decode("utf-8", "replace") if isinstance(pid, bytes) else pid)
         response.del_cookie(LINK_VIEW_COOKIE, path="/")  # a full session, no link's narrow view
         raise response
 

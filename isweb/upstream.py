@@ -58,7 +58,7 @@ class Upstream:
         sock = self._socket()
         try:
             await sock.send(strictjson.dumps(job))
-            if not await sock.poll(self.timeout_ms, zmq.POLLIN):
+            if not await sock.poll(self.timeout_ms):  # POLLIN, the default
                 raise Timeout(f"the image server did not answer within {self.timeout_ms} ms")
             frames = await sock.recv_multipart()
         except BaseException:  # timeout, cancelled (the browser went away), ZMQError

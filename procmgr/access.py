@@ -52,7 +52,7 @@ class AccessChecker:
 
     def reload(self) -> None:
         """SIGHUP: re-read signing certificates and the CRL now."""
-        if self._trust_changed():
+        if self._trust_changed() and self.trust is not None:
             log.info("trust store reloaded: kids %s", ", ".join(self.trust.kids()) or "none")
 
     def _trust_changed(self) -> bool:

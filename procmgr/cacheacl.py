@@ -203,7 +203,7 @@ class CacheAcl:
         """``default`` off, its connections dropped, the lock script loaded, then proof that
         an anonymous client is refused (CacheOpen if not). False if Redis cannot be reached."""
         try:
-            if self.admin().acl_getuser("default").get("enabled", True):
+            if (self.admin().acl_getuser("default") or {}).get("enabled", True):
                 self.admin().execute_command("ACL", "SETUSER", "default", "off")
                 log.warning("turned the cache Redis user 'default' off; put it in its ACL file")
                 # only now: anonymous clients connecting later are NOAUTH, not worth a kill

@@ -39,10 +39,15 @@ def timings_ms(reported: Any, seen: dict[str, float]) -> dict[str, float]:
     steps = reported if isinstance(reported, dict) else {}
     out = {}
     for name in WORKER_STEPS:
-        value = steps.get(name)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        out[name] = float(value) if ok and math.isfinite(value) and 0 <= value <= MAX_MS else 0.0
+        out[name] = _sane_ms(steps.get(name))
     return out | {k: round(v, 3) for k, v in seen.items()}
+
+
+def _sane_ms(value: Any) -> float:
+    """A worker's step time if it is a plausible number of milliseconds, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and 0 <= value <= MAX_MS else 0.0
 
 
 def checked_newest(value: Any) -> dict[str, Any] | None:

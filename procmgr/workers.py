@@ -209,9 +209,9 @@ class Workers:
             self.backoff[worker.ident.key] = now + self.cfg.worker_backoff_s
         elif lost and worker.served < FLAP_MIN_SERVED:
             self._count_crash(worker.ident.key, now)
-        lost = set(worker.inflight)
+        unanswered = set(worker.inflight)
         worker.inflight.clear()
-        return lost
+        return unanswered
 
     def _count_crash(self, key: tuple[int, int], now: float) -> None:
         """No respawn storms (circus's flapping): a worker that dies before it has served

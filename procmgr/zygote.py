@@ -46,7 +46,8 @@ class Zygote:
         self.chan.send({"t": workerchannel.MSG_READY, "pid": os.getpid()})
         while True:
             wait = 0 if self.chan.has_pending() else None
-            readable, _, _ = select.select([self.chan.sock, self.signals.fd], [], [], wait)
+            watched: list[socket.socket | int] = [self.chan.sock, self.signals.fd]
+            readable, _, _ = select.select(watched, [], [], wait)
             if self.chan.has_pending():
                 readable.append(self.chan.sock)
             if self.signals.fd in readable:

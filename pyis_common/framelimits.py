@@ -49,7 +49,8 @@ class Received:
 def receive(sock: zmq.Socket, limits: MessageLimits) -> Received:
     """One whole message, without blocking (``zmq.Again`` when there is none)."""
     frame = sock.recv(zmq.NOBLOCK, copy=False)
-    route, body = [frame], []
+    route: list[zmq.Frame] = [frame]
+    body: list[zmq.Frame] = []
     more = frame.more
     while more and len(route) < limits.route_frames:
         frame = sock.recv(copy=False)  # the rest of a message is already here: never waits

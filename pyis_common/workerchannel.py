@@ -78,7 +78,7 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[tuple[dict[str, Any], list[bytes]]]:
         self._buf += data
-        out = []
+        out: list[tuple[dict[str, Any], list[bytes]]] = []
         while True:
             msg = self._take()
             if msg is None:

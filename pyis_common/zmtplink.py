@@ -50,7 +50,7 @@ class LinkMonitor:
 
     def handle(self) -> list[tuple[int, str]]:
         """Log every event waiting, never blocking; the (event, endpoint) pairs seen."""
-        seen = []
+        seen: list[tuple[int, str]] = []
         while True:
             try:
                 event = recv_monitor_message(self.sock, zmq.NOBLOCK)

@@ -108,7 +108,7 @@ class Follows:
                 series.waiters.append(Waiter(req, clock, done, deadline, paths))
                 self._wake()
                 return
-        if seq:
+        if seq and newest is not None:  # seq is set only with a newest frame
             self.pool.submit(self._answer, newest, seq, [Waiter(req, clock, done, 0.0, paths)])
         else:
             done(reply.nothing_new())
@@ -185,7 +185,7 @@ class Follows:
             series.waiters = [w for w in series.waiters if w not in others]
             start = key is not None and series.rendering < RENDERS_PER_SERIES
             series.rendering += start
-        if start:
+        if start and key is not None:  # start implies a key
             self.pool.submit(self._render_loop, series, key)
         groups: dict[str, list[Waiter]] = {}
         for waiter in others:

@@ -55,7 +55,10 @@ class Pipeline:
         self.esaf = esaf
         self.quality = quality
         self.level_rule = levels  # the configured rule for automatic levels: "auto" or "c"
-        self.lru: LRU[Stage1] = LRU(default_bytes() if cache_bytes is None else cache_bytes)
+        # tier 1 holds both: a Stage1 under its Key, a frame's Pyramid under its FrameKey
+        self.lru: LRU[Stage1 | Pyramid] = LRU(
+            default_bytes() if cache_bytes is None else cache_bytes
+        )
         self.flights: SingleFlight[tuple[Stage1, str]] = SingleFlight()
         self.reads: SingleFlight[Pyramid] = SingleFlight()  # one read per frame, not per size
         self.tier2: RedisTier | None = None  # set when the procmgr hands us a credential
@@ -141,7 +144,7 @@ class Pipeline:
     def _stage1(self, req: Request, src: paths.Opened, clock: Timings) -> tuple[Stage1, Key, str]:
         key = self._key(req, src)
         cached = self.lru.get(key)
-        if cached is not None:
+        if isinstance(cached, Stage1):
             return cached, key, "lru"
         (value, tier), led = self.flights.run(key, lambda: self._tiered(req, src, key, clock))
         return value, key, tier if led else "flight"
@@ -171,7 +174,7 @@ class Pipeline:
             key = self._key(req, src)
             fkey = key.frame_key
             cached = self.lru.get(fkey)
-            if cached is not None:
+            if isinstance(cached, Pyramid):
                 return cached, fkey, "pyramid"
             pyramid, led = self.reads.run(fkey, lambda: self._read(src, fkey, key, clock))
             return pyramid, fkey, "file" if led else "flight"
@@ -183,7 +186,7 @@ class Pipeline:
         ESAF's workers); then fill tier 1. A held pyramid beats a Redis round trip."""
         tier2 = self.tier2
         pyramid = self.lru.get(key.frame_key)
-        if pyramid is not None:
+        if isinstance(pyramid, Pyramid):
             stage1, tier = self._reduce(pyramid, req, key, clock), "pyramid"
             if tier2 is not None:
                 tier2.put(key, _pair(stage1))  # for this ESAF's other users

@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -83,9 +83,10 @@ class LevelStats:
         if not (_numbers(grid, int) and all(0 < v <= MAX_GRID for v in grid)):
             raise ValueError("bad level stats grid size")
         background, span = (_unpack(obj.get(k), (grid[0], grid[1])) for k in ("background", "span"))
-        white, black = obj.get("white"), obj.get("black")
-        if not (_numbers([white, black], float) and black > white):
+        pair = [obj.get("white"), obj.get("black")]
+        if not (_numbers(pair, float) and pair[1] > pair[0]):
             raise ValueError("bad level stats pair")
+        white, black = pair
         if not (np.isfinite(background).all() and np.isfinite(span).all() and (span > 0).all()):
             raise ValueError("bad level stats values")
         return cls((shape[0], shape[1]), (block[0], block[1]), background, span, white, black)
@@ -120,7 +121,7 @@ def _unpack(text: Any, shape: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(raw, "<f4").reshape(shape).astype(np.float32)
 
 
-def _numbers(values: Any, kind: type) -> bool:
+def _numbers(values: Any, kind: type) -> TypeGuard[list[Any]]:
     """A list of two finite numbers (ints when ``kind`` is int, never bools)."""
     if not isinstance(values, list) or len(values) != 2:
         return False

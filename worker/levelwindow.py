@@ -17,7 +17,7 @@ def window(pyramid: Pyramid, k: int, rows: slice, cols: slice) -> reduce.Reduced
     frame's levels, not their own)."""
     level = pyramid.level(k)
     data = level.data[rows, cols]
-    if pyramid.rule == "mask":
+    if level.valid is not None:  # the "mask" rule
         valid = level.valid[rows, cols]
     else:
         valid = valid_from_data(pyramid.rule, data)

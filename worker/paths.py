@@ -155,8 +155,8 @@ def open_beneath(root_fd: int, rel: str, shown: str, *, directory: bool = False)
                     continue
                 if os.path.isabs(target):
                     target = _below_root(stack[0], target)
-                    for fd in stack[1:]:
-                        os.close(fd)
+                    for walked in stack[1:]:
+                        os.close(walked)
                     del stack[1:], names[:]
                 parts[:0] = [p for p in target.split("/") if p not in ("", ".")]
                 continue
@@ -193,8 +193,8 @@ def open_beneath(root_fd: int, rel: str, shown: str, *, directory: bool = False)
             return Opened(fd, stack.pop() if stack else os.dup(fd), "/".join(names))
         raise BadRequest(f"not a regular file: {shown[:200]}")  # the home itself, or a folder
     finally:
-        for fd in stack:
-            os.close(fd)
+        for left in stack:
+            os.close(left)
 
 
 def _below_root(root_fd: int, target: str) -> str:

@@ -166,7 +166,7 @@ class Pyramid:
         data = pool_fine(level.data[rows_k, cols_k], plan_r, plan_c, self.op)
         if not data.flags.owndata:  # a view would pin the whole level in the cache
             data = data.copy()
-        if self.rule == "mask":
+        if level.valid is not None:  # the "mask" rule
             part = level.valid[rows_k, cols_k].view(np.uint8)
             valid = pool_fine(part, plan_r, plan_c, np.maximum).view(bool).copy()
         else:

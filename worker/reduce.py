@@ -17,7 +17,7 @@ the max of two table entries, gathered by ``take``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -41,6 +41,7 @@ class Reduced:
 Run = tuple[int, int, int, int, int, int]  # first box, box step, count, first row, row step, height
 TABLE_BYTES = 1 << 20  # column sparse-table block: fits in L2 next to its ping-pong twin
 STATS_CHUNK = 1 << 16  # pixels per float64 chunk in stats(): 512 KiB, fits in L2
+NO_PIXELS = np.empty(0, np.intp)  # a Plan's index or starts when its kind has none
 MAX_CLASSES = 16  # strides tried when grouping boxes into runs; more only lengthens planning
 
 
@@ -50,8 +51,8 @@ class Plan:
 
     kind: str  # "same", "up" (nearest sampling) or "down" (max over boxes)
     dst: int
-    index: np.ndarray | None = None  # up: the source pixel of each output pixel
-    starts: np.ndarray | None = None  # down: first source pixel of each box
+    index: np.ndarray = field(default_factory=lambda: NO_PIXELS)  # up: each pixel's source
+    starts: np.ndarray = field(default_factory=lambda: NO_PIXELS)  # down: each box's first
     span: int = 1  # down: the largest power of two <= the narrowest box
     ends: np.ndarray | None = None  # down: start of each box's last span, None if all == span
 
@@ -186,11 +187,11 @@ def _cols(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
             op(table[:-span], table[span:], out=buf[:-span])
             buf[-span:] = table[-span:]  # never read; set so no byte is uninitialised
             table, span = buf, span * 2
-        table = table.reshape(block.shape)
+        rows = table.reshape(block.shape)
         # mode="clip" skips take's bounds-checked buffering; the indices are in range by design
-        np.take(table, p.starts, axis=1, out=part, mode="clip")
+        np.take(rows, p.starts, axis=1, out=part, mode="clip")
         if p.ends is not None:
-            op(part, np.take(table, p.ends, axis=1, mode="clip"), out=part)
+            op(part, np.take(rows, p.ends, axis=1, mode="clip"), out=part)
     return out
 
 

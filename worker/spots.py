@@ -52,10 +52,11 @@ def beam(meta: dict[str, Any], shape: tuple[int, int]) -> tuple[float, float, bo
     full_w = float(meta.get("x_pixels_in_detector") or w)
     full_h = float(meta.get("y_pixels_in_detector") or h)
     x, y = meta.get("beam_center_x"), meta.get("beam_center_y")
-    guessed = not isinstance(x, int | float) or not isinstance(y, int | float)
-    if guessed:
-        x, y = full_w / 2, full_h / 2
-    return float(x) * w / full_w, float(y) * h / full_h, guessed
+    if isinstance(x, int | float) and isinstance(y, int | float):
+        bx, by, guessed = float(x), float(y), False
+    else:
+        bx, by, guessed = full_w / 2, full_h / 2, True
+    return bx * w / full_w, by * h / full_h, guessed
 
 
 def _bins(dy2: np.ndarray, dx2: np.ndarray, low: float, high: float) -> np.ndarray:

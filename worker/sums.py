@@ -89,7 +89,7 @@ def pyramid(pipe: Pipeline, req: Request, clock: Timings) -> tuple[Pyramid, Hash
             k,
         )
         cached = pipe.lru.get(key)
-        if cached is not None:
+        if isinstance(cached, Pyramid):
             return cached, key, "pyramid"
 
         def build() -> Pyramid:

@@ -32,7 +32,7 @@ from worker.paths import Opened
 
 MAX_HEADER = 1 << 20  # real miniCBF headers are 1.5-7 KB; a file without the marker is not CBF
 BINARY_START = b"\x0c\x1a\x04\xd5"  # CBF's marker between the MIME header and the pixels
-ELEMENT_TYPES = {
+ELEMENT_TYPES: dict[str, np.dtype] = {
     "signed 32-bit integer": np.dtype("<i4"),
     "unsigned 32-bit integer": np.dtype("<u4"),
     "signed 16-bit integer": np.dtype("<i2"),

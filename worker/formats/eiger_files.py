@@ -77,7 +77,7 @@ def data_sources(f: h5py.File, master: Opened) -> list[Source]:
     group = nexus.lookup(f, DATA)
     names = list(group) if isinstance(group, h5py.Group) else []
     picked = sorted(n for n in names if _LINK.fullmatch(n)) or [n for n in names if n == "data"]
-    if not picked:
+    if not picked or not isinstance(group, h5py.Group):  # picked: group is a Group
         raise Unsupported(f"{basename(master.name)} is an HDF5 file without Eiger images in {DATA}")
     out = []
     for name in picked:

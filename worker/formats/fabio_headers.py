@@ -26,7 +26,8 @@ def smv(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     disagree (the Stockholm Timepix writes pixels), so a centre that does not land on the
     detector as mm is read as pixels, and one that lands nowhere is left out.
     """
-    h, meta = _text(header), {}
+    h = _text(header)
+    meta: dict[str, Any] = {}
     size = first(h, "PIXEL_SIZE")
     positive(meta, "wavelength", first(h, "WAVELENGTH"))
     positive(meta, "detector_distance", first(h, "DISTANCE"), 1e-3)
@@ -70,7 +71,8 @@ def mar345(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
 
 def bruker(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     """Bruker SFRM: DISTANC in cm, CENTER in pixels, INCREME the scan step."""
-    h, meta = _text(header), {}
+    h = _text(header)
+    meta: dict[str, Any] = {}
     if h.get("DETTYPE", "").split():
         meta["detector"] = h["DETTYPE"].split()[0]
     positive(meta, "wavelength", first(h, "WAVELEN"))
@@ -103,7 +105,8 @@ def kcd(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
 
 def oxd(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     """Oxford Diffraction: the scanned axis is the one whose start and end differ."""
-    h, meta = _text(header), {}
+    h = _text(header)
+    meta: dict[str, Any] = {}
     if h.get("Detector type"):
         meta["detector"] = h["Detector type"].split("(")[0].strip()
     positive(meta, "wavelength", first(h, "Wavelength alpha"))
@@ -126,7 +129,8 @@ def edf(header: Header, shape: tuple[int, int]) -> dict[str, Any]:
     """ESRF EDF: no geometry in plain detector headers; files from ESRF's SAXS tools and pyFAI
     carry the SAXS keywords (metres, pixels): Center_1/2, PSize_1/2, SampleDistance,
     WaveLength."""
-    h, meta = _text(header), {}
+    h = _text(header)
+    meta: dict[str, Any] = {}
     positive(meta, "exposureTime", first(h, "count_time"))
     finite(meta, "beam_center_x", first(h, "Center_1"))
     finite(meta, "beam_center_y", first(h, "Center_2"))

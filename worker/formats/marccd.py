@@ -14,7 +14,7 @@ from typing import Any
 
 import fabio.marccdimage
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from pyis_common.errors import Incomplete, Unsupported
 from worker.formats import budget, tiff
@@ -111,11 +111,13 @@ def _raw_pixels(src: Opened, shape: tuple[int, int]) -> np.ndarray | None:
     16-bit plane in contiguous strips (3-8x faster than fabio's TIFF decoder, which copies
     strip by strip). Anything else returns None and fabio decodes it."""
     with Image.open(src.path) as image:
+        if not isinstance(image, TiffImagePlugin.TiffImageFile):
+            return None  # not a TIFF to Pillow: fabio decodes it
         tags = image.tag_v2
         byteorder = {"I;16": "<", "I;16B": ">"}.get(image.mode)
-        offsets, counts = tags.get(273), tags.get(279)
+        offsets, counts = tags.get(273, ()), tags.get(279, ())
         plain = tags.get(259, 1) == 1 and tags.get(277, 1) == 1 and tags.get(284, 1) == 1
-    if byteorder is None or not plain or not offsets or len(offsets) != len(counts or ()):
+    if byteorder is None or not plain or not offsets or len(offsets) != len(counts):
         return None
     if (image.size[1], image.size[0]) != shape:
         return None

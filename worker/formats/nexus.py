@@ -10,7 +10,7 @@ Only the Eiger reader follows the data links, after checking where they point.
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from typing import Any, TypeAlias
 
 import h5py
 import numpy as np
@@ -24,7 +24,7 @@ SPECIFIC = DETECTOR + "/detectorSpecific"
 GONIOMETER = "/entry/sample/goniometer"
 MAX_HOPS = 8  # soft links followed in one lookup; a cycle must not loop forever
 
-Node = h5py.Group | h5py.Dataset
+Node: TypeAlias = h5py.Group | h5py.Dataset
 
 
 def lookup(f: h5py.File, path: str, hops: int = MAX_HOPS) -> Node | None:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from pyis_common.errors import Unsupported
 from worker.formats import budget
@@ -35,6 +35,8 @@ def check_size(src: Opened, frame: int = 1) -> None:
     name = basename(src.name)
     try:
         with Image.open(src.path) as image:
+            if not isinstance(image, TiffImagePlugin.TiffImageFile):
+                return  # Pillow reads it as something else: the decoder judges it
             if frame > 1:
                 image.seek(frame - 1)
             width, height = image.size
