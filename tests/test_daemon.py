@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pyisdev import procs
 from tests.support.client import ask
+from tests.support.proctree import alive
 
 READY_S = 60.0
 
@@ -26,13 +27,6 @@ def ready_fields(log: Path) -> dict[str, str]:
     wait_for(lambda: log.exists() and "READY" in log.read_text(), f"READY in {log}")
     line = next(ln for ln in log.read_text().splitlines() if ln.startswith("READY"))
     return dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while we read it
-        return False
 
 
 def test_proxy_and_procmgr_run_as_daemons_and_stop_on_sigterm(tmp_path, testdata):

@@ -16,15 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from procmgr.__main__ import dev_user
 from pyis_common import workerchannel
 from pyis_common.workerstats import CACHE_COUNTERS
 from pyisdev.stack import Stack
 from tests.conftest import need_root
 from tests.support.client import ask, error_code
-from tests.support.devsite import dev_stack
+from tests.support.devsite import dev_stack, jpeg_job, started_worker
 from tests.support.hijack import worker_channel
-from tests.support.proctree import children, new_worker, zygote_of
 from worker.jobs import Pipeline
 from worker.tier2 import RedisTier
 
@@ -39,25 +37,15 @@ def stack(testdata) -> Iterator[Stack]:
         yield stack
 
 
-def job(stack: Stack, esaf: int) -> dict:
-    return {
-        "type": "jpeg",
-        "pid": stack.sign_session(dev_user(), [esaf]),
-        "esaf": esaf,
-        "fn": "a.cbf",
-    }
-
-
 def hijacked(stack: Stack, esaf: int) -> socket.socket:
     """Start the worker of ``esaf`` with one real request, then take over its channel."""
-    before = children(zygote_of(stack.procmgr.pid))
-    assert ask(stack.endpoint, job(stack, esaf))[0] == b""
-    return worker_channel(new_worker(stack.procmgr.pid, before), stack.procmgr.pid)
+    return worker_channel(started_worker(stack, esaf), stack.procmgr.pid)
 
 
 def in_background(stack: Stack, esaf: int) -> tuple[list[list[bytes]], threading.Thread]:
     replies: list[list[bytes]] = []
-    thread = threading.Thread(target=lambda: replies.append(ask(stack.endpoint, job(stack, esaf))))
+    job = jpeg_job(stack, esaf)
+    thread = threading.Thread(target=lambda: replies.append(ask(stack.endpoint, job)))
     thread.start()
     return replies, thread
 
@@ -121,7 +109,7 @@ def test_a_message_announced_over_the_limit_loses_the_worker_at_once(stack):
     assert error_code(replies[0]) == "internal"
     assert rss_kib(stack.procmgr.pid) - rss_before < 32 << 10
     assert "over the 134217728 limit" in (stack.workdir / "procmgr.log").read_text()
-    assert ask(stack.endpoint, job(stack, 22))[0] == b""  # a fresh worker serves the session
+    assert ask(stack.endpoint, jpeg_job(stack, 22))[0] == b""  # a fresh worker serves the session
 
 
 def test_a_message_left_half_sent_loses_the_worker(stack):

@@ -18,6 +18,7 @@ from procmgr.__main__ import dev_user
 from pyisdev.stack import Stack
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
+from tests.support.proctree import alive
 
 SESSIONS = 130  # the C server's process table held 128
 
@@ -31,14 +32,6 @@ def stack(testdata) -> Iterator[Stack]:
 
 def status(stack: Stack) -> dict:
     return stack.status_detail()
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for the zygote to reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while we read it
-        return False
 
 
 def control(stack: Stack, command: str) -> str:

@@ -16,9 +16,9 @@ from procmgr.manager import EXIT_HALT
 from pyisdev.stack import Stack
 from tests.conftest import need_root
 from tests.support.client import ask, error_code
-from tests.support.devsite import dev_stack
+from tests.support.devsite import dev_stack, jpeg_job, started_worker
 from tests.support.hijack import steal_fd
-from tests.support.proctree import children, new_worker, status_of, zygote_of
+from tests.support.proctree import status_of, zygote_of
 
 MARKER = "PYIS_H11PROC_PROCMGR_ONLY"  # in the procmgr's environment, never a worker's
 PIDS_CGROUPS = Path("/sys/fs/cgroup/pids")  # cgroup v1; systemd's TasksMax= is this limit
@@ -34,21 +34,6 @@ def stack(testdata) -> Iterator[Stack]:
             yield stack
     finally:
         del os.environ[MARKER]
-
-
-def job(stack: Stack, esaf: int) -> dict:
-    return {
-        "type": "jpeg",
-        "pid": stack.sign_session(dev_user(), [esaf]),
-        "esaf": esaf,
-        "fn": "a.cbf",
-    }
-
-
-def started_worker(stack: Stack, esaf: int) -> int:
-    before = children(zygote_of(stack.procmgr.pid))
-    assert ask(stack.endpoint, job(stack, esaf))[0] == b""
-    return new_worker(stack.procmgr.pid, before)
 
 
 def fd_targets(pid: int) -> dict[int, str]:
@@ -111,14 +96,14 @@ def test_a_failed_fork_answers_busy_at_once_and_the_server_stays_up(stack):
     try:
         (group / "cgroup.procs").write_text(str(zygote))
         (group / "pids.max").write_text("1")  # the zygote's own task, if that: no fork
-        reply = ask(stack.endpoint, job(stack, 46))
+        reply = ask(stack.endpoint, jpeg_job(stack, 46))
         assert error_code(reply) == "busy", reply
         assert "fork failed" in (stack.workdir / "procmgr.log").read_text()
-        assert ask(stack.endpoint, job(stack, 45))[0] == b""  # running sessions unaffected
+        assert ask(stack.endpoint, jpeg_job(stack, 45))[0] == b""  # running sessions unaffected
         assert status_of(served)["State"][0] in "RS"
         (group / "pids.max").write_text("max")
         deadline = time.monotonic() + 30
-        while ask(stack.endpoint, job(stack, 46))[0] != b"":  # once the back-off has passed
+        while ask(stack.endpoint, jpeg_job(stack, 46))[0] != b"":  # once the back-off has passed
             assert time.monotonic() < deadline, "the session never got a worker"
     finally:
         for pid in (group / "cgroup.procs").read_text().split():  # the zygote, its new child

@@ -19,28 +19,20 @@ def ask(
     timeout_ms: int = REPLY_TIMEOUT_MS,
 ) -> list[bytes]:
     """Send one request (JSON of ``job``, or ``raw`` bytes, or several ``frames``)."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(endpoint)
-        if frames is not None:
-            sock.send_multipart(frames)
-        else:
-            sock.send(raw if raw is not None else json.dumps(job).encode())
-        if not sock.poll(timeout_ms, zmq.POLLIN):
-            raise TimeoutError("no reply")
-        return sock.recv_multipart()
-    finally:
-        sock.close(linger=0)
+    if frames is None:
+        frames = [raw if raw is not None else json.dumps(job).encode()]
+    return _exchange(zmq.REQ, endpoint, frames, timeout_ms)
 
 
 def ask_dealer(
     endpoint: str, frames: list[bytes], timeout_ms: int = REPLY_TIMEOUT_MS
 ) -> list[bytes]:
     """A DEALER client that sends no empty delimiter (the C server exit(-1)ed on this)."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.DEALER)
+    return _exchange(zmq.DEALER, endpoint, frames, timeout_ms)
+
+
+def _exchange(kind: int, endpoint: str, frames: list[bytes], timeout_ms: int) -> list[bytes]:
+    sock = zmq.Context.instance().socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint)

@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from procmgr.__main__ import dev_user
 from pyisdev.stack import Stack
+from tests.support.client import ask
+from tests.support.proctree import children, new_worker, zygote_of
 
 CBF = "cbf/thau_3_2_0001.cbf"
 
@@ -56,3 +59,20 @@ def dev_stack(
     finally:
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def jpeg_job(stack: Stack, esaf: int) -> dict:
+    """A request for the served image in a fresh session of the dev user for ``esaf``."""
+    return {
+        "type": "jpeg",
+        "pid": stack.sign_session(dev_user(), [esaf]),
+        "esaf": esaf,
+        "fn": "a.cbf",
+    }
+
+
+def started_worker(stack: Stack, esaf: int) -> int:
+    """The pid of the worker that one served request for ``esaf`` started."""
+    before = children(zygote_of(stack.procmgr.pid))
+    assert ask(stack.endpoint, jpeg_job(stack, esaf))[0] == b""
+    return new_worker(stack.procmgr.pid, before)

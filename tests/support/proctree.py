@@ -14,6 +14,14 @@ def status_of(pid: int) -> dict[str, str]:
     return fields
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while we read it
+        return False
+
+
 def children(ppid: int) -> set[int]:
     """Live children of ``ppid`` (zombies waiting to be reaped are not workers)."""
     out = set()
