@@ -28,6 +28,7 @@ from tests.support.client import ask, error_code, meta_of
 from tests.support.devsite import dev_stack
 from tests.support.dispersion import Spots, find_spots
 from tests.support.levelcheck import Figures, grade
+from tests.support.testfiles import FABIO_FORMATS
 from worker import jobs, levelrule, levels, render, tier2
 from worker.cache import Key
 from worker.formats import Frame, read_frame
@@ -52,13 +53,7 @@ FRAMES = (
     "eiger/eiger2_simread7_2datafiles_4images_bslz4_uint32_data_000001.h5",
     "marccd/somedata_0001.mccd",
     "marccd/corkcont2_H_0089.mccd",
-    "mar345/example.mar2300",
-    "smv/TIMEPIX_SU_512-stdgoni_0001.img",
-    "other/CeO2_Pilatus1M.tif",
-    "other/Cr8F8140k103.0026",
-    "other/i01f0001.kcd",
-    "other/b191_1_9_1.img",
-    "other/F2K_Seb_Lyso0675.edf",
+    *FABIO_FORMATS,
 )
 SIZES = (512, 1024)  # graded; 256 only for the black level's independence of the size
 # Frames where a target is missed, with the figure reached (a floor, so it cannot regress) and
