@@ -10,7 +10,10 @@ import zmq
 import zmq.auth
 
 from pyis_common import curve
+from tests.support import logs
 from tests.support.client import ask
+
+HANDSHAKE_FAILED = "procmgr link handshake failed"  # the proxy's LinkMonitor line
 
 
 def rogue_dealer(endpoint: str, server_public: Path | None) -> zmq.Socket:
@@ -28,8 +31,12 @@ def rogue_dealer(endpoint: str, server_public: Path | None) -> zmq.Socket:
 @pytest.mark.parametrize("kind", ["plaintext", "unknown key"])
 def test_an_unknown_peer_on_the_backend_gets_no_request(site, kind):
     public = None if kind == "plaintext" else site.stack.proxy_public
+    proxy_log = site.logs / "proxy.log"
+    refused = logs.count(proxy_log, HANDSHAKE_FAILED)
     rogue = rogue_dealer(site.stack.backend, public)
     try:
+        # the proxy saw the rogue and refused its handshake: not a rogue that never arrived
+        logs.wait_for(proxy_log, HANDSHAKE_FAILED, timeout_s=30, at_least=refused + 1)
         for _ in range(8):  # a DEALER that got in would be handed every other request
             assert (
                 ask(site.endpoint, {"pid": "monitor", "type": "status"}, timeout_ms=10000)[0] == b""

@@ -9,17 +9,14 @@ from PIL import Image
 from tests.support.client import ask, error_code, meta_of
 
 
+def thau(site, pid: str, **fields) -> dict:
+    """A request for the site's Pilatus 6M frame in session ``pid``."""
+    return {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf", **fields}
+
+
 def test_jpeg_has_four_frames_and_decodes_at_the_requested_width(site):
     pid = site.session()
-    job = {
-        "pid": pid,
-        "esaf": site.esaf,
-        "type": "jpeg",
-        "fn": "thau_0001.cbf",
-        "xsize": 512,
-        "tag": {"client": "test", "n": 1},
-    }
-    reply = ask(site.endpoint, job)
+    reply = ask(site.endpoint, thau(site, pid, xsize=512, tag={"client": "test", "n": 1}))
     assert len(reply) == 4
     echoed, meta = meta_of(reply)
     assert echoed["tag"] == {"client": "test", "n": 1}
@@ -36,42 +33,39 @@ def test_jpeg_has_four_frames_and_decodes_at_the_requested_width(site):
 
 
 def test_explicit_levels_are_echoed(site):
-    pid = site.session()
-    job = {
-        "pid": pid,
-        "esaf": site.esaf,
-        "type": "jpeg",
-        "fn": "thau_0001.cbf",
-        "xsize": 256,
-        "contrast": 50,
-        "wval": 2,
-    }
+    job = thau(site, site.session(), xsize=256, contrast=50, wval=2)
     echoed, _ = meta_of(ask(site.endpoint, job))
     assert (echoed["wval_used"], echoed["bval_used"]) == (2, 50)
 
 
 def test_missing_file_is_not_found_and_the_stack_stays_up(site):
     pid = site.session()
-    reply = ask(site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "nope.cbf"})
+    reply = ask(site.endpoint, thau(site, pid, fn="nope.cbf"))
     assert error_code(reply) == "not_found"
-    again = ask(
-        site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "jpeg", "fn": "thau_0001.cbf"}
-    )
+    again = ask(site.endpoint, thau(site, pid))
     assert again[0] == b"" and len(again) == 4
 
 
 def test_meta_job_has_no_payload(site):
     pid = site.session()
-    reply = ask(
-        site.endpoint, {"pid": pid, "esaf": site.esaf, "type": "meta", "fn": "thau_0001.cbf"}
-    )
+    reply = ask(site.endpoint, thau(site, pid, type="meta"))
     assert len(reply) == 3
     _, meta = meta_of(reply)
     assert meta["x_pixels_in_detector"] == 2463
 
 
-def test_status_needs_no_access_object(site):
-    reply = ask(site.endpoint, {"pid": "monitor", "type": "status"})
-    _, status = meta_of(reply)
-    assert status["uptime_s"] > 0
-    assert status["requests"].get("ok", 0) >= 0
+def status(site) -> dict:
+    _, answer = meta_of(ask(site.endpoint, {"pid": "monitor", "type": "status"}))
+    return answer
+
+
+def test_status_needs_no_access_object_and_counts_outcomes(site):
+    before = status(site)
+    assert before["uptime_s"] > 0
+    pid = site.session()
+    assert len(ask(site.endpoint, thau(site, pid, type="meta"))) == 3
+    assert error_code(ask(site.endpoint, thau(site, pid, fn="nope.cbf"))) == "not_found"
+    after = status(site)["requests"]
+    counted = before["requests"]
+    assert after.get("ok", 0) >= counted.get("ok", 0) + 2  # the first status and the meta
+    assert after.get("not_found", 0) == counted.get("not_found", 0) + 1
