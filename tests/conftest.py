@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyisdev.stack import Stack
-from tests.support import accounts
+from tests.support import accounts, required
 from tests.support.accounts import Accounts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,9 +28,7 @@ CBF = "cbf/thau_3_2_0001.cbf"
 
 def need_root() -> None:
     if not IS_ROOT:
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the tests as root (privilege separation is tested for real)")
-        pytest.skip("needs root: privilege separation is tested with real setuid/setgid")
+        required.missing("needs root: privilege separation is tested with real setuid/setgid")
 
 
 @pytest.fixture(scope="session", autouse=True)

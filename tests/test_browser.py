@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import urllib.parse
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.support import browser as chrome
+from tests.support import required
 from tests.support.client import ask, meta_of
 from tests.support.website import HOSTILE, SECRET, web_site
 
@@ -27,9 +27,7 @@ from tests.support.website import HOSTILE, SECRET, web_site
 def site(testdata: Path):
     missing = chrome.chromium_missing()
     if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
+        required.missing(missing)
     with web_site(testdata) as s:
         yield s
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.support import required
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 SCRIPT = NODE_DIR / "is_client.js"
 REPLY_TIMEOUT_MS = 30000  # as tests/support/client.py: a cold worker start on a loaded CI box
@@ -26,10 +27,7 @@ FN = "thau_0001.cbf"
 
 
 def _missing(why: str) -> None:
-    message = f"{why}; run `bash .ci/install` (it installs nodejs, npm and tests/node)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    required.missing(f"{why}; run `bash .ci/install` (it installs nodejs, npm and tests/node)")
 
 
 @pytest.fixture(scope="session")  # session: checked before the (session) stack is started
