@@ -56,6 +56,33 @@ def test_a_system_account_below_min_uid_is_forbidden(site):
     assert f"UID {uid} (min_uid 1000)" in reply[0].decode()
 
 
+def test_a_user_this_host_does_not_know_is_forbidden(site):
+    stranger = f"pyisx{site.accounts.tag}"  # portable, and no such account
+    with pytest.raises(KeyError):
+        pwd.getpwnam(stranger)
+    reply = ask(site.endpoint, job(site, site.session(user=stranger)))
+    assert error_code(reply) == "forbidden"
+    assert f"user {stranger!r} is not known on this image host" in reply[0].decode()
+    assert ask(site.endpoint, job(site, site.session()))[0] == b""  # the rest is still served
+
+
+def test_an_esaf_whose_group_this_host_does_not_know_is_forbidden(site):
+    esaf = site.other_esaf + 1  # no group e<esaf> was made
+    pid = site.session(esafs=[esaf])
+    reply = ask(site.endpoint, {**job(site, pid), "esaf": esaf})
+    assert error_code(reply) == "forbidden"
+    assert f"ESAF group 'e{esaf}' is not known on this image host" in reply[0].decode()
+
+
+def test_an_esaf_group_without_a_home_account_is_forbidden(site):
+    esaf = site.other_esaf + 2
+    site.accounts.group(f"e{esaf}")  # the group, but no passwd account naming its home
+    pid = site.session(esafs=[esaf])
+    reply = ask(site.endpoint, {**job(site, pid), "esaf": esaf})
+    assert error_code(reply) == "forbidden"
+    assert f"ESAF {esaf} has no home directory on this image host" in reply[0].decode()
+
+
 def test_the_throwaway_users_are_at_or_above_min_uid(site):
     assert pwd.getpwnam(site.user).pw_uid >= 1000  # so the privilege tests stay real
 
