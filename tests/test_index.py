@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from procmgr.progress import channel
-from pyis_common.errors import Unsupported
+from pyis_common.errors import Internal, Timeout, Unsupported
 from tests.support.client import ask, error_code, meta_of
-from worker import jobs
+from tests.support.proctree import alive
+from worker import index, jobs
 
 HOSTILE_NAMES = [
     "a;touch PWNED1.cbf",
@@ -119,3 +121,70 @@ def test_index_without_a_configured_indexer_is_unsupported(tmp_path):
     (tmp_path / "a.cbf").write_bytes(b"x")
     with pytest.raises(Unsupported, match="not configured"):
         pipeline.run({"type": "index", "fn": "a.cbf"})
+
+
+# -- the indexer's limits, with real processes: time, stdout, stderr ----------------------
+
+
+def indexer(code: str, **limits) -> index.IndexSettings:
+    """An indexer that runs ``code``; its image paths (after ``--``) are in ``files``."""
+    prelude = "import os, subprocess, sys, time\nfiles = sys.argv[sys.argv.index('--') + 1 :]\n"
+    return index.IndexSettings(command=(sys.executable, "-c", prelude + code), **limits)
+
+
+def gone_within(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while alive(pid):  # a killed orphan is reaped by init: wait for that, with a deadline
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_an_indexer_past_its_time_limit_is_killed_with_its_children(tmp_path):
+    pids = tmp_path / "pids"
+    code = (
+        "child = subprocess.Popen(['sleep', '600'])\n"
+        "open(files[0], 'w').write(f'{os.getpid()} {child.pid}')\n"
+        "time.sleep(600)\n"  # the indexer's own work: far past its limit
+    )
+    t0 = time.monotonic()
+    with pytest.raises(Timeout, match="longer than 1 s"):
+        index.run(indexer(code, timeout_s=1.0), [str(pids)], lambda _line: None)
+    assert time.monotonic() - t0 < 60  # the limit, not the 600 s run
+    for pid in map(int, pids.read_text().split()):  # the indexer and the child it started
+        assert gone_within(pid, 30), f"pid {pid} outlived the time limit"
+
+
+def test_an_indexer_that_prints_past_its_cap_is_killed_and_refused(tmp_path):
+    code = "while True:\n    sys.stdout.write('x' * 65536)\n"  # never stops by itself
+    with pytest.raises(Internal, match="more than the allowed output"):
+        index.run(indexer(code, max_output=1 << 20), [], lambda _line: None)
+
+
+def test_a_result_just_under_the_cap_is_taken(tmp_path):
+    code = "import json\nprint(json.dumps({'pad': 'x' * (1000 - 20)}))\n"
+    assert len(index.run(indexer(code, max_output=1000), [], lambda _l: None)["pad"]) == 980
+
+
+def test_a_progress_flood_is_cut_to_short_lines_and_a_bounded_count(tmp_path):
+    many = index.MAX_PROGRESS_LINES + 500
+    code = f"for i in range({many}):\n    print(f'{{i:05d}}' + 'y' * 300, file=sys.stderr)\n"
+    lines: list[str] = []
+    assert index.run(indexer(code + "print('{}')\n"), [], lines.append) == {}
+    assert len(lines) == index.MAX_PROGRESS_LINES
+    assert {len(line) for line in lines} == {index.MAX_PROGRESS_LINE}
+    last = f"{index.MAX_PROGRESS_LINES - 1:05d}"
+    assert lines[0].startswith("00000") and lines[-1].startswith(last)
+
+
+@pytest.mark.parametrize(
+    "code,reason",
+    [
+        ("print('not json')", "did not print a JSON result"),
+        ("sys.exit(3)", "exit status 3"),
+    ],
+)
+def test_an_indexer_that_fails_is_one_internal_error(code, reason):
+    with pytest.raises(Internal, match=reason):
+        index.run(indexer(code), [], lambda _line: None)
