@@ -1,28 +1,27 @@
 """``is-cli`` as staff and scripts run it: a real subprocess against the real stack.
 
-Exit codes are the interface scripts test, so every path checks one. Where the server side does
-not exist yet (``index``) a REP socket in the test stands in for it and checks the request the
-CLI sends. The Lazy Pirate is shown against a proxy that swallows a request and then restarts.
+Exit codes are the interface scripts test, so every path checks one. A REP socket stands in
+for the server only where pyis would never answer so (a C server's bare spot total, a reply
+missing what was asked) and to see the exact request the CLI sends. The Lazy Pirate is shown
+against a proxy that swallows a request and then restarts.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import zmq
 from PIL import Image
 
@@ -194,6 +193,42 @@ def test_index_through_the_stack_shows_progress_then_prints_the_result(site, hom
     assert shown == [f"is-cli: progress: indexing step {i}/3" for i in (1, 2, 3)]
 
 
+def test_index_of_two_images_sends_both_and_a_given_tag(site, home):
+    """The tag names the progress channel: progress shown proves the server got this tag."""
+    second = "thau_0002.cbf"
+    shutil.copy2(site.home / FN, site.home / second)
+    shutil.chown(site.home / second, "root", f"e{site.esaf}")
+    args = ["index", FN, "--fn2", second, *on(site), "--tag", "t-9"]
+    done = cli([*args, "--redis", site.stack.redis_url], home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["files"] == [str(site.home / FN), str(site.home / second)]
+    assert b"is-cli: progress: indexing step 3/3" in done.stderr
+
+
+def test_index_errors_become_exit_codes(site, home):
+    assert cli(["index", "nope.cbf", *on(site)], home).returncode == 13
+    outside = cli(["index", "../../etc/passwd", *on(site)], home)
+    assert outside.returncode == 12 and outside.stderr.startswith(b"is-cli: forbidden: ")
+
+
+def test_index_progress_loses_its_terminal_escapes(site, home):
+    """The indexer prints what the test chose (a file name full of escapes): it prints inert."""
+    name = f"say_{ESCAPES}COLSPOT\tdone.cbf"
+    shutil.copy2(site.home / FN, site.home / name)
+    shutil.chown(site.home / name, "root", f"e{site.esaf}")
+    done = cli(["index", name, *on(site), "--redis", site.stack.redis_url], home)
+    assert done.returncode == 0, done.stderr
+    (shown,) = [line for line in done.stderr.decode().splitlines() if "COLSPOT" in line]
+    assert shown.isprintable() and shown.endswith("COLSPOT done.cbf"), repr(shown)
+
+
+def test_index_goes_on_without_progress_when_redis_is_unreachable(site, home):
+    nowhere = "redis://127.0.0.1:1/0"  # port 1: nothing listens, the connect fails at once
+    done = cli(["index", FN, *on(site), "--redis", nowhere], home)
+    assert done.returncode == 0 and json.loads(done.stdout)["files"] == [str(site.home / FN)]
+    assert b"is-cli: no progress shown: ConnectionError" in done.stderr
+
+
 def test_progress_channel_is_the_one_the_procmgr_publishes_on():
     for tag in ("3f2a9c0d11e4b7a8", "run 7\tb", "x" * 100, " \n", "épreuve"):
         assert protocol.progress_channel("sess", tag) == progress.channel("sess", tag)
@@ -337,7 +372,7 @@ def test_a_lost_request_and_a_restarted_proxy_cost_retries_not_a_hang(own_stack,
     assert sum("retrying on a new socket" in line for line in retrying.lines) >= 1
 
 
-# -- what the server does not serve yet: a REP socket in its place ------------------------
+# -- what a C server or a broken one answers: a REP socket in its place ------------------
 
 
 class FakeServer:
@@ -379,7 +414,7 @@ def start_cli(args: list[str], home: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def test_index_sends_both_images_and_a_tag_and_reports_an_error_reply(fake, home):
+def test_index_request_carries_both_images_their_frames_and_a_fresh_tag(fake, home):
     args = ["index", "a.cbf", "--fn2", "b.cbf", "--frame", "3", "--frame2", "4"]
     run = start_cli([*args, "--endpoint", fake.endpoint, "--pid", "s1", "--esaf", "7"], home)
     request = fake.receive()
@@ -398,92 +433,6 @@ def test_index_sends_both_images_and_a_tag_and_reports_an_error_reply(fake, home
     out, err = run.communicate(timeout=RUN_TIMEOUT_S)
     assert run.returncode == 14
     assert err.startswith(b"is-cli: unsupported: job type 'index'") and out == b""
-
-
-def test_index_keeps_a_given_tag(fake, home):
-    run = start_cli(["index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s1"], home)
-    assert "fn2" not in fake.receive()
-    fake.reply([b"timeout: indexing took too long"])
-    run.communicate(timeout=RUN_TIMEOUT_S)
-    assert run.returncode == 16
-    run = start_cli(
-        ["index", "a.cbf", "--tag", "t-9", "--endpoint", fake.endpoint, "--pid", "s"], home
-    )
-    assert fake.receive()["tag"] == "t-9"
-    fake.reply([b"busy: try again"])
-    run.communicate(timeout=RUN_TIMEOUT_S)
-    assert run.returncode == 15
-
-
-@pytest.fixture(scope="module")
-def progress_redis() -> Iterator[tuple[str, redis.Redis]]:
-    with tempfile.TemporaryDirectory(prefix="pyis-cli-redis-") as tmp:
-        proc, port = procs.redis_server(Path(tmp))
-        url = f"redis://127.0.0.1:{port}/0"
-        yield url, redis.Redis.from_url(url)
-        proc.stop()
-
-
-def index_with_progress(fake: FakeServer, home: Path, url: str, pid: str) -> procs.Proc:
-    """``is-cli index`` against the fake server, progress from the Redis at ``url``."""
-    return procs.Proc(
-        [*CLI, "index", "a.cbf", "--endpoint", fake.endpoint, "--pid", pid, "--redis", url],
-        lambda line: False,
-        stderr=subprocess.STDOUT,
-        env=cli_env(home),
-    )
-
-
-def test_index_shows_progress_from_redis_then_the_result(fake, home, progress_redis):
-    url, conn = progress_redis
-    run = index_with_progress(fake, home, url, "sess-1")
-    try:
-        request = fake.receive()
-        digest = hashlib.sha256(b"sess-1").hexdigest()[:16]
-        channel = f"pyis:progress:{digest}:{request['tag']}"
-        assert protocol.progress_channel("sess-1", request["tag"]) == channel
-        # subscribed before the request went out, so the first line cannot be missed
-        assert conn.pubsub_numsub(channel) == [(channel.encode(), 1)], "\n".join(run.lines)
-        for n, line in enumerate(["COLSPOT: 1234 strong spots", "IDXREF: P4(3)2(1)2"]):
-            conn.publish(channel, json.dumps({"progress": line, "done": n == 1}))
-            wait_until(lambda line=line: f"is-cli: progress: {line}" in run.lines, line)
-        result = {"spacegroup": "P43212", "cell": [57.8, 57.8, 150.2, 90, 90, 90]}
-        fake.reply([b"", json.dumps(request).encode(), json.dumps(result).encode()])
-        assert run.proc.wait(RUN_TIMEOUT_S) == 0, run.lines
-        wait_until(lambda: run.lines and run.lines[-1] == "}", "the whole output")
-    finally:
-        run.stop()
-    printed = "\n".join(run.lines[run.lines.index("{") :])
-    assert json.loads(printed) == result
-
-
-def test_progress_from_redis_loses_its_terminal_escapes(fake, home, progress_redis):
-    url, conn = progress_redis
-    run = index_with_progress(fake, home, url, "sess-2")
-    try:
-        request = fake.receive()
-        channel = protocol.progress_channel("sess-2", request["tag"])
-        wait_until(lambda: conn.pubsub_numsub(channel)[0][1] == 1, "the CLI's subscription")
-        conn.publish(channel, json.dumps({"progress": f"{ESCAPES}COLSPOT\tdone", "done": True}))
-        wait_until(lambda: any("COLSPOT" in line for line in run.lines), "the progress line")
-        fake.reply([b"", json.dumps(request).encode(), b"{}"])
-        assert run.proc.wait(RUN_TIMEOUT_S) == 0, run.lines
-    finally:
-        run.stop()
-    (shown,) = [line for line in run.lines if "COLSPOT" in line]
-    assert shown.isprintable() and shown.endswith("COLSPOT done"), repr(shown)
-
-
-def test_index_goes_on_without_progress_when_redis_is_unreachable(fake, home):
-    nowhere = "redis://127.0.0.1:1/0"  # port 1: nothing listens, the connect fails at once
-    run = start_cli(
-        ["index", "a.cbf", "--endpoint", fake.endpoint, "--pid", "s", "--redis", nowhere], home
-    )
-    fake.receive()
-    fake.reply([b"", b"{}", b'{"spacegroup": "P1"}'])
-    out, err = run.communicate(timeout=RUN_TIMEOUT_S)
-    assert run.returncode == 0 and json.loads(out) == {"spacegroup": "P1"}
-    assert b"is-cli: no progress shown: ConnectionError" in err
 
 
 def test_spots_output_is_one_line_per_bin_then_the_total(fake, home):
