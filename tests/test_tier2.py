@@ -3,13 +3,18 @@ value whose shape the key's request would not produce is refused (and removed)."
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from procmgr.cacheacl import CacheAcl
+from worker import levels
 from worker.cache import Key
 from worker.reduce import Reduced, stats
-from worker.tier2 import DecodeError, RedisTier, decode, encode
+from worker.tier2 import HEADER, MAX_HEADER, DecodeError, RedisTier, decode, encode
 
 
 def _reduced(data: np.ndarray) -> Reduced:
@@ -95,3 +100,112 @@ def test_a_forged_entry_of_the_wrong_shape_is_a_miss_and_removed(site, tier):
     site.stack.cache_redis.set(tier.name(key), forged)
     assert tier.get(key) is None
     assert not site.stack.cache_redis.exists(tier.name(key))
+
+
+# -- hostile values: what another worker of the ESAF (compromised) could store --------------
+
+GOOD = encode(_reduced(np.arange(6, dtype=np.uint16).reshape(2, 3)), {"detector": "x"})
+
+
+def _parts(blob: bytes) -> tuple[dict, bytes]:
+    (hlen,) = HEADER.unpack_from(blob)
+    return json.loads(blob[HEADER.size : HEADER.size + hlen]), blob[HEADER.size + hlen :]
+
+
+def _forged(header: bytes, body: bytes | None = None) -> bytes:
+    return HEADER.pack(len(header)) + header + (_parts(GOOD)[1] if body is None else body)
+
+
+def _with(**fields: object) -> bytes:
+    header, body = _parts(GOOD)
+    return _forged(json.dumps(header | fields).encode(), body)
+
+
+HOSTILE = {
+    "empty": b"",
+    "header longer than the value": HEADER.pack(1000) + b"{}",
+    "header over the cap": HEADER.pack(MAX_HEADER + 1) + b"{" * 8,
+    "not JSON": _forged(b"\xff\xfe{"),
+    "a JSON list": _forged(b"[]"),
+    "a JSON string": _forged(b'"uint16"'),
+    "JSON null": _forged(b"null"),
+    "nested past the recursion limit": _forged(b"[" * 200000 + b"]" * 200000),
+    "object dtype": _with(dtype="object"),
+    "unicode dtype": _with(dtype="<U8"),
+    "dtype a list": _with(dtype=["uint16"]),
+    "shape of bools": _with(shape=[True, 3]),
+    "shape negative": _with(shape=[-2, -3]),
+    "shape floats": _with(shape=[2.0, 3.0]),
+    "shape three long": _with(shape=[1, 2, 3]),
+    "shape astronomic": _with(shape=[10**30, 3]),
+    "data one byte short": _forged(json.dumps(_parts(GOOD)[0]).encode(), _parts(GOOD)[1][:-1]),
+    "data one byte long": _forged(json.dumps(_parts(GOOD)[0]).encode(), _parts(GOOD)[1] + b"\0"),
+    "stats a list": _with(stats=[1, 2]),
+    "stats mean a string": _with(stats=_parts(GOOD)[0]["stats"] | {"mean": "x"}),
+    "stats mean NaN": _with(stats=_parts(GOOD)[0]["stats"] | {"mean": float("nan")}),
+    "stats stddev a list": _with(stats=_parts(GOOD)[0]["stats"] | {"stddev": [1]}),
+    "stats n a float": _with(stats=_parts(GOOD)[0]["stats"] | {"n": 1.5}),
+    "stats max past any float": _with(stats=_parts(GOOD)[0]["stats"] | {"max": 10**400}),
+    "stats n negative": _with(stats=_parts(GOOD)[0]["stats"] | {"n": -1}),
+    "meta a string": _with(meta="x"),
+    "levels shape past any float": _with(levels={"v": levels.VERSION, "shape": [10**400, 1]}),
+    "levels a number": _with(levels=7),
+    "levels with a bad version": _with(levels={"v": -1}),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_decode_refuses_a_hostile_value_with_one_error(name):
+    with pytest.raises(DecodeError):
+        decode(HOSTILE[name], _key(3))
+
+
+def test_the_good_value_the_hostile_ones_are_made_from_decodes():
+    reduced, meta, levels = decode(GOOD, _key(3))
+    assert reduced.data.tolist() == [[0, 1, 2], [3, 4, 5]] and meta == {"detector": "x"}
+
+
+def test_a_hostile_value_in_the_cache_is_a_miss_and_removed(site, tier):
+    key = _key(3, ino=98)
+    for name in ("a JSON list", "stats mean a string", "nested past the recursion limit"):
+        site.stack.cache_redis.set(tier.name(key), HOSTILE[name])
+        assert tier.get(key) is None, name
+        assert not site.stack.cache_redis.exists(tier.name(key)), name
+
+
+def test_a_worker_that_waited_on_the_lock_takes_the_producers_value(site):
+    """Two workers of one ESAF ask for the same cold entry: the second waits on the first's lock
+    (held here by the admin, standing in for the producer), and once it is free it finds the
+    producer's value instead of reading the file again."""
+    stack = site.stack
+    acl = CacheAcl(stack.cache_redis_url, 600, "pyis-admin", str(stack.cache_password_file))
+    acl.start()
+    esaf = 480000 + int(site.accounts.tag) % 9999
+    credential = acl.credential(esaf)
+    assert credential is not None
+    follower = RedisTier(credential["url"], credential["prefix"], 60)
+    key = _key(3, ino=97)
+    lock_name = follower.name(key) + ":lock"
+    admin = stack.cache_redis
+    assert admin.set(lock_name, b"producer", nx=True, px=10000)
+    admin.set(follower.name(key), GOOD)  # the producer stored its value, then ...
+    computed: list[int] = []
+    got: list[tuple] = []
+
+    def compute():
+        computed.append(1)
+        return decode(GOOD, key)
+
+    waiter = threading.Thread(target=lambda: got.append(follower.produce(key, compute, bool)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not _tried_the_lock(admin, acl.user(esaf)):  # the follower is waiting on it
+        assert time.monotonic() < deadline and waiter.is_alive()
+        time.sleep(0.005)  # a poll step inside the deadline above
+    admin.delete(lock_name)  # ... released its lock
+    waiter.join(10)
+    assert got and got[0][1] == "redis" and not computed, (got, computed)
+
+
+def _tried_the_lock(admin, user: str) -> bool:
+    return any(c.get("user") == user and c.get("cmd") == "set" for c in admin.client_list())

@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import redis
@@ -44,6 +45,8 @@ DTYPES = frozenset(
 )
 HEADER = struct.Struct(">I")
 MAX_HEADER = 1 << 20
+STAT_COUNTS = ("n", "nSaturated")  # the stats that count pixels: ints
+MAX_STAT_INT = 1 << 63  # JSON ints are unbounded; a larger one would overflow float()
 
 
 class DecodeError(ValueError):
@@ -97,10 +100,12 @@ def decode(blob: bytes, key: Key) -> Entry:
     (hlen,) = HEADER.unpack_from(blob)
     if hlen > MAX_HEADER or HEADER.size + hlen > len(blob):
         raise DecodeError("bad header length")
-    header = json.loads(blob[HEADER.size : HEADER.size + hlen])
+    header = _header(blob[HEADER.size : HEADER.size + hlen])
     dtype, shape = header.get("dtype"), header.get("shape")
-    if dtype not in DTYPES or not isinstance(shape, list) or len(shape) != 2:
-        raise DecodeError("bad dtype or shape")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise DecodeError("bad dtype")
+    if not isinstance(shape, list) or len(shape) != 2:
+        raise DecodeError("bad shape")
     h, w = shape
     if not all(type(v) is int for v in (h, w)) or not shape_fits((h, w), key):
         raise DecodeError("shape does not match the request")
@@ -114,14 +119,40 @@ def decode(blob: bytes, key: Key) -> Entry:
     valid = np.unpackbits(bits[:nbits], count=n).astype(bool).reshape(h, w)
     saturated = np.unpackbits(bits[nbits:], count=n).astype(bool).reshape(h, w)
     stats, meta = header.get("stats"), header.get("meta")
-    if not isinstance(stats, dict) or not isinstance(meta, dict):
+    if not _stats_ok(stats) or not isinstance(meta, dict):
         raise DecodeError("bad stats or meta")
     levels = header.get("levels")
     try:
         level_stats = None if levels is None else LevelStats.from_json(levels)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:  # an int too large for a float
         raise DecodeError(str(exc)) from None
     return Reduced(data, valid, saturated, stats), meta, level_stats
+
+
+def _header(text: bytes) -> dict[str, Any]:
+    """The JSON header, an object; any other JSON (or none) is one DecodeError."""
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, or nested past the stack
+        raise DecodeError("bad header") from None
+    if not isinstance(header, dict):
+        raise DecodeError("bad header")
+    return header
+
+
+def _stats_ok(stats: Any) -> TypeGuard[dict[str, float | int]]:
+    """What reduce.stats writes: pixel counts, and finite numbers (the levels compute with them)."""
+    return isinstance(stats, dict) and all(_stat_ok(k, v) for k, v in stats.items())
+
+
+def _stat_ok(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if name in STAT_COUNTS:
+        return isinstance(value, int) and 0 <= value < MAX_STAT_INT
+    if isinstance(value, int):
+        return abs(value) < MAX_STAT_INT
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class RedisTier:
@@ -140,10 +171,11 @@ class RedisTier:
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:40]
         return f"{self.prefix}s1:{digest}"
 
-    def get(self, key: Key) -> Entry | None:
+    def get(self, key: Key, *, again: bool = False) -> Entry | None:
+        """The entry, or None; ``again``: a second look, whose miss was counted already."""
         blob = self._call(lambda: self.client.get(self.name(key)))
         if blob is None:
-            self.misses += 1
+            self.misses += 0 if again else 1
             return None
         try:
             value = decode(blob, key)
@@ -183,10 +215,11 @@ class RedisTier:
         )
         locked = bool(self._call(lock.acquire))
         try:
-            if not locked:
-                value = self.get(key)  # the producer finished while we waited
-                if value is not None:
-                    return value, "redis"
+            # the producer may have finished while we waited, whether we then got its lock or
+            # timed out: one GET (a fraction of a ms on the host's Redis) beats a second read
+            value = self.get(key, again=True)
+            if value is not None:
+                return value, "redis"
             value = compute()
             if cacheable():  # a file still being written is not cached
                 self.put(key, value)
