@@ -5,6 +5,7 @@ is-ca issue  --ca-dir D --kid K --out DIR [--days 365] K-key.pem (0600) and K.pe
 is-ca rotate --ca-dir D --kid NEW --out DIR           a new key; the old one stays until revoked
 is-ca revoke --ca-dir D --cert DIR/OLD.pem            record the serial (publish a new CRL)
 is-ca crl    --ca-dir D --out FILE [--days 7]         the root-signed CRL the procmgr reads
+is-ca curve-keys --out DIR --name N                   N.key and N.key_secret (0600): a link key
 
 Only file paths are printed, never key material. Copy ``K.pem``, ``root.pem`` and the CRL to
 the image host; ``K-key.pem`` goes to the auth server only.
@@ -17,12 +18,17 @@ import sys
 from pathlib import Path
 
 from certs import ca
+from pyis_common import curve
 from pyis_common.keyfiles import load_public
 from pyis_common.version import add_version
+
+CURVE_KEYS = "write a CURVE key pair for the proxy <-> procmgr link (never overwrites one)"
 
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Do the command; return the files written (or updated) for the report line."""
+    if args.command == "curve-keys":  # the proxy <-> procmgr link's keys, not the CA's
+        return list(curve.make_certificates(args.out, args.name))
     if args.command == "init":
         ca.init_root(args.ca_dir, args.name, args.days)
         return [args.ca_dir / ca.ROOT_KEY, args.ca_dir / ca.ROOT_CERT]
@@ -62,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--kid", required=True, help="key id, e.g. auth-2025a")
         if name in ("issue", "certify", "rotate", "crl"):
             p.add_argument("--out", type=Path, required=True, help="output directory or file")
+    keys = sub.add_parser("curve-keys", help=CURVE_KEYS, description=CURVE_KEYS)
+    keys.add_argument("--out", type=Path, required=True, help="directory, e.g. /etc/pyis/curve")
+    keys.add_argument("--name", required=True, help="proxy, procmgr or a host's name")
     sub.choices["init"].add_argument("--name", default="pyis offline CA", help="root CN")
     sub.choices["revoke"].add_argument("--cert", type=Path, required=True)
     sub.choices["certify"].add_argument("--pubkey", type=Path, required=True, help="PEM")

@@ -9,19 +9,41 @@ pyzmq's format (``zmq.auth.create_certificates``): ``NAME.key`` public, ``NAME.k
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # NAME.key, NAME.key_secret
+
 
 def make_certificates(directory: Path, name: str) -> tuple[Path, Path]:
-    """(public, secret) certificate files; the secret one is written 0600."""
+    """(public, secret) certificate files, ``NAME.key`` 0644 and ``NAME.key_secret`` 0600.
+
+    Made in a private (0700) folder beside them and hard-linked into place, so the secret is
+    never readable by others, not for an instant, and an existing file is never replaced."""
+    if not KEY_NAME.fullmatch(name):
+        raise ValueError(f"key name {name[:80]!r}: letters, digits and ._- only")
     directory.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(directory, name)
-    Path(secret).chmod(0o600)
-    return Path(public), Path(secret)
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    for path in (public, secret):
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} exists: a key pair is never overwritten")
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".curve-") as private:
+        made_public, made_secret = zmq.auth.create_certificates(private, name)
+        os.chmod(made_secret, 0o600)
+        os.chmod(made_public, 0o644)
+        os.link(made_secret, secret)  # link, unlike rename, fails on a name that exists
+        try:
+            os.link(made_public, public)
+        except OSError:
+            secret.unlink()
+            raise
+    return public, secret
 
 
 def serve(
