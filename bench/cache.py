@@ -76,16 +76,7 @@ def main() -> int:
     finally:
         acc.remove()
         shutil.rmtree(base, ignore_errors=True)
-    cols = [
-        "image",
-        "cold_ms",
-        "tier1_ms",
-        "tier1_x_cold",
-        "tier2_ms",
-        "tier2_x_cold",
-        "repeat_ms",
-        "note",
-    ]
+    cols = "image cold_ms tier1_ms tier1_x_cold tier2_ms tier2_x_cold repeat_ms note".split()
     print(table(rows, cols))
     for k, v in memory.items():
         print(f"{k}: {v}")
