@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"is-procmgr: {exc}", file=sys.stderr)
         return 2
+    pm = cfg.procmgr
+    if not pm.trust_root and not (pm.compat_enabled and pm.compat_pubkey):
+        print("is-procmgr: neither trust_root nor compat_pubkey is set: nothing verifies a session",
+              file=sys.stderr)  # fmt: skip
+        return 2
     with daemonize.context(args):
         return serve(cfg.procmgr, lambda: config.load(args.config, overrides).procmgr, args)
 

@@ -36,7 +36,7 @@ class AccessChecker:
         self.cfg = cfg
         self.rsa = (
             compat.load_public_key(Path(cfg.compat_pubkey).read_bytes())
-            if cfg.compat_enabled
+            if cfg.compat_enabled and cfg.compat_pubkey
             else None
         )
         self.trust = (
@@ -83,6 +83,8 @@ class AccessChecker:
                     max_age_s=self.cfg.compat_max_age_s,
                 ),
             )
+        elif isauth is not None:
+            raise Unauthorized("this server accepts no isAuth access objects")
         else:
             raise sessioncheck.no_access_object()
         self._policy(req, access)

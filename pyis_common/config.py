@@ -65,8 +65,10 @@ class ProcmgrConfig:
     auth_redis: str = setting(
         "redis://127.0.0.1:6379/0", "the web host's Redis holding <pid> session hashes"
     )
-    compat_enabled: bool = setting(True, "accept the C server's isAuth/isAuthSig (RSA) objects")
-    compat_pubkey: str = setting("/etc/pyis/isauth-pubkey.pem", "verifies isAuthSig")
+    compat_enabled: bool = setting(
+        True, "accept the C server's isAuth/isAuthSig (RSA) objects when compat_pubkey is set"
+    )
+    compat_pubkey: str = setting("", 'the PEM that verifies isAuthSig; "" -> no isAuth objects')
     compat_max_age_s: float = setting(
         86400.0, "an isAuth without exp: this long after iat; 0 -> forever", reload=RELOAD, low=0
     )

@@ -12,7 +12,9 @@ import pytest
 
 from authsign import tokens
 from certs import ca
+from procmgr.__main__ import dev_user
 from pyis_common import keyfiles
+from pyisdev import procs
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack
 
@@ -167,3 +169,25 @@ def test_a_revocation_noticed_on_sighup_also_drops_verified_tokens(own_stack):
         ask(own_stack.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn
     refused = ask(own_stack.endpoint, job)
     assert error_code(refused) == "unauthorized" and "unknown key" in refused[0].decode()
+
+
+# -- a JWT-only site: no isAuth key configured, and nothing else to say -------------------
+
+
+def test_a_jwt_only_procmgr_starts_without_compat_settings_and_refuses_isauth(testdata):
+    """No ``compat_pubkey`` (the flag given empty, the file silent): it starts, serves tokens,
+    and refuses the C server's isAuth objects with a reason; ``compat_enabled`` is never set."""
+    with dev_stack(testdata, args=("--compat-pubkey", "")) as stack:
+        assert not (stack.workdir / "procmgr.toml").exists()  # no config file says anything
+        pid, token = stack.token(dev_user(), [0])
+        job = {"type": "jpeg", "pid": pid, "fn": "a.cbf", "xsize": 64, "auth": token}
+        assert ask(stack.endpoint, job)[0] == b""
+        isauth = stack.sign_session(dev_user(), [0])
+        reply = ask(stack.endpoint, {"type": "jpeg", "pid": isauth, "fn": "a.cbf", "xsize": 64})
+        assert error_code(reply) == "unauthorized" and b"isAuth" in reply[0]
+
+
+def test_a_procmgr_with_no_way_to_verify_a_session_does_not_start(testdata):
+    with pytest.raises(procs.StartError, match="neither trust_root nor compat_pubkey"):
+        with dev_stack(testdata, args=("--compat-pubkey", "", "--trust-root", "")):
+            pass
