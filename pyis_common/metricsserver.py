@@ -60,6 +60,6 @@ def serve_http(address: str, app: Callable) -> tuple[WSGIServer, str]:
     the address it is bound to."""
     host, _, port = address.rpartition(":")
     server = make_server(host or "127.0.0.1", int(port), app, ThreadingWSGIServer, _SilentHandler)
-    bound_host, bound_port = server.server_address[:2]
+    bound_host, bound_port = str(server.server_address[0]), server.server_port
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"{bound_host}:{bound_port}"
