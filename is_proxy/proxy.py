@@ -293,4 +293,5 @@ class Proxy:
 def readable(sock: zmq.Socket) -> bool:
     """A message can be read now: asking is cheaper than ending each burst on ``zmq.Again``,
     whose exception (built through pyzmq's enums) cost a tenth of the proxy's time."""
-    return bool(sock.getsockopt(zmq.EVENTS) & POLLIN)
+    events = sock.getsockopt(zmq.EVENTS)  # an int for this option (pyzmq types it int | bytes)
+    return isinstance(events, int) and bool(events & POLLIN)
