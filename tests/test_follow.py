@@ -209,6 +209,34 @@ def test_a_frame_completing_during_a_render_is_rendered_at_once_beside_it(tmp_pa
     assert answers[0].job["rendered"] == "a_0002.cbf"
 
 
+def test_an_eiger_series_renders_one_frame_at_a_time(tmp_path):
+    """h5py takes one lock around every HDF5 call: a second Eiger render would only wait, so
+    the frame that completes meanwhile renders after the first (the newest one then)."""
+    entered: list[int] = []
+    release = threading.Event()
+
+    def render(req, clock) -> Result:
+        entered.append(req.frame)
+        assert release.wait(30), "never released"
+        return Result(job={}, meta={}, payloads=[b"jpeg"])
+
+    series = EigerSeries(tmp_path, "e", (8, 8), nimages=4)
+    answers: list = []
+    with ThreadPoolExecutor(4) as pool:
+        follows = Follows(str(tmp_path), render, pool)
+        job = {"type": "newest", "fn": series.master.name, "seq": 0, "wait": 20, "xsize": 64}
+        follows.submit(job, Timings(), answers.append)
+        series.append(np.ones((8, 8), np.uint32))
+        wait_until(lambda: entered == [1], "the first frame rendering")
+        series.append(np.ones((8, 8), np.uint32))
+        wait_until(lambda: follows.counters()["follow_frames"] == 2, "the second frame seen")
+        (followed,) = follows.series.values()
+        assert followed.rendering == 1 and entered == [1]  # not beside the first
+        release.set()
+        wait_until(lambda: entered == [1, 2], "the second frame rendered after the first")
+    assert [a.job["newest"]["frame"] for a in answers] == [1]
+
+
 def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -42,7 +42,9 @@ IDLE_S = 30.0  # a series nobody asked about for this long loses its watch
 PRERENDER_S = 5.0  # frames completing this soon after a poll are rendered before it returns
 LOOP_MAX_S = 1.0
 RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer than the
-# detector's period still lets every frame through while cores are free
+# detector's period still lets every frame through while cores are free. An Eiger series
+# renders one at a time: h5py holds one lock around every HDF5 call, and bench/live.py showed
+# a second Eiger render only slowing the first
 
 
 class Follows:
@@ -183,7 +185,8 @@ class Follows:
             key = self._loop_key(series)
             others = [w for w in series.waiters if w.key != key]
             series.waiters = [w for w in series.waiters if w not in others]
-            start = key is not None and series.rendering < RENDERS_PER_SERIES
+            limit = 1 if series.target.kind == "eiger" else RENDERS_PER_SERIES
+            start = key is not None and series.rendering < limit
             series.rendering += start
         if start and key is not None:  # start implies a key
             self.pool.submit(self._render_loop, series, key)
