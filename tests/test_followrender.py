@@ -1,0 +1,83 @@
+"""The ``newest`` job's render loops with a stand-in for the pipeline's jpeg job that holds
+each render until the test releases it (real inotify, real files, real threads): a frame that
+completes during a render starts beside it; an Eiger series renders one frame at a time."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from tests.support.detector import EigerSeries
+from worker.follow import Follows
+from worker.outcome import Result
+from worker.timings import Timings
+
+
+def test_a_frame_completing_during_a_render_is_rendered_at_once_beside_it(tmp_path):
+    """A render slower than the detector's period: the next frame starts rendering while the
+    one before still renders, and the waiting poll gets the newer one, whichever is first."""
+    entered: list[str] = []
+    release = {name: threading.Event() for name in ("a_0001.cbf", "a_0002.cbf")}
+
+    def render(req, clock) -> Result:  # the pipeline's jpeg job, held until released
+        name = os.path.basename(req.fn)
+        entered.append(name)
+        assert release[name].wait(30), "never released"
+        return Result(job={"rendered": name}, meta={}, payloads=[b"jpeg"])
+
+    folder = tmp_path / "live"
+    folder.mkdir()
+    answers: list = []
+    done = threading.Event()
+    with ThreadPoolExecutor(4) as pool:
+        follows = Follows(str(tmp_path), render, pool)
+        job = {"type": "newest", "fn": "live", "seq": 0, "wait": 20, "xsize": 64}
+        follows.submit(job, Timings(), lambda r: (answers.append(r), done.set()))
+        (folder / "a_0001.cbf").write_bytes(b"frame 1")
+        wait_until(lambda: entered == ["a_0001.cbf"], "the first frame rendering")
+        (folder / "a_0002.cbf").write_bytes(b"frame 2")
+        wait_until(lambda: entered == ["a_0001.cbf", "a_0002.cbf"], "the second beside it")
+        release["a_0002.cbf"].set()
+        assert done.wait(30)
+        release["a_0001.cbf"].set()
+    assert len(answers) == 1 and answers[0].job["newest"]["fn"] == "live/a_0002.cbf"
+    assert answers[0].job["rendered"] == "a_0002.cbf"
+
+
+def test_an_eiger_series_renders_one_frame_at_a_time(tmp_path):
+    """h5py takes one lock around every HDF5 call: a second Eiger render would only wait, so
+    the frame that completes meanwhile renders after the first (the newest one then)."""
+    entered: list[int] = []
+    release = threading.Event()
+
+    def render(req, clock) -> Result:
+        entered.append(req.frame)
+        assert release.wait(30), "never released"
+        return Result(job={}, meta={}, payloads=[b"jpeg"])
+
+    series = EigerSeries(tmp_path, "e", (8, 8), nimages=4)
+    answers: list = []
+    with ThreadPoolExecutor(4) as pool:
+        follows = Follows(str(tmp_path), render, pool)
+        job = {"type": "newest", "fn": series.master.name, "seq": 0, "wait": 20, "xsize": 64}
+        follows.submit(job, Timings(), answers.append)
+        series.append(np.ones((8, 8), np.uint32))
+        wait_until(lambda: entered == [1], "the first frame rendering")
+        series.append(np.ones((8, 8), np.uint32))
+        wait_until(lambda: follows.counters()["follow_frames"] == 2, "the second frame seen")
+        (followed,) = follows.series.values()
+        assert followed.rendering == 1 and entered == [1]  # not beside the first
+        release.set()
+        wait_until(lambda: entered == [1, 2], "the second frame rendered after the first")
+    assert [a.job["newest"]["frame"] for a in answers] == [1]
+
+
+def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
