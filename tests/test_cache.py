@@ -103,6 +103,11 @@ def test_a_worker_of_one_esaf_cannot_touch_another_esafs_keys(site):
     assert b"no permissions" in flush
 
 
+def _stage1_keys(site) -> set[bytes]:
+    """Tier 2's stage-1 entries (worker/tier2.py names them ``<prefix>s1:<digest>``)."""
+    return set(site.stack.cache_redis.scan_iter(match="*s1:*"))
+
+
 def _acl_users(site) -> list[str]:
     """The cache's ACL users; none while our admin connection is being set up. The procmgr drops
     connections still logged in as ``default`` on SIGHUP, and a connection that has not yet
@@ -131,7 +136,12 @@ def test_requests_survive_a_dead_cache_and_the_tier_comes_back(site):
     while f"pyis-e{site.esaf}" not in _acl_users(site):
         assert time.monotonic() < deadline, "ACL users were not re-created"
         ask(site.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn, not a sleep
+    before = _stage1_keys(site)
     ask(site.endpoint, job | {"pid": site.session(), "xsize": 203})
+    deadline = time.monotonic() + 30
+    while _stage1_keys(site) <= before:  # the worker shares its reduction after its reply
+        assert time.monotonic() < deadline, "the reduction never reached tier 2"
+        ask(site.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn, not a sleep
     other = ask(site.endpoint, job | {"pid": site.session(user=site.other_user), "xsize": 203})
     assert other[0] == b""
     assert "tier=redis" in [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln][-1]
