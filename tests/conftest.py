@@ -46,6 +46,15 @@ def testdata() -> Path:
     return TESTDATA
 
 
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A HOME of its own for is-cli (the CLI tests), so a real ~/.config/pyis/cli.toml on this
+    machine cannot interfere."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
 @dataclass
 class Site:
     """The image host as the tests see it: accounts, ESAF homes and the running stack."""
