@@ -42,7 +42,7 @@ from bench.cgroups import CpuGroup, process_cpu_s  # noqa: E402
 from bench.common import TESTDATA, table, write_json  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyisdev.stack import Stack  # noqa: E402
-from tests.support import netns  # noqa: E402
+from tests.support import netns, pirate_load  # noqa: E402
 from tests.support.devsite import CBF  # noqa: E402
 from tests.test_control import statistics as proxy_statistics  # noqa: E402
 
@@ -66,24 +66,17 @@ def loader(
     k: int,
     extra: tuple[str, ...],
 ) -> subprocess.Popen:
-    (stack.workdir / f"jobs{k}.json").write_text(json.dumps(jobs))
     return subprocess.Popen(
-        [
-            *wrap,
-            *site.inside(site.web),
-            sys.executable,
-            "-m",
-            "tests.support.pirate_load",
-            "--endpoint",
+        pirate_load.command(
+            [*wrap, *site.inside(site.web)],
             stack.endpoint,
-            "--jobs",
-            str(stack.workdir / f"jobs{k}.json"),
-            "--progress",
-            str(stack.workdir / f"progress{k}"),
+            jobs,
+            stack.workdir / f"jobs{k}.json",
+            stack.workdir / f"progress{k}",
             "--drain-ms",
             "0",
             *extra,
-        ],
+        ),
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],

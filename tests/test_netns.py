@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from procmgr.__main__ import dev_user
 from pyis_common import hostlink
 from pyisdev.stack import Stack
 from tests.conftest import need_root
-from tests.support import netns
+from tests.support import netns, pirate_load
 from tests.support.devsite import CBF
 from tests.test_control import statistics
 
@@ -85,10 +84,15 @@ def probe_new_sessions(stack, site, sessions: int = 3, requests: int = 10) -> No
         {"type": "jpeg", "pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
         for _ in range(sessions)
     ]
-    (stack.workdir / "probe.json").write_text(json.dumps(jobs))
-    argv = [*site.inside(site.web), sys.executable, "-m", "tests.support.pirate_load"]
-    argv += ["--endpoint", stack.endpoint, "--jobs", str(stack.workdir / "probe.json")]
-    argv += ["--requests", str(requests), "--progress", str(stack.workdir / "probe-progress")]
+    argv = pirate_load.command(
+        site.inside(site.web),
+        stack.endpoint,
+        jobs,
+        stack.workdir / "probe.json",
+        stack.workdir / "probe-progress",
+        "--requests",
+        str(requests),
+    )
     summary = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout)
     assert summary["ok"] == sessions * requests, summary
 
@@ -98,23 +102,17 @@ def run_load_with_failures(stack, site, image, names) -> None:
         {"type": "jpeg", "pid": stack.sign_session(dev_user(), [0]), "esaf": 0, "fn": "a.cbf"}
         for _ in range(CLIENTS)
     ]
-    (stack.workdir / "jobs.json").write_text(json.dumps(jobs))
     progress_file = stack.workdir / "progress"
     load = subprocess.Popen(
-        [
-            *site.inside(site.web),
-            sys.executable,
-            "-m",
-            "tests.support.pirate_load",
-            "--endpoint",
+        pirate_load.command(
+            site.inside(site.web),
             stack.endpoint,
-            "--jobs",
-            str(stack.workdir / "jobs.json"),
+            jobs,
+            stack.workdir / "jobs.json",
+            progress_file,
             "--requests",
             str(REQUESTS),
-            "--progress",
-            str(progress_file),
-        ],
+        ),
         stdout=subprocess.PIPE,
         text=True,
     )

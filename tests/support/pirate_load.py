@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,32 @@ class Tally:
         with self.lock:
             self.counts["busy_replies"] += 1
             self.busy_latency_max_s = max(self.busy_latency_max_s, latency_s)
+
+
+def command(
+    inside: list[str],
+    endpoint: str,
+    jobs: list[dict],
+    jobs_file: Path,
+    progress_file: Path,
+    *extra: str,
+) -> list[str]:
+    """The argv of this load run under ``inside`` (e.g. the web host's namespace), its base jobs
+    written to ``jobs_file``: the netns test and bench/scale.py start it the same way."""
+    jobs_file.write_text(json.dumps(jobs))
+    return [
+        *inside,
+        sys.executable,
+        "-m",
+        "tests.support.pirate_load",
+        "--endpoint",
+        endpoint,
+        "--jobs",
+        str(jobs_file),
+        "--progress",
+        str(progress_file),
+        *extra,
+    ]
 
 
 def connect(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
