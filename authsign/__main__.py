@@ -20,7 +20,8 @@ which also makes the key; keygen --ed25519 makes a key alone):
 
 Signed viewer links (native; a session of their own, revoke-session ends it):
   is-authsign link --key KID-key.pem --kid KID --user U --esaf N --path PREFIX --aud GROUP
-      --base-url https://web/ --redis URL [--ttl 600] [--scope "jpeg meta spots list tile pixels"]
+      --base-url https://web/ --redis URL [--ttl 600]
+      [--scope "jpeg meta spots list tile pixels counts"]
       prints the URL (the token rides in its #fragment, which browsers never send)
 
 Either form:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from authsign import pathclaim, tokens
 
-VIEWER_SCOPE = "jpeg meta spots list tile pixels"  # what is-web's viewer asks; never index
+VIEWER_SCOPE = "jpeg meta spots list tile pixels counts"  # what is-web's viewer asks; never index
 MAX_LINK = 3 * tokens.MAX_TOKEN  # a link is a token plus a few short fields
 SESSION_MARGIN_S = 60  # the session hash outlives its token by more than the verifier's leeway
 

@@ -15,7 +15,9 @@ from typing import Any
 from aiohttp import web
 
 from isweb.upstream import Reply, Upstream
+from pyis_common import colortables, jobtypes
 from pyis_common.errors import BadRequest, PyisError
+from pyis_common.jobtypes import Payload
 from pyis_common.protocol import COLORMAPS, LEVEL_RULES, MAX_FN, SCALES
 
 STATUS = {  # wire code -> HTTP status
@@ -92,6 +94,7 @@ CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, pa
     "image": ("jpeg", frozenset({*IMAGE, "xsize", "ysize", "zoom", "segcol", "segrow"})),
     "tile": ("tile", frozenset({*IMAGE, "level", "col", "row"})),
     "pixels": ("pixels", frozenset({"fn", "esaf", "frame", "x", "y", "size"})),
+    "counts": ("counts", frozenset({*IMAGE, "xsize", "ysize"})),  # the overview's numbers
     "follow": ("newest", frozenset({"fn", "esaf", "xsize", "contrast", "wval"})),  # isweb/follow
 }
 
@@ -118,8 +121,9 @@ def error_response(exc: PyisError, status: int | None = None) -> web.Response:
     return web.json_response(body, status=status or STATUS.get(exc.code, 502))
 
 
-def reply_response(reply: Reply) -> web.Response:
-    """JSON for list/meta/pixels; a JPEG with the job and meta in ``X-Pyis-Reply`` otherwise."""
+def reply_response(reply: Reply, jtype: str = "jpeg") -> web.Response:
+    """JSON for list/meta/pixels; a JPEG (or, for ``counts``, the counts, HTTP-compressed)
+    with the job and meta in ``X-Pyis-Reply`` otherwise."""
     body = {"job": reply.job, "meta": reply.meta}
     if reply.payload is None:
         return web.json_response(body)
@@ -127,6 +131,14 @@ def reply_response(reply: Reply) -> web.Response:
     if len(header) > MAX_REPLY_HEADER:
         body["meta"] = {"truncated": True}
         header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    if jobtypes.of(jtype).payload is Payload.COUNTS:
+        response = web.Response(
+            body=reply.payload,
+            content_type="application/octet-stream",
+            headers={"X-Pyis-Reply": header, "Cache-Control": "no-store"},
+        )
+        response.enable_compression()  # gzip when the browser accepts it: counts are sparse
+        return response
     return web.Response(
         body=reply.payload, content_type="image/jpeg", headers={"X-Pyis-Reply": header}
     )
@@ -134,6 +146,18 @@ def reply_response(reply: Reply) -> web.Response:
 
 async def call(upstream: Upstream, name: str, query: dict[str, str], pid: str) -> web.Response:
     try:
-        return reply_response(await upstream.ask(build_job(name, query, pid)))
+        job = build_job(name, query, pid)
+        return reply_response(await upstream.ask(job), job["type"])
     except PyisError as exc:
         return error_response(exc)
+
+
+LOOKS = json.dumps(colortables.for_the_page(), separators=(",", ":")).encode()
+
+
+async def looks(_request: web.Request) -> web.Response:
+    """The scales' and colour maps' tables (pyis_common/colortables.py) for the page's own
+    mapping: static, needing no session."""
+    return web.Response(
+        body=LOOKS, content_type="application/json", headers={"Cache-Control": "max-age=600"}
+    )

@@ -74,6 +74,7 @@ def make_app(cfg: WebConfig) -> web.Application:
     app.router.add_post("/logout", login.logout)
     app.router.add_post("/link", LinkOpener(upstream, login).open)  # a signed viewer link
     app.router.add_get("/api/follow", follow_stream)  # before the generic call
+    app.router.add_get("/api/looks", api.looks)  # the colour tables: static, no wire call
     app.router.add_get("/api/{name}", relay)
     app.router.add_static("/static/", STATIC, follow_symlinks=False)
     if VENDOR.is_dir():

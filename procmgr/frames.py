@@ -74,7 +74,7 @@ def reply_frames(
     """Rebuild the reply from checked parts: the worker may only add decided numbers and its
     step timings."""
     decided, meta = header.get("job"), header.get("meta")
-    most = 1 if req.job_type.payload is Payload.JPEG else 0  # a JPEG, or nothing
+    most = 0 if req.job_type.payload is Payload.NONE else 1  # a JPEG or counts, or nothing
     if not isinstance(decided, dict) or not isinstance(meta, dict) or len(payloads) > most:
         raise ValueError("malformed reply")
     job = req.echo()

@@ -30,6 +30,7 @@ class Deadline(Enum):
 class Payload(Enum):
     NONE = "none"  # the reply is [""][job][meta]
     JPEG = "jpeg"  # the reply's fourth frame is a JPEG (newest: when there is a new frame)
+    COUNTS = "counts"  # the fourth frame is a reduced image's counts (worker/counts.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,10 @@ TABLE: tuple[JobType, ...] = (
     JobType(
         "pixels", _W, True, True, _REQ, Payload.NONE, True,
         doc="is-web: the counts of a small window of pixels",
+    ),
+    JobType(
+        "counts", _W, True, True, _REQ, Payload.COUNTS, True,
+        doc="is-web: a jpeg's reduced counts and masks, for the page's own contrast changes",
     ),
     JobType(
         "newest", AnsweredBy.FOLLOWER, False, True, Deadline.LONG_POLL, Payload.JPEG, True,

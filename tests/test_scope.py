@@ -115,7 +115,7 @@ def _listed(reply: list[bytes]) -> list[str]:
     return sorted(e["name"] for e in json.loads(reply[2])["entries"])
 
 
-@pytest.mark.parametrize("job_type", ["tile", "pixels"])
+@pytest.mark.parametrize("job_type", ["tile", "pixels", "counts"])
 def test_the_viewer_job_types_serve_a_bound_token_inside_its_prefix(site, runs, job_type):
     assert _ask(site, _bound(site), FILE, type=job_type)[0] == b""
     for fn in ("run8/a_0001.cbf", "run7/rel.cbf", "run7/up/run8/a_0001.cbf"):

@@ -105,7 +105,7 @@ def test_a_body_is_refused(site):
 
 def test_new_job_types_are_in_the_default_token_scope(site):
     pid, token = site.stack.token("nobody", [0])
-    for jtype in ("list", "tile", "pixels"):
+    for jtype in ("list", "tile", "pixels", "counts"):
         reply = ask(
             site.stack.endpoint,
             {

@@ -17,6 +17,7 @@ from typing import Any
 from pyis_common.errors import BadRequest, Unsupported
 from pyis_common.request import Request, parse
 from worker import (
+    counts,
     formats,
     index,
     indexjob,
@@ -236,8 +237,8 @@ class Pipeline:
         return Stage1(reduced, pyramid.meta | dict(reduced.stats), pyramid.level_stats)
 
     def counters(self) -> dict[str, int]:
-        counts = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
-        out = self.lru.counters() | counts
+        mine = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
+        out = self.lru.counters() | mine
         return out | self.tier2.counters() if self.tier2 is not None else out
 
 
@@ -252,6 +253,7 @@ HANDLERS: dict[str, Handler] = {
     "list": lambda pipe, req, _clock, _progress: listing.run(pipe.home, req),
     "tile": lambda pipe, req, clock, _progress: tiles.run(pipe, req, clock),
     "pixels": lambda pipe, req, clock, _progress: pixels.run(pipe, req, clock),
+    "counts": lambda pipe, req, clock, _progress: counts.run(pipe, req, clock),
 }
 
 

@@ -17,13 +17,14 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageDraw, ImageFont
 
+from pyis_common import colortables
 from pyis_common.errors import BadRequest
 from pyis_common.protocol import MAX_LABEL_HEIGHT
 from worker import colormaps
 from worker.reduce import Reduced
 from worker.timings import Timings
 
-RED = (255, 0, 0)
+RED = colortables.RED  # saturated pixels; masked ones are white (colortables.MASKED)
 MARGIN = 2  # pixels of white left of the label text
 # 4:4:4 keeps a one-pixel red (saturated) spot red; 4:2:0 would average it with three
 # neighbours into pale pink. It costs 3-28% more bytes than 4:2:0 (the C server's default).
@@ -166,6 +167,24 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90, encoder: str = "simplejpeg")
     raise ValueError(f"unknown JPEG encoder {encoder!r}; use one of {ENCODERS}")
 
 
+def pixels(
+    reduced: Reduced,
+    contrast: float,
+    wval: float,
+    auto: tuple[float, float] | None = None,
+    planes: tuple[np.ndarray, np.ndarray] | None = None,
+    scale: str = "linear",
+    colormap: str = "inverted",
+) -> tuple[np.ndarray, float, float]:
+    """The 8-bit picture :func:`render` encodes (the viewer's page maps counts to the very same:
+    isweb/static/js/mapping.js) and the (white, black) levels it was drawn with."""
+    white, black = (wval, contrast) if planes else levels(reduced.stats, contrast, wval, auto)
+    if planes is None and (scale, colormap) == colormaps.C_LOOK:
+        return to_pixels(reduced, white, black), white, black
+    low, high = planes if planes is not None else (white, black)
+    return to_colours(reduced, low, high, scale, colormap), white, black
+
+
 def render(
     reduced: Reduced,
     contrast: float,
@@ -186,12 +205,7 @@ def render(
     ``planes`` (white, black per output pixel) draw the automatic levels; ``contrast``/``wval``
     are then the frame's pair, reported as used. Without planes, scale and colour map, the
     picture is the C server's, pixel for pixel."""
-    white, black = (wval, contrast) if planes else levels(reduced.stats, contrast, wval, auto)
-    if planes is None and (scale, colormap) == ("linear", "inverted"):
-        rgb = to_pixels(reduced, white, black)
-    else:
-        low, high = planes if planes is not None else (white, black)
-        rgb = to_colours(reduced, low, high, scale, colormap)
+    rgb, white, black = pixels(reduced, contrast, wval, auto, planes, scale, colormap)
     if label_height > 0:
         top = banner(label, label_height, rgb.shape[1], rgb.shape[2])
         rgb = np.concatenate((top, rgb), axis=0)
