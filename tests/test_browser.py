@@ -95,26 +95,33 @@ def api_calls(page) -> list[str]:
     )
 
 
-def test_a_contrast_change_at_the_whole_frame_view_is_one_request(viewer):
-    """At the zoom that fits the frame the overview is the picture: one JPEG at the size of the
-    pyramid level the view shows (2463 x 2527 px halved until it fits), no tiles."""
+def test_a_contrast_change_at_the_whole_frame_view_is_painted_in_the_page(viewer):
+    """At the zoom that fits the frame the overview is the picture. Its counts (the same
+    reduction: 2463 x 2527 px halved until it fits) arrive once after its JPEG; a new contrast
+    is then painted by the page, with no request (tests/test_browser_counts.py: its pixels are
+    the server's)."""
     box = viewer.evaluate("() => [document.getElementById('map').clientWidth,"
                           " document.getElementById('map').clientHeight]")  # fmt: skip
     level = max(0, math.ceil(math.log2(max(2463 / box[0], 2527 / box[1]))))
+    size = (math.ceil(2463 / 2**level), math.ceil(2527 / 2**level))
+    ready = "() => window.pyisViewer.countsReady()"
+    chrome.wait_until(viewer, lambda: viewer.evaluate(ready), "the overview's counts")
+    counts = [c for c in api_calls(viewer) if "/api/counts?" in c and "thau_0001" in c]
+    assert len(counts) == 1, counts
+    query = dict(urllib.parse.parse_qsl(counts[0].split("?", 1)[1]))
+    assert (int(query["xsize"]), int(query["ysize"])) == size and "contrast" not in query
     viewer.evaluate("() => performance.clearResourceTimings()")
     before = chrome.paints(viewer)
     viewer.locator("#contrast").fill("20")
     viewer.locator("#contrast").dispatch_event("change")
     chrome.wait_painted(viewer, before, "the new contrast painted")
-    calls = api_calls(viewer)
-    assert len(calls) == 1 and "/api/image?" in calls[0], calls
-    query = dict(urllib.parse.parse_qsl(calls[0].split("?", 1)[1]))
-    assert query["contrast"] == "20"
-    size = (math.ceil(2463 / 2**level), math.ceil(2527 / 2**level))
-    assert (int(query["xsize"]), int(query["ysize"])) == size
+    assert viewer.evaluate("() => window.pyisViewer.paints.at(-1).how") == "page"
+    assert [c for c in api_calls(viewer) if "thau_0001" in c] == []
+    assert "contrast=20" in viewer.url
 
 
 def test_scale_and_colour_map_change_the_picture(viewer):
+    """With the levels set (above) each look is painted in the page from the counts."""
     inverted = shot(viewer, "02b-inverted")
 
     def choose(select: str, value: str, name: str) -> np.ndarray:
@@ -122,11 +129,8 @@ def test_scale_and_colour_map_change_the_picture(viewer):
         viewer.evaluate("() => performance.clearResourceTimings()")
         viewer.locator(select).select_option(value)
         chrome.wait_painted(viewer, before, f"{select} {value} painted")
-        calls, field = api_calls(viewer), select[1:]
-        if value in ("linear", "inverted"):  # the defaults are not sent
-            assert calls and all(f"{field}=" not in c for c in calls), calls
-        else:
-            assert calls and all(f"{field}={value}" in c for c in calls), calls
+        assert viewer.evaluate("() => window.pyisViewer.paints.at(-1).how") == "page"
+        assert [c for c in api_calls(viewer) if "thau_0001" in c] == []
         return shot(viewer, name)
 
     centre = (slice(300, 600), slice(270, 570))  # inside the frame, whatever the margins

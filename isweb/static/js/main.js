@@ -2,11 +2,15 @@
 
 import {getImage} from "./api.js";
 import {Browser} from "./browser.js";
+import {CountsStore} from "./counts.js";
 import {LOOKS, readHash, writeHash} from "./deeplink.js";
 import {byId, clearError, showError} from "./dom.js";
 import {Follow} from "./follow.js";
+import {readLook, readSliders, showLevels, showLook} from "./levels.js";
 import {adoptLink, showLink} from "./link.js";
+import {mapCounts} from "./mapping.js";
 import {cursor, showHeader, showRings, showTimings} from "./panels.js";
+import {frameAt, frameCount, showRange, stepFrom} from "./series.js";
 import {Viewer} from "./viewer.js";
 
 const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
@@ -14,58 +18,48 @@ const state = {
   fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null,
   scale: "linear", colormap: "inverted",
 };
-const telemetry = {paints: [], lastAction: null}; // read by the browser tests and bench/web.py
+// read by the browser tests and bench/web.py: each paint, and how changes were drawn
+const telemetry = {paints: [], lastAction: null, pageMapped: 0, fallbacks: 0};
 window.pyisViewer = telemetry;
 
 const viewer = new Viewer(byId("map"), {
   onCursor: (x, y) => cursor(x, y, state),
-  onPainted: (ms) => {
-    const decoded = viewer.overview.decoded;
-    telemetry.paints.push({action: telemetry.lastAction, ms, at: performance.now(), decoded});
+  onPainted: (ms, how = "server") => {
+    const decoded = how === "page" ? null : viewer.overview.decoded;
+    telemetry.paints.push({action: telemetry.lastAction, ms, at: performance.now(), decoded, how});
     document.body.dataset.painted = String(telemetry.paints.length);
   },
   onError: showError,
 });
+const counts = new CountsStore(showError);
 telemetry.view = () => ({zoom: viewer.map.getZoom(), native: viewer.native});
 telemetry.toPage = (x, y) => viewer.toPage(x, y);
 telemetry.zoomTo = (x, y, zoom) => {
   telemetry.lastAction = "pan";
   viewer.map.setView(viewer.toLatLng(x, y), zoom, {animate: false});
 };
+// the overview's counts: whether they are held, and a fetch of them for a frame (tests)
+telemetry.countsReady = () => Boolean(state.fn && counts.get(overviewParams()));
+telemetry.loadCounts = (fn, frame = 1) => counts.fetch(overviewParams(fn, frame));
+telemetry.overviewPixels = () => {
+  const canvas = viewer.overview.painted;
+  if (!canvas) return null;
+  const {data} = canvas.getContext("2d", {willReadFrequently: true}).getImageData(0, 0, canvas.width, canvas.height);
+  let text = "";
+  for (let i = 0; i < data.length; i += 0x8000) text += String.fromCharCode(...data.subarray(i, i + 0x8000));
+  return {width: canvas.width, height: canvas.height, rgba: btoa(text)};
+};
 const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open(fn, frame, true), onError: showError});
 
-// Series navigation: frames are numbered files (name_0001.cbf ...) or frames inside one file.
-function frameCount() {
-  const m = state.meta ?? {};
-  return Math.max(1, (Number(m.last_frame) || 1) - (Number(m.first_frame) || 1) + 1);
-}
-
-function seriesName(number) {
-  const s = state.series;
-  const m = /^(.*?)(#+)(\..+)$/.exec(s.template);
-  const name = `${m[1]}${String(number).padStart(m[2].length, "0")}${m[3]}`;
-  return s.dir ? `${s.dir}/${name}` : name;
-}
-
 function step(delta) {
-  if (state.series) {
-    const n = state.series.number + delta;
-    if (n < state.series.first || n > state.series.last) return false;
-    open(seriesName(n), 1, false, true);
-    return true;
-  }
-  const f = state.frame + delta;
-  if (f < 1 || f > frameCount()) return false;
-  open(state.fn, f, false, true);
-  return true;
+  const to = stepFrom(state, delta);
+  if (to) open(to.fn, to.frame, false, true);
+  return Boolean(to);
 }
 
 function jump(n) {
-  if (state.series) {
-    if (n >= state.series.first && n <= state.series.last) open(seriesName(n), 1, false, true);
-  } else if (n >= 1 && n <= frameCount()) {
-    open(state.fn, n, false, true);
-  }
+  const to = frameAt(state, n);
+  if (to) open(to.fn, to.frame, false, true);
 }
 
 let generation = 0;
@@ -76,14 +70,15 @@ async function open(fn, frame, fromBrowser = false, stepping = false) {
   if (follow.active) follow.stop(); // the user chose a frame: stop jumping to the newest
   const mine = ++generation;
   const early = stepping && viewer.startTiles(viewParams(fn, frame));
-  const size = viewer.overviewSize(); // the view's level (a series keeps its frames' size)
+  const params = {...viewParams(fn, frame), ...viewer.overviewSize()}; // a series keeps its size
+  counts.keepOnly(overviewParams(), overviewParams(fn, frame));
   telemetry.lastAction = telemetry.lastAction ?? "open";
   clearError();
   const dir = fn.includes("/") ? fn.slice(0, fn.lastIndexOf("/")) : "";
   if (!fromBrowser && browser.dir !== dir) await browser.load(dir);
   let reply;
   try {
-    reply = await getImage("image", {...viewParams(fn, frame), ...size});
+    reply = await getImage("image", params);
   } catch (err) {
     if (mine === generation) showError(err);
     return;
@@ -107,15 +102,21 @@ async function display(reply, fn, frame, early, pushed = false) {
   // the main thread the decoded picture waits for)
   const shown = viewer.show(width, height, reply, viewParams(fn, frame), early, !pushed);
   drawOverlay();
-  byId("title").textContent = frameCount() > 1 ? `${fn} #${frame}` : fn;
+  byId("title").textContent = frameCount(state) > 1 ? `${fn} #${frame}` : fn;
   await shown.catch(showError);
   if (mine !== generation) return;
   browser.mark(fn);
   writeHash(state);
-  showLevels();
+  showLevels(state);
   showHeader(reply.meta);
   showTimings(reply.job.timings_ms);
-  showRange();
+  showRange(state);
+  if (!pushed) afterShown();
+}
+
+// In the background once a frame is on screen: its counts.
+function afterShown() {
+  counts.fetch(overviewParams());
 }
 
 // Following: the pushed JPEG replaces the image (the previous frame's tiles go); the picture at
@@ -136,11 +137,11 @@ const follow = new Follow({
     const s = state.series;
     if (s && s.number > s.last) {
       s.last = s.number;
-      showRange();
+      showRange(state);
     }
     return s ? s.number : frame;
   },
-  onQuiet: () => viewer.refresh(viewParams()).catch(showError),
+  onQuiet: () => viewer.refresh(viewParams()).then((r) => r && counts.fetch(overviewParams())).catch(showError),
   onError: showError,
 });
 
@@ -165,67 +166,42 @@ function viewParams(fn = state.fn, frame = state.frame) {
   };
 }
 
-// New levels, scale or colour map: the overview (and tiles, if zoomed in) again.
-function redraw() {
-  const drawn = viewer.refresh(viewParams());
-  writeHash(state); // after the request left: chromium fetches the favicon again on a new URL
-  drawn.catch(showError);
+function overviewParams(fn = state.fn, frame = state.frame) {
+  return {...viewParams(fn, frame), ...viewer.overviewSize()};
 }
 
-// Sliders show the levels in use; the range follows the frame (up to a few times the automatic black level).
-function showLevels() {
-  const black = Math.max(1, Math.round(state.levels.black ?? 1));
-  const white = Math.max(0, Math.round(state.levels.white ?? 0));
-  const top = Math.max(10, Math.round(4 * black), Number(state.meta.max) > 0 ? Math.min(Number(state.meta.max), 8 * black) : 0);
-  const c = byId("contrast");
-  const w = byId("white");
-  c.max = String(top);
-  w.max = String(top);
-  c.value = String(black);
-  w.value = String(white);
-  byId("contrast-value").textContent = `${black}${state.contrast === null ? " (auto)" : ""}`;
-  byId("white-value").textContent = `${white}${state.wval === null ? " (auto)" : ""}`;
+// New levels, scale or colour map. Explicit levels with the overview's counts held: painted in
+// the page at once (tiles, if zoomed in, from the server); else the overview is asked for again.
+function redraw() {
+  const held = state.contrast !== null ? counts.get(overviewParams()) : null;
+  if (held) {
+    telemetry.pageMapped += 1;
+    const {contrast, wval, scale, colormap} = state;
+    viewer.paintCounts(held, (rgba) => mapCounts(held, contrast, wval, scale, colormap, rgba), viewParams());
+  } else {
+    telemetry.fallbacks += 1; // automatic levels, or the counts are not here yet
+    viewer.refresh(viewParams()).catch(showError);
+  }
+  writeHash(state); // after the request left: chromium fetches the favicon again on a new URL
 }
 
 function changeLevels() {
   if (!state.fn) return;
-  const contrast = Number(byId("contrast").value);
-  const wval = Math.min(Number(byId("white").value), contrast - 1);
+  const {contrast, wval} = readSliders();
   if (contrast === state.contrast && wval === state.wval) return; // a repeated event: no request
   telemetry.lastAction = "contrast";
   state.contrast = contrast;
   state.wval = wval;
   state.levels = {black: state.contrast, white: state.wval};
-  showLevels();
+  showLevels(state);
   redraw();
   if (follow.active) follow.start(); // newer frames with these levels
 }
 
 function changeLook() {
   telemetry.lastAction = "look";
-  state.scale = byId("scale").value;
-  state.colormap = byId("colormap").value;
+  Object.assign(state, readLook());
   if (state.fn) redraw();
-}
-
-function showLook() {
-  byId("scale").value = state.scale;
-  byId("colormap").value = state.colormap;
-}
-
-function showRange() {
-  const jumpBox = byId("jump");
-  if (state.series) {
-    jumpBox.min = String(state.series.first);
-    jumpBox.max = String(state.series.last);
-    jumpBox.value = String(state.series.number);
-    byId("range").textContent = `${state.series.first}–${state.series.last}`;
-  } else {
-    jumpBox.min = "1";
-    jumpBox.max = String(frameCount());
-    jumpBox.value = String(state.frame);
-    byId("range").textContent = `1–${frameCount()}`;
-  }
 }
 
 function drawOverlay() {
@@ -278,7 +254,7 @@ function start() {
   state.wval = h.wval;
   state.scale = h.scale;
   state.colormap = h.colormap;
-  showLook();
+  showLook(state);
   if (h.fn && (h.fn !== state.fn || h.frame !== state.frame)) open(h.fn, h.frame);
   else if (!h.fn) (link ? showLink(link, browser, open) : browser.load(""));
 }

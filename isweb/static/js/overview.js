@@ -1,6 +1,7 @@
-// The overview: the whole frame as one JPEG at the pyramid level that fits the view. Up to
-// that zoom it is the picture itself, so a contrast change or a next frame costs one request
-// instead of one per 256 px tile; zoomed in further, deep-zoom tiles are drawn over it.
+// The overview: the whole frame at the pyramid level that fits the view, first as the server's
+// JPEG, then (explicit levels) painted in the page from the same reduction's counts on a canvas
+// (mapping.js), so a contrast change costs no request. Up to that zoom it is the picture
+// itself; zoomed in further, deep-zoom tiles are drawn over it.
 
 import * as L from "/vendor/leaflet/leaflet-src.esm.js";
 import {getImage} from "./api.js";
@@ -19,6 +20,17 @@ export function fitLevel(width, height, viewW, viewH) {
 export function levelSize(width, height, level) {
   return {xsize: Math.ceil(width / 2 ** level), ysize: Math.ceil(height / 2 ** level)};
 }
+
+// An image overlay whose picture is a canvas the page painted (Leaflet's takes <img> only).
+const CanvasOverlay = L.ImageOverlay.extend({
+  _initImage() {
+    const canvas = (this._image = this._url);
+    L.DomUtil.addClass(canvas, "leaflet-image-layer");
+    if (this._zoomAnimated) L.DomUtil.addClass(canvas, "leaflet-zoom-animated");
+    canvas.onselectstart = L.Util.falseFn;
+    canvas.onmousemove = L.Util.falseFn;
+  },
+});
 
 export class Overview {
   constructor(map) {
@@ -59,12 +71,43 @@ export class Overview {
       URL.revokeObjectURL(img.src);
       return false;
     }
+    this.swap(L.imageOverlay(img, bounds, {pane: "overview"}));
+    return true;
+  }
+
+  swap(layer) {
     const previous = this.layer;
-    this.layer = L.imageOverlay(img, bounds, {pane: "overview"}).addTo(this.map);
-    if (previous) {
-      URL.revokeObjectURL(previous.getElement().src);
+    this.layer = layer.addTo(this.map);
+    if (previous && previous !== layer) {
+      const element = previous.getElement();
+      if (element instanceof HTMLImageElement) URL.revokeObjectURL(element.src);
       previous.remove();
     }
-    return true;
+  }
+
+  // Paint `counts` in the page: `draw(rgba)` fills the pixels; a request in flight loses.
+  paint(counts, draw, bounds) {
+    this.supersede();
+    this.placed += 1;
+    const {width, height} = counts;
+    let canvas = this.canvas;
+    if (!canvas || canvas.width !== width || canvas.height !== height) {
+      canvas = this.canvas = document.createElement("canvas");
+      canvas.width = width;
+      canvas.height = height;
+      this.pixels = null;
+    }
+    const g = canvas.getContext("2d", {willReadFrequently: true}); // read back by the tests
+    this.pixels = this.pixels ?? g.createImageData(width, height);
+    draw(this.pixels.data);
+    g.putImageData(this.pixels, 0, 0);
+    if (this.layer?.getElement() !== canvas) this.swap(new CanvasOverlay(canvas, bounds, {pane: "overview"}));
+    else this.layer.setBounds(bounds);
+    this.decoded = null;
+  }
+
+  // The canvas on screen, if the overview is painted in the page (for the tests).
+  get painted() {
+    return this.layer?.getElement() === this.canvas ? this.canvas : null;
   }
 }

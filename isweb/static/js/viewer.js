@@ -133,6 +133,15 @@ export class Viewer {
     return reply;
   }
 
+  // New levels or look painted in the page from the overview's counts (mapping.js), no request;
+  // the tiles (drawn only when zoomed in) are asked for with them.
+  paintCounts(counts, draw, params) {
+    const started = performance.now();
+    this.overview.paint(counts, draw, this.bounds());
+    this.setTiles(params);
+    if (!this.tilesActive()) this.onPainted(performance.now() - started, "page");
+  }
+
   overviewPainted() {
     if (!this.tilesActive()) this.onPainted(performance.now() - this.started);
   }

@@ -1,0 +1,113 @@
+// The page's own stage 2: counts of the overview (the `counts` job, worker/counts.py) mapped to
+// colours exactly as the worker maps them (worker/render.py, worker/colormaps.py) for explicit
+// levels, through the tables the server serves (/api/looks, pyis_common/colortables.py). Every
+// step is done in float32 (Math.fround) in numpy's order, so the pixels equal the worker's.
+
+import {ApiError} from "./api.js";
+
+const f = Math.fround;
+let looks = null; // {steps, cLook: "linear/inverted", red, masked, tables: {"scale/map": Uint8Array}}
+
+function bytesOf(base64) {
+  const text = atob(base64);
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+export async function loadLooks() {
+  if (looks) return looks;
+  const response = await fetch("/api/looks", {credentials: "same-origin"});
+  if (!response.ok) throw new ApiError(response.status, "internal", "the colour tables did not load");
+  const body = await response.json();
+  const tables = {};
+  for (const [name, text] of Object.entries(body.tables)) tables[name] = bytesOf(text);
+  looks = {steps: body.steps, cLook: body.c_look.join("/"), red: body.red, masked: body.masked, tables};
+  return looks;
+}
+
+// The levels render.levels() draws explicit ones with: white >= 0, black >= white + 1.
+export function explicitLevels(contrast, wval) {
+  const white = Math.max(0, wval);
+  return {white, black: Math.max(contrast, white + 1)};
+}
+
+// The C server's grey ramp (render.grey): 255 - (v - white) * 255 / (black - white), truncated.
+function greyRamp(counts, white, black, out) {
+  const {values, valid} = counts;
+  const w = f(white);
+  const k = f(-255 / (black - white));
+  for (let i = 0, o = 0; i < values.length; i++, o += 4) {
+    let v = 255;
+    if (valid[i >> 3] & (1 << (i & 7))) {
+      let level = f(f(values[i] - w) * k);
+      level = f(level + 255);
+      v = level <= 0 ? 0 : level >= 255 ? 255 : Math.trunc(level);
+    }
+    out[o] = out[o + 1] = out[o + 2] = v;
+    out[o + 3] = 255;
+  }
+}
+
+// colormaps.index + apply: the table index of each count, then the table's colour.
+function throughTable(counts, white, black, lut, out) {
+  const {values, valid} = counts;
+  const steps = f(looks.steps - 1);
+  let perCount = f(f(black) - f(white));
+  perCount = Math.max(perCount, f(1e-12));
+  perCount = f(f(steps * f(1 + 2 ** -20)) / perCount);
+  const w = f(white);
+  const [mr, mg, mb] = looks.masked;
+  for (let i = 0, o = 0; i < values.length; i++, o += 4) {
+    if (valid[i >> 3] & (1 << (i & 7))) {
+      let t = f(f(values[i] - w) * perCount);
+      t = t <= 0 ? 0 : t >= steps ? steps : t;
+      const j = 3 * Math.trunc(t);
+      out[o] = lut[j];
+      out[o + 1] = lut[j + 1];
+      out[o + 2] = lut[j + 2];
+    } else {
+      out[o] = mr;
+      out[o + 1] = mg;
+      out[o + 2] = mb;
+    }
+    out[o + 3] = 255;
+  }
+}
+
+// RGBA pixels of `counts` for explicit levels, scale and colour map; saturated pixels red.
+export function mapCounts(counts, contrast, wval, scale, colormap, out) {
+  const {white, black} = explicitLevels(contrast, wval);
+  const look = `${scale}/${colormap}`;
+  if (look === looks.cLook) greyRamp(counts, white, black, out);
+  else throughTable(counts, white, black, looks.tables[look], out);
+  if (counts.red) {
+    const [r, g, b] = looks.red;
+    const bits = counts.red;
+    for (let i = 0; i < counts.values.length; i++) {
+      if (bits[i >> 3] & (1 << (i & 7))) {
+        out[4 * i] = r;
+        out[4 * i + 1] = g;
+        out[4 * i + 2] = b;
+      }
+    }
+  }
+  return out;
+}
+
+const ARRAYS = {u1: Uint8Array, u2: Uint16Array, f4: Float32Array};
+
+// The `counts` payload (worker/counts.py): values, then the valid bits, then the red bits.
+export function decodeCounts(buffer, layout) {
+  const {dtype, width, height, red} = layout;
+  const n = width * height;
+  const Kind = ARRAYS[dtype];
+  const bits = Math.ceil(n / 8);
+  const size = n * Kind.BYTES_PER_ELEMENT;
+  if (!Kind || buffer.byteLength !== size + bits * (red ? 2 : 1)) {
+    throw new ApiError(502, "internal", "the counts reply does not match its layout");
+  }
+  const values = Float32Array.from(new Kind(buffer, 0, n)); // the float32 the worker maps
+  const valid = new Uint8Array(buffer, size, bits);
+  return {width, height, values, valid, red: red ? new Uint8Array(buffer, size + bits, bits) : null};
+}

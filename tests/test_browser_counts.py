@@ -1,0 +1,146 @@
+"""Contrast in the page: with the overview's counts held (the ``counts`` job), a new contrast,
+white level, scale or colour map is painted by the page itself, with no request, and its pixels
+are the worker's own 8-bit map of the same ``jpeg`` request, pixel for pixel (every map is
+float32 arithmetic in numpy's order plus a table lookup, both exact in JavaScript), in Debian's
+chromium (Playwright) on the real stack. Covered: float32 counts (a Pilatus CBF above 65535,
+with its module gaps masked), one-byte counts, two-byte counts with saturated (red) and
+masked pixels; the C formula of linear/inverted and the tables of the other looks."""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support import browser as chrome
+from tests.support.countsite import GAP, SHAPE, SYNTHETIC, server_rgb, write_synthetic
+from tests.support.website import SECRET, web_site
+
+CASES = [  # contrast (black), wval (white), scale, colour map
+    (40, 0, "linear", "inverted"),
+    (200, 10, "sqrt", "grey"),
+    (900, 5, "log", "viridis"),
+    (7, 3, "linear", "viridis"),
+    (33.5, 2.25, "log", "inverted"),
+]
+FILES = [  # and what each covers
+    ("series/thau_0001.cbf", "f4"),  # int32 above 65535: float32 counts; gaps masked
+    ("odd/l-cyst_0001.cbf", "u1"),
+    (SYNTHETIC, "u2"),  # saturated pixels (red) and a masked strip
+]
+
+
+@pytest.fixture(scope="module")
+def site(testdata: Path):
+    chrome.require_chromium()
+    with web_site(testdata) as s:
+        write_synthetic(s.data)
+        (s.data / "odd" / "l-cyst_0001.cbf").write_bytes((s.data / "odd" / SECRET).read_bytes())
+        (s.data / "odd" / "l-cyst_0001.cbf").chmod(0o644)
+        yield s
+
+
+@pytest.fixture(scope="module")
+def page(site, tmp_path_factory):
+    shots = tmp_path_factory.mktemp("screens")
+    with chrome.browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 900})
+        page.errors, page.shots = [], shots
+        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
+        page.goto(site.login_url())
+        page.wait_for_selector("#entries li button")
+        yield page
+
+
+def show(page, fn: str) -> None:
+    before = chrome.paints(page)
+    page.evaluate(f"() => {{ location.hash = 'fn=' + encodeURIComponent({fn!r}) + '&frame=1'; }}")
+    chrome.wait_painted(page, before, f"{fn} painted")
+    chrome.wait_until(
+        page, lambda: page.evaluate("() => window.pyisViewer.countsReady()"), "counts"
+    )
+
+
+def change(page, contrast: float, wval: float, scale: str, colormap: str) -> dict:
+    """Set the levels and the look as the controls do; the paint that followed."""
+    before = chrome.paints(page)
+    page.evaluate("() => performance.clearResourceTimings()")
+    page.evaluate(
+        f"""() => {{
+          const c = document.getElementById('contrast'), w = document.getElementById('white');
+          c.max = w.max = '1000000'; c.step = w.step = 'any';
+          c.value = '{contrast}'; w.value = '{wval}';
+          c.dispatchEvent(new Event('change'));
+          document.getElementById('scale').value = '{scale}';
+          document.getElementById('colormap').value = '{colormap}';
+          document.getElementById('colormap').dispatchEvent(new Event('change'));
+        }}"""
+    )
+    chrome.wait_painted(page, before + 1, "the new look painted")
+    return page.evaluate("() => window.pyisViewer.paints.at(-1)")
+
+
+def canvas_rgb(page) -> np.ndarray:
+    got = page.evaluate("() => window.pyisViewer.overviewPixels()")
+    assert got is not None, "the overview is not painted in the page"
+    rgba = np.frombuffer(base64.b64decode(got["rgba"]), np.uint8)
+    rgba = rgba.reshape(got["height"], got["width"], 4)
+    assert (rgba[:, :, 3] == 255).all()
+    return rgba[:, :, :3]
+
+
+def api_calls(page, fn: str | None = None) -> list[str]:
+    """The image and counts calls since the last clear (of ``fn``: not the frame ahead)."""
+    calls = page.evaluate(
+        "() => performance.getEntriesByType('resource').map((e) => e.name)"
+        ".filter((n) => n.includes('/api/image') || n.includes('/api/counts'))"
+    )
+    return [c for c in calls if fn is None or f"fn={urllib.parse.quote(fn, safe='')}&" in c]
+
+
+@pytest.mark.parametrize(("fn", "dtype"), FILES)
+def test_the_page_maps_counts_as_the_server_does(page, site, fn, dtype):
+    show(page, fn)
+    for i, (contrast, wval, scale, colormap) in enumerate(CASES):
+        paint = change(page, contrast, wval, scale, colormap)
+        assert paint["how"] == "page" and api_calls(page, fn) == []  # no request for it
+        shown = canvas_rgb(page)
+        fields = {"contrast": contrast, "wval": wval, "scale": scale, "colormap": colormap}
+        expect = server_rgb(site.data, fn, (shown.shape[1], shown.shape[0]), fields)
+        differ = np.argwhere((shown != expect).any(axis=2))
+        assert differ.size == 0, f"{len(differ)} pixels differ, first at {differ[:3].tolist()}"
+        if i == 0:
+            page.locator("#map").screenshot(path=str(page.shots / f"{dtype}-page.png"))
+    if dtype == "u2":  # the saturated pixels are red, the masked strip white
+        assert (shown == (255, 0, 0)).all(axis=2).any()
+        gap = (GAP.start + GAP.stop) // 2 * shown.shape[0] // SHAPE[0]
+        assert (shown[gap] == 255).all()
+
+
+def test_automatic_levels_are_the_servers(page):
+    """The Automatic button: the server's JPEG with its per-pixel levels, not the page's map."""
+    show(page, "series/thau_0001.cbf")
+    change(page, 40, 0, "linear", "inverted")
+    before = chrome.paints(page)
+    page.evaluate("() => performance.clearResourceTimings()")
+    page.click("#auto")
+    chrome.wait_painted(page, before, "the automatic levels painted")
+    assert page.evaluate("() => window.pyisViewer.overviewPixels()") is None  # a JPEG again
+    assert any("/api/image" in c and "contrast=" not in c for c in api_calls(page))
+    before = chrome.paints(page)
+    page.select_option("#colormap", "viridis")  # automatic levels: drawn by the server
+    chrome.wait_painted(page, before, "viridis with automatic levels")
+    assert page.evaluate("() => window.pyisViewer.paints.at(-1).how") == "server"
+    page.select_option("#colormap", "inverted")
+
+
+def test_counts_the_session_may_not_read_are_refused_in_the_page(page):
+    page.evaluate(f"() => window.pyisViewer.loadCounts('odd/{SECRET}')")
+    message = page.locator("#message")
+    message.wait_for(state="visible")
+    assert message.inner_text() == f"forbidden: permission denied: odd/{SECRET}"
+    assert [e for e in page.errors if "status of 403" not in e] == []
