@@ -10,16 +10,19 @@ import {readLook, readSliders, showLevels, showLook} from "./levels.js";
 import {adoptLink, showLink} from "./link.js";
 import {mapCounts} from "./mapping.js";
 import {cursor, showHeader, showRings, showTimings} from "./panels.js";
+import {Prefetch} from "./prefetch.js";
 import {frameAt, frameCount, showRange, stepFrom} from "./series.js";
 import {Viewer} from "./viewer.js";
 
 const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
+const REAHEAD_MS = 300; // new levels: the frame ahead is asked for again once the slider rests
+let reahead = null;
 const state = {
   fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null,
   scale: "linear", colormap: "inverted",
 };
 // read by the browser tests and bench/web.py: each paint, and how changes were drawn
-const telemetry = {paints: [], lastAction: null, pageMapped: 0, fallbacks: 0};
+const telemetry = {paints: [], lastAction: null, pageMapped: 0, fallbacks: 0, prefetched: 0};
 window.pyisViewer = telemetry;
 
 const viewer = new Viewer(byId("map"), {
@@ -32,6 +35,7 @@ const viewer = new Viewer(byId("map"), {
   onError: showError,
 });
 const counts = new CountsStore(showError);
+const prefetch = new Prefetch(counts);
 telemetry.view = () => ({zoom: viewer.map.getZoom(), native: viewer.native});
 telemetry.toPage = (x, y) => viewer.toPage(x, y);
 telemetry.zoomTo = (x, y, zoom) => {
@@ -68,17 +72,20 @@ let generation = 0;
 // request (their levels are the explicit ones, or the server's automatic rule for this frame).
 async function open(fn, frame, fromBrowser = false, stepping = false) {
   if (follow.active) follow.stop(); // the user chose a frame: stop jumping to the newest
+  clearTimeout(reahead);
   const mine = ++generation;
   const early = stepping && viewer.startTiles(viewParams(fn, frame));
   const params = {...viewParams(fn, frame), ...viewer.overviewSize()}; // a series keeps its size
+  const ahead = prefetch.take(params); // the frame ahead, or a jump: cancelled
   counts.keepOnly(overviewParams(), overviewParams(fn, frame));
   telemetry.lastAction = telemetry.lastAction ?? "open";
   clearError();
   const dir = fn.includes("/") ? fn.slice(0, fn.lastIndexOf("/")) : "";
   if (!fromBrowser && browser.dir !== dir) await browser.load(dir);
-  let reply;
+  let reply = ahead && (await ahead);
+  if (reply) telemetry.prefetched += 1;
   try {
-    reply = await getImage("image", params);
+    reply = reply || (await getImage("image", params));
   } catch (err) {
     if (mine === generation) showError(err);
     return;
@@ -114,9 +121,12 @@ async function display(reply, fn, frame, early, pushed = false) {
   if (!pushed) afterShown();
 }
 
-// In the background once a frame is on screen: its counts.
+// In the background once a frame is on screen: its counts, then the next frame and its counts.
 function afterShown() {
   counts.fetch(overviewParams());
+  const next = stepFrom(state, 1);
+  if (next) prefetch.start({...viewParams(next.fn, next.frame), ...viewer.overviewSize()});
+  else prefetch.cancel();
 }
 
 // Following: the pushed JPEG replaces the image (the previous frame's tiles go); the picture at
@@ -132,6 +142,7 @@ const follow = new Follow({
   params: () => ({xsize: FOLLOW_PX, esaf: state.esaf ?? undefined, contrast: state.contrast ?? undefined, wval: state.wval ?? undefined}),
   onFrame: (reply, fn, frame) => {
     ++generation; // an open still in flight is older than this frame
+    prefetch.cancel();
     viewer.tiles?.remove();
     display(reply, fn, frame, true, true);
     const s = state.series;
@@ -183,6 +194,8 @@ function redraw() {
     viewer.refresh(viewParams()).catch(showError);
   }
   writeHash(state); // after the request left: chromium fetches the favicon again on a new URL
+  clearTimeout(reahead);
+  if (prefetch.params) reahead = setTimeout(afterShown, REAHEAD_MS); // the frame ahead, redrawn
 }
 
 function changeLevels() {
