@@ -95,7 +95,10 @@ CALLS: dict[str, tuple[str, frozenset[str]]] = {  # /api/<name> -> (job type, pa
     "tile": ("tile", frozenset({*IMAGE, "level", "col", "row"})),
     "pixels": ("pixels", frozenset({"fn", "esaf", "frame", "x", "y", "size"})),
     "counts": ("counts", frozenset({*IMAGE, "xsize", "ysize"})),  # the overview's numbers
-    "follow": ("newest", frozenset({"fn", "esaf", "xsize", "contrast", "wval"})),  # isweb/follow
+    "follow": (  # isweb/follow
+        "newest",
+        frozenset({"fn", "esaf", "xsize", "contrast", "wval", "scale", "colormap"}),
+    ),
 }
 
 

@@ -5,11 +5,14 @@ their number and age, and a folder the session may not read is refused in the pa
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.support import browser as chrome
 from tests.support.detector import write_frame
@@ -34,6 +37,8 @@ def page(site):
         page = b.new_page(viewport={"width": 1200, "height": 800})
         page.errors, page.tiles = [], []
         page.on("request", lambda r: page.tiles.append(r.url) if VIEW.search(r.url) else None)
+        page.follows = []
+        page.on("request", lambda r: page.follows.append(r.url) if "/api/follow" in r.url else None)
         page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
         page.goto(site.login_url())
@@ -80,6 +85,27 @@ def test_following_a_series_shows_each_new_frame_with_its_number_and_age(page, s
 
     page.locator("#follow").uncheck()
     assert page.inner_text("#follow-status") == ""
+    assert page.errors == []
+
+
+def test_followed_frames_keep_the_chosen_scale_and_colour_map(page, site, testdata):
+    before = chrome.paints(page)
+    page.locator("#entries button", has_text="series").first.click()
+    page.locator("#entries button", has_text="thau_####.cbf").first.click()
+    chrome.wait_painted(page, before, "the first frame painted")
+    page.select_option("#scale", "sqrt")
+    page.select_option("#colormap", "viridis")
+    waiting = parked(site)
+    page.locator("#follow").check()
+    wait_for(lambda: parked(site) > waiting, "the viewer's long-poll parked at the worker")
+    assert page.follows and "scale=sqrt" in page.follows[-1], page.follows
+    assert "colormap=viridis" in page.follows[-1]
+    write_frame(testdata / "cbf/run2_1_00148.cbf", site.data / "series/thau_0009.cbf", rename=True)
+    shown(page, "series/thau_0009.cbf")
+    picture = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB"))
+    centre = picture[200:500, 200:500].astype(int)
+    assert np.abs(centre[:, :, 0] - centre[:, :, 2]).mean() > 20  # viridis: not a grey ramp
+    page.locator("#follow").uncheck()
     assert page.errors == []
 
 

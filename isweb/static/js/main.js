@@ -138,8 +138,10 @@ const follow = new Follow({
     if (state.fn && /_master\.h5$/.test(state.fn)) return state.fn;
     return browser.dir || null;
   },
-  // explicit levels only: the follow call takes no scale or colour map
-  params: () => ({xsize: FOLLOW_PX, esaf: state.esaf ?? undefined, contrast: state.contrast ?? undefined, wval: state.wval ?? undefined}),
+  params: () => {
+    const p = viewParams();
+    return {xsize: FOLLOW_PX, esaf: p.esaf, contrast: p.contrast, wval: p.wval, scale: p.scale, colormap: p.colormap};
+  },
   onFrame: (reply, fn, frame) => {
     ++generation; // an open still in flight is older than this frame
     prefetch.cancel();
@@ -215,6 +217,7 @@ function changeLook() {
   telemetry.lastAction = "look";
   Object.assign(state, readLook());
   if (state.fn) redraw();
+  if (follow.active) follow.start(); // newer frames in this look
 }
 
 function drawOverlay() {
