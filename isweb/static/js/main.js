@@ -1,6 +1,6 @@
 // The viewer's state and controls; the URL hash (deeplink.js) never holds the session.
 
-import {getImage} from "./api.js";
+import {getImage, url} from "./api.js";
 import {Browser} from "./browser.js";
 import {CountsStore} from "./counts.js";
 import {LOOKS, readHash, writeHash} from "./deeplink.js";
@@ -45,6 +45,10 @@ telemetry.zoomTo = (x, y, zoom) => {
 // the overview's counts: whether they are held, and a fetch of them for a frame (tests)
 telemetry.countsReady = () => Boolean(state.fn && counts.get(overviewParams()));
 telemetry.loadCounts = (fn, frame = 1) => counts.fetch(overviewParams(fn, frame));
+// the overview call a change would make without counts, and whether the frame ahead arrived
+telemetry.overviewUrl = () => url("image", overviewParams());
+telemetry.aheadReady = () => Boolean(prefetch.params && counts.get(prefetch.params));
+telemetry.idle = () => telemetry.countsReady() && !reahead && (!prefetch.params || telemetry.aheadReady());
 telemetry.overviewPixels = () => {
   const canvas = viewer.overview.painted;
   if (!canvas) return null;
@@ -73,6 +77,7 @@ let generation = 0;
 async function open(fn, frame, fromBrowser = false, stepping = false) {
   if (follow.active) follow.stop(); // the user chose a frame: stop jumping to the newest
   clearTimeout(reahead);
+  reahead = null;
   const mine = ++generation;
   const early = stepping && viewer.startTiles(viewParams(fn, frame));
   const params = {...viewParams(fn, frame), ...viewer.overviewSize()}; // a series keeps its size
@@ -197,7 +202,9 @@ function redraw() {
   }
   writeHash(state); // after the request left: chromium fetches the favicon again on a new URL
   clearTimeout(reahead);
-  if (prefetch.params) reahead = setTimeout(afterShown, REAHEAD_MS); // the frame ahead, redrawn
+  reahead = null;
+  if (!prefetch.params) return;
+  reahead = setTimeout(() => { reahead = null; afterShown(); }, REAHEAD_MS); // the frame ahead, redrawn
 }
 
 function changeLevels() {
