@@ -55,6 +55,7 @@ class Plan:
     starts: np.ndarray = field(default_factory=lambda: NO_PIXELS)  # down: each box's first
     span: int = 1  # down: the largest power of two <= the narrowest box
     ends: np.ndarray | None = None  # down: start of each box's last span, None if all == span
+    runs: tuple[Run, ...] = ()  # down, rows: the boxes grouped, when not floor(i * src / dst)
 
 
 def _boxes(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +85,13 @@ def _runs(src: int, dst: int) -> tuple[Run, ...]:
     1..MAX_CLASSES. Box edges floor(i*src/dst) repeat almost exactly every m boxes when m*src/dst
     is nearly whole, so a stride m > 1 cuts the ufunc calls 3-6x against runs of adjacent boxes.
     """
-    starts, widths = _boxes(src, dst)
     if src % dst == 0:  # equal boxes (a pyramid level's blocks): one run, nothing to search
         return ((0, 1, dst, 0, src // dst, src // dst),)
+    return grouped(*_boxes(src, dst))
+
+
+def grouped(starts: np.ndarray, widths: np.ndarray) -> tuple[Run, ...]:
+    """Boxes (first pixel, height) that partition the rows, grouped into the fewest runs."""
     best: list[Run] = []
     for every in range(1, min(MAX_CLASSES, starts.size) + 1):
         runs = [r for first in range(every) for r in _class_runs(starts, widths, first, every)]
@@ -140,7 +145,7 @@ def window(
     return slice(y0, y0 + win_h), slice(x0, x0 + win_w)
 
 
-def _rows(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
+def pool_rows(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
     """Reduce axis 0, one strided view per run: (count, height, width) with whole contiguous
     rows innermost, so each call is a vectorised max over long rows. The view never leaves x:
     its last row is the last row of the run's last box.
@@ -151,7 +156,7 @@ def _rows(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
         return np.take(x, p.index, axis=0)
     out = np.empty((p.dst, x.shape[1]), x.dtype)
     row, col = x.strides
-    for first, every, count, start, step, tall in _runs(x.shape[0], p.dst):
+    for first, every, count, start, step, tall in p.runs or _runs(x.shape[0], p.dst):
         view = as_strided(
             x[start:], (count, tall, x.shape[1]), (step * row, row, col), writeable=False
         )
@@ -165,7 +170,7 @@ def _rows(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
     return out
 
 
-def _cols(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
+def pool_cols(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
     """Reduce axis 1 with a sparse table: after k shifted maxima, entry r holds the max of pixels
     r..r+2^k-1, so a box of width w at s is max(T[s], T[s+w-2^k]) for 2^k <= w < 2^(k+1).
     Built on the flat block (long inner loops); a window that would cross a row end is never
@@ -197,7 +202,7 @@ def _cols(x: np.ndarray, p: Plan, op: np.ufunc) -> np.ndarray:
 
 def pool(x: np.ndarray, rows: Plan, cols: Plan, op: np.ufunc) -> np.ndarray:
     """Rows first: they are contiguous and cut the data by the row factor before columns."""
-    return _cols(_rows(x, rows, op), cols, op)
+    return pool_cols(pool_rows(x, rows, op), cols, op)
 
 
 def saturation_level(frame: Frame) -> float:
