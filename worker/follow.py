@@ -3,9 +3,10 @@
 One inotify instance per worker and one watch per followed directory, shared by every viewer
 of it (``watches`` in the worker's counters); one thread reads the events. A waiting request
 holds no job thread: it is a :class:`Waiter` until a frame completes or its wait passes. Then
-the newest frame is rendered once per distinct set of rendering fields (the pipeline's caches
-make a repeat a lookup) and every waiter of that set is answered; frames that completed in
-between are skipped. Nothing new within the wait is a success reply whose job says
+the newest frame is rendered once per distinct set of rendering fields (by the leanest path:
+worker/followlean.py; the newest rendering is kept, so a poll that comes after it is answered
+at once) and every waiter of that set is answered; frames that completed in between are
+skipped. Nothing new within the wait is a success reply whose job says
 ``"newest": null`` and carries no JPEG.
 
 A frame is offered only once complete (worker/followed.py). A read that still finds it short
@@ -20,19 +21,17 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
 from inotify_simple import INotify, flags
 
 from pyis_common.errors import Busy, NotFound, PyisError
-from pyis_common.request import Request, parse
+from pyis_common.request import parse
 from worker import followreply as reply
 from worker.followed import Frame, Target, target
-from worker.followrender import deliver, render_once
+from worker.followrender import Render, Renderer, deliver
 from worker.followstate import Done, Series, Waiter, answers, completed_frames, next_seq
-from worker.jobs import Result
 from worker.timings import Timings
 
 log = logging.getLogger("worker")
@@ -48,17 +47,18 @@ RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer
 
 
 class Follows:
-    """One per worker. ``render(req, clock)`` is the pipeline's jpeg job; ``pool`` runs it."""
+    """One per worker. ``render(req, clock)`` is a followed frame's jpeg job
+    (worker/followlean.py); ``pool`` runs it."""
 
-    def __init__(self, home: str, render: Callable[[Request, Timings], Result], pool: Executor):
+    def __init__(self, home: str, render: Render, pool: Executor):
         self.home = home
-        self.render = render
         self.pool = pool
         self.inotify: INotify | None = None  # made by the first follower: most workers never
         self.series: dict[tuple[Any, ...], Series] = {}
         self.lock = threading.Lock()
+        self.renderer = Renderer(render, self.lock)
         self.last_seq = 0
-        self.frames_seen = self.renders = self.prerenders = 0
+        self.frames_seen = 0
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def _started(self) -> INotify:
@@ -88,32 +88,32 @@ class Follows:
         except PyisError as exc:
             done(exc)
             return
+        waiter = Waiter(req, clock, done, 0.0, paths)
         with self.lock:
             if not series.rendering:  # a running loop keeps the rendering it started with
                 series.last_req, series.last_paths = req, paths
             series.used = time.monotonic()
-            newest = series.newest
-            stale = req.seq > time.monotonic_ns() // 1000  # not a number this host gave out
+            newest, seq = series.newest, series.seq
+            newer = newest is not None and (seq > req.seq or req.seq > time.monotonic_ns() // 1000)
+            # (a seq in the future is not a number this host gave out: start over)
+            ready = self.renderer.shown(series, waiter.key, seq) if newer else None
             looped = (
-                series.rendering
-                and req.wait_s > 0
-                and answers(
-                    Waiter(req, clock, done, 0.0, paths), self._loop_key(series), series.seq
-                )
+                series.rendering and req.wait_s > 0 and answers(waiter, self._loop_key(series), seq)
             )
-            if newest is not None and (series.seq > req.seq or stale) and not looped:
-                seq = series.seq
-            elif req.wait_s <= 0:
-                seq = 0
-            else:
-                deadline = time.monotonic() + req.wait_s
-                series.waiters.append(Waiter(req, clock, done, deadline, paths))
-                self._wake()
-                return
-        if seq and newest is not None:  # seq is set only with a newest frame
-            self.pool.submit(self._answer, newest, seq, [Waiter(req, clock, done, 0.0, paths)])
-        else:
+            if not newer or (looped and ready is None):
+                if req.wait_s <= 0:
+                    newest = None
+                else:  # a render loop will answer it, or the next frame will
+                    waiter.deadline = time.monotonic() + req.wait_s
+                    series.waiters.append(waiter)
+                    self._wake()
+                    return
+        if newest is None:
             done(reply.nothing_new())
+        elif ready is not None:  # the newest frame is rendered already: answered at once
+            deliver(newest, seq, [waiter], ready, Timings())
+        else:
+            self.pool.submit(self.renderer.answer, series, newest, seq, [waiter])
 
     def _series(self, tgt: Target) -> Series:
         with self.lock:
@@ -182,6 +182,7 @@ class Follows:
                     return  # a data file written to, but no frame more on disk
             self.frames_seen += 1
             series.newest, series.seq = frame, self._next_seq()
+            seq = series.seq
             key = self._loop_key(series)
             others = [w for w in series.waiters if w.key != key]
             series.waiters = [w for w in series.waiters if w not in others]
@@ -189,12 +190,12 @@ class Follows:
             start = key is not None and series.rendering < limit
             series.rendering += start
         if start and key is not None:  # start implies a key
-            self.pool.submit(self._render_loop, series, key)
+            self.pool.submit(self.renderer.loop, series, key)
         groups: dict[str, list[Waiter]] = {}
         for waiter in others:
             groups.setdefault(waiter.key, []).append(waiter)
         for group in groups.values():
-            self.pool.submit(self._answer, frame, series.seq, group)
+            self.pool.submit(self.renderer.answer, series, frame, seq, group)
 
     def _loop_key(self, series: Series) -> str | None:
         """Under ``self.lock``: the rendering the series' render loop makes, if a viewer
@@ -202,37 +203,6 @@ class Follows:
         if series.last_req is None or time.monotonic() - series.used >= PRERENDER_S:
             return None
         return reply.rendering_key(series.last_req, series.last_paths)
-
-    def _render_loop(self, series: Series, key: str) -> None:
-        """Render the newest frame as the last viewer asked, answer that viewer's waiting
-        polls, and go on while newer frames complete (the ones in between are skipped). A
-        viewer busy with the frame before finds the next one ready (a cache hit). At most
-        RENDERS_PER_SERIES loops run per series however fast the detector writes: a frame
-        that completes while one renders starts the next at once; each takes the newest frame
-        nobody renders, and a poll is answered by whichever newer frame is ready first."""
-        done_seq = 0
-        while True:
-            with self.lock:
-                frame, seq, req = series.newest, series.seq, series.last_req
-                paths = series.last_paths
-                pending = [w for w in series.waiters if answers(w, key, seq)]
-                taken = seq in series.in_render
-                if frame is None or req is None or taken or (seq == done_seq and not pending):
-                    series.rendering -= 1
-                    return
-                series.in_render.add(seq)
-            clock = Timings()
-            result = render_once(self.render, req, frame, paths, clock)
-            if isinstance(result, Result):
-                with self.lock:
-                    self.prerenders += 1
-            with self.lock:
-                series.in_render.discard(seq)
-                mine = [w for w in series.waiters if answers(w, key, seq)]
-                series.waiters = [w for w in series.waiters if w not in mine]
-            self._count_render(result, mine)
-            deliver(frame, seq, mine, result, clock)
-            done_seq = seq
 
     def _expire(self, now: float) -> None:
         """Waiters whose wait passed get "nothing new"; idle series lose their watch."""
@@ -265,25 +235,12 @@ class Follows:
         for waiter in waiters:
             waiter.done(why or reply.nothing_new())
 
-    # -- rendering (on the job pool) --------------------------------------------------------
-    def _answer(self, frame: Frame, seq: int, waiters: list[Waiter]) -> None:
-        """Render ``frame`` once for ``waiters`` (same rendering fields) and answer each."""
-        clock = Timings()
-        result = render_once(self.render, waiters[0].req, frame, waiters[0].paths, clock)
-        self._count_render(result, waiters)
-        deliver(frame, seq, waiters, result, clock)
-
-    def _count_render(self, result: Result | PyisError | None, waiters: list[Waiter]) -> None:
-        if isinstance(result, Result) and waiters:
-            with self.lock:
-                self.renders += 1
-
     def counters(self) -> dict[str, int]:
         with self.lock:
             return {
                 "watches": len({s.wd for s in self.series.values()}),
                 "followers": sum(len(s.waiters) for s in self.series.values()),
                 "follow_frames": self.frames_seen,
-                "follow_renders": self.renders,
-                "follow_prerenders": self.prerenders,
+                "follow_renders": self.renderer.renders,
+                "follow_prerenders": self.renderer.prerenders,
             }

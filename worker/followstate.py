@@ -45,6 +45,7 @@ class Series:
     last_paths: tuple[str, ...] | None = None  # and that viewer's path binding
     rendering: int = 0  # render loops running (worker/follow.py _render_loop)
     in_render: set[int] = field(default_factory=set)  # the seqs they render now
+    shown: tuple[int, str, Result] | None = None  # the newest rendered: seq, rendering, JPEG
 
 
 def next_seq(last: int) -> int:

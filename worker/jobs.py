@@ -112,6 +112,11 @@ class Pipeline:
         if sums.count(req) > 1:  # k frames added before reduction (worker/sums.py)
             return sums.jpeg(self, req, clock)
         stage1, key, tier = self.stage1(req, clock)
+        return self.picture(req, stage1, key, tier, clock)
+
+    def picture(self, req: Request, stage1: Stage1, key: Key, tier: str, clock: Timings) -> Result:
+        """Stage 2 of ``req`` from its stage 1: levels, colours and the JPEG, or the same
+        picture from the JPEG cache (a followed frame comes here too: worker/followlean.py)."""
         t0 = time.perf_counter()
         choice = levelrule.choose(
             req, stage1.level_stats, stage1.reduced.stats, stage1.meta.get("auto_levels"),
@@ -143,14 +148,14 @@ class Pipeline:
             return self._stage1(req, src, clock or Timings())
 
     def _stage1(self, req: Request, src: paths.Opened, clock: Timings) -> tuple[Stage1, Key, str]:
-        key = self._key(req, src)
+        key = self.key(req, src)
         cached = self.lru.get(key)
         if isinstance(cached, Stage1):
             return cached, key, "lru"
         (value, tier), led = self.flights.run(key, lambda: self._tiered(req, src, key, clock))
         return value, key, tier if led else "flight"
 
-    def _key(self, req: Request, src: paths.Opened) -> Key:
+    def key(self, req: Request, src: paths.Opened) -> Key:
         st = src.stat()
         return Key(
             self.esaf,
@@ -172,7 +177,7 @@ class Pipeline:
         read once across this worker's threads; its key; and where it came from. A caller
         that builds a level resizes the LRU entry (``lru.resize(key, pyramid.nbytes)``)."""
         with paths.resolve(self.home, req.fn) as src:
-            key = self._key(req, src)
+            key = self.key(req, src)
             fkey = key.frame_key
             cached = self.lru.get(fkey)
             if isinstance(cached, Pyramid):
@@ -201,10 +206,10 @@ class Pipeline:
                 pair, tier = tier2.produce(
                     key,
                     lambda: _pair(self._compute(req, src, key, clock)),
-                    cacheable=lambda: _unchanged(src, key),
+                    cacheable=lambda: unchanged(src, key),
                 )
                 stage1 = Stage1(*pair)
-        if tier != "file" or _unchanged(src, key):  # a file still being written is not cached
+        if tier != "file" or unchanged(src, key):  # a file still being written is not cached
             self.lru.put(key, stage1, stage1.nbytes)
         return stage1, tier
 
@@ -222,19 +227,23 @@ class Pipeline:
             stats = levels.compute(frame, reduce.saturation_level(frame))
             pyramid = Pyramid(frame, dict(frame.meta))
         pyramid.level_stats = stats
-        if _unchanged(src, key):  # a file still being written is not cached
+        if unchanged(src, key):  # a file still being written is not cached
             self.lru.put(fkey, pyramid, pyramid.nbytes)
-        with self._count_lock:
-            self.frames_read += 1
+        self.count(read=True, computed=False)
         return pyramid
 
     def _reduce(self, pyramid: Pyramid, req: Request, key: Key, clock: Timings) -> Stage1:
         with clock.step("reduce"):
             reduced = pyramid.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
         self.lru.resize(key.frame_key, pyramid.nbytes)  # it may have built a level
-        with self._count_lock:  # jobs run on several threads; += is not atomic
-            self.stage1_computed += 1
+        self.count()
         return Stage1(reduced, pyramid.meta | dict(reduced.stats), pyramid.level_stats)
+
+    def count(self, read: bool = False, computed: bool = True) -> None:
+        """A frame read, a stage 1 computed; jobs run on several threads (+= is not atomic)."""
+        with self._count_lock:
+            self.frames_read += read
+            self.stage1_computed += computed
 
     def counters(self) -> dict[str, int]:
         mine = {"stage1_computed": self.stage1_computed, "frames_read": self.frames_read}
@@ -261,7 +270,7 @@ def _pair(stage1: Stage1) -> tuple[reduce.Reduced, dict[str, Any], levels.LevelS
     return stage1.reduced, stage1.meta, stage1.level_stats
 
 
-def _unchanged(src: paths.Opened, key: Key) -> bool:
+def unchanged(src: paths.Opened, key: Key) -> bool:
     """The open file still has the size and mtime it had when the key was made."""
     try:
         st = src.stat()

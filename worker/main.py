@@ -20,7 +20,7 @@ from typing import Any
 from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
 from pyis_common.settings import ConfigError
-from worker import bound, follow, jobs, settings
+from worker import bound, follow, followlean, jobs, settings
 from worker.afterreply import AfterReply
 from worker.timings import Timings, since_ms
 
@@ -45,7 +45,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
     )
     configured = settings.Settings(pipeline, start)
     with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
-        follows = follow.Follows(pipeline.home, pipeline.jpeg, pool)
+        follows = follow.Follows(pipeline.home, followlean.Lean(pipeline).render, pool)
         pool.submit(int)  # a job thread now: a session's first image must not wait for one
         chan.send(
             {

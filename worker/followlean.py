@@ -1,0 +1,67 @@
+"""The render of a followed frame: the leanest way from a frame just written to its JPEG.
+
+A frame followed live is new (nothing is cached), is shown once, and is superseded within a
+frame time. The ``jpeg`` job's stage 1 would build and keep the frame's max-pyramid (a 6M frame's
+levels: ~33 MB of memory never touched before per frame, until the LRU evicts) and go through
+tier 2 (a Redis round trip, the cross-worker lock, an encoded write) before its reply. Here:
+read, the level statistics, one pooling straight from the frame over the pyramid's boxes
+(worker/leanreduce.py), then the ``jpeg`` job's own stage 2 (``Pipeline.picture``): the picture
+is that job's, pixel for pixel. Keeping the small stage-1 value for a later request (tier 1,
+tier 2) comes after the reply, as optional work (worker/afterreply.py) that worker/follow.py
+drops when a newer frame has superseded this one.
+"""
+
+from __future__ import annotations
+
+from pyis_common.request import Request
+from worker import formats, levels, paths, reduce, sums
+from worker.afterreply import later
+from worker.cache import Key
+from worker.jobs import Pipeline, Result, unchanged
+from worker.leanreduce import reduce_like_pyramid
+from worker.outcome import Stage1
+from worker.pyramid import Pyramid
+from worker.timings import Timings
+
+
+class Lean:
+    """``render(req, clock)``: the ``jpeg`` job of a followed frame, for worker/follow.py."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+
+    def render(self, req: Request, clock: Timings) -> Result:
+        pipe = self.pipe
+        if sums.count(req) > 1:  # a sum of frames: the pipeline's own path
+            return pipe.jpeg(req, clock)
+        with paths.resolve(pipe.home, req.fn) as src:
+            key = pipe.key(req, src)
+            held = pipe.lru.get(key)
+            if isinstance(held, Stage1):  # asked again (another viewer, a repeated poll)
+                return pipe.picture(req, held, key, "lru", clock)
+            if isinstance(pipe.lru.get(key.frame_key), Pyramid):
+                return pipe.jpeg(req, clock)  # read before, as a picture: reduce its level
+            stage1 = self._compute(req, src, key, clock)
+            whole = unchanged(src, key)  # a file still being written is not kept
+        result = pipe.picture(req, stage1, key, "file", clock)
+        if whole:
+            later(lambda: self._keep(key, stage1), optional=True)
+        return result
+
+    def _compute(self, req: Request, src: paths.Opened, key: Key, clock: Timings) -> Stage1:
+        with clock.step("read"):
+            frame = formats.read_frame(src, key.frame or None)
+        with clock.step("reduce"):  # the level statistics first: pooling may mask in place
+            stats = levels.compute(frame, reduce.saturation_level(frame))
+            reduced = reduce_like_pyramid(
+                frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow
+            )
+        self.pipe.count(read=True)
+        return Stage1(reduced, dict(frame.meta) | dict(reduced.stats), stats)
+
+    def _keep(self, key: Key, stage1: Stage1) -> None:
+        """For a later request of this frame at this size (a new contrast, another user of
+        the ESAF): what the ``jpeg`` job would have kept."""
+        self.pipe.lru.put(key, stage1, stage1.nbytes)
+        if self.pipe.tier2 is not None:
+            self.pipe.tier2.put(key, (stage1.reduced, stage1.meta, stage1.level_stats))
