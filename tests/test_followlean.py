@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pyis_common.request import parse
+from tests.support.client import ask
 from tests.support.detector import EigerSeries, write_frame
 from worker.afterreply import AfterReply, later
 from worker.follow import Follows
@@ -135,3 +136,26 @@ def wait_for(condition, what: str, timeout_s: float = 20.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_stack_follows_a_frame_with_the_jpeg_jobs_picture(site, testdata):
+    """Through proxy, procmgr and worker: the followed frame's JPEG, and a ``jpeg`` of a copy
+    of the same frame (a new file: nothing cached), with the same fields, are the same bytes."""
+    from tests.test_follow import followed, group_of, in_background, live_dir, newest
+
+    folder = live_dir(site.home, group_of(site))
+    fields = {"xsize": 384, "label": "live", "labelHeight": 16}
+    assert followed(newest(site, folder.name, wait=0.2, **fields)) is None
+    waiting, out = in_background(newest, site, folder.name, wait=10, **fields)
+    write_frame(testdata / CBFS[0], folder / "x_0001.cbf", group=group_of(site))
+    waiting.join()
+    assert followed(out[0])["fn"] == f"{folder.name}/x_0001.cbf"
+    write_frame(testdata / CBFS[0], folder / "copy.cbf", group=group_of(site))
+    job = {
+        "pid": site.session(),
+        "esaf": site.esaf,
+        "type": "jpeg",
+        "fn": f"{folder.name}/copy.cbf",
+    }
+    cold = ask(site.endpoint, job | fields)
+    assert cold[0] == b"" and cold[-1] == out[0][-1]
