@@ -1,7 +1,8 @@
 """The procmgr loop's housekeeping: the steps it takes after every turn, whatever came in.
 
 Deadlines passed (lookups, then requests), the cache Redis re-secured, stale workers retired,
-old back-offs forgotten, the proxy link re-armed and told our capacity, the gauges refreshed.
+old back-offs forgotten, the proxy link re-armed and told our capacity. (The gauges are read
+when a status answer or a scrape asks for them, not every turn.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ class Housekeeping(ManagerBase):
         self.workers.forget_old_failures(now)
         self.link.rearm(now)
         self.link.beat(now, self.capacity())
-        self.refresh_metrics()
 
     def expire_lookups(self, now: float) -> None:
         """A lookup its thread did not report in time (all threads hung, a DNS stall): busy:,

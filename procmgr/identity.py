@@ -12,12 +12,16 @@ import grp
 import os
 import pwd
 import re
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Forbidden
 
 PORTABLE_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")  # 32: useradd's own limit
+HOLD_S = 5.0  # a resolved identity is reused this long (a refusal is never remembered)
+MAX_HELD = 4096
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,32 @@ class Identity:
     def key(self) -> tuple[int, int]:
         """One worker per (user, ESAF)."""
         return (self.uid, self.esaf)
+
+
+class Identities:
+    """``resolve`` remembered for HOLD_S per (user, ESAF): every request needs its identity,
+    and each resolve is two or three NSS lookups (files, LDAP, sssd) on the loop. An account
+    or group changed meanwhile is seen at most HOLD_S later; a running worker keeps the
+    identity it started with anyway. Cleared on a reload (the rules may have changed)."""
+
+    def __init__(self, hold_s: float = HOLD_S, max_held: int = MAX_HELD) -> None:
+        self.hold_s, self.max_held = hold_s, max_held
+        self._held: OrderedDict[tuple[str, int], tuple[float, Identity]] = OrderedDict()
+
+    def resolve(self, cfg: ProcmgrConfig, user: str, esaf: int) -> Identity:
+        now = time.monotonic()
+        held = self._held.get((user, esaf))
+        if held is not None and now < held[0]:
+            return held[1]
+        ident = resolve(cfg, user, esaf)
+        self._held.pop((user, esaf), None)
+        while len(self._held) >= self.max_held:
+            self._held.popitem(last=False)
+        self._held[(user, esaf)] = (now + self.hold_s, ident)
+        return ident
+
+    def clear(self) -> None:
+        self._held.clear()
 
 
 def resolve(cfg: ProcmgrConfig, user: str, esaf: int) -> Identity:

@@ -23,6 +23,7 @@ from procmgr.access import AccessChecker
 from procmgr.accounting import Accounting
 from procmgr.cacheacl import CacheAcl
 from procmgr.housekeeping import Housekeeping
+from procmgr.identity import Identities
 from procmgr.metrics import Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
@@ -64,6 +65,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         self.cfg = cfg
         self.load_config = load_config
         self.access = AccessChecker(cfg)
+        self.identities = Identities()
         self.sessions = SessionStore(
             cfg.auth_redis, cfg.session_timeout_s, cfg.session_max_field_bytes
         )
@@ -84,9 +86,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         self.metrics = Metrics()
         self.accounting = Accounting(self.metrics)
         self.status_page = (
-            StatusPage(self.ctx, self.metrics.registry, cfg.metrics_address)
-            if cfg.metrics_address
-            else None
+            StatusPage(self.ctx, self.metrics, cfg.metrics_address) if cfg.metrics_address else None
         )
         self.metrics_address = self.status_page.address if self.status_page else ""
 
@@ -127,8 +127,11 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
                 self.handle_sessions()
             if self.router in events:
                 self.handle_requests()
-            if self.status_page is not None and self.status_page.sock in events:
-                self.status_page.answer(self.status_detail)
+            if self.status_page is not None:
+                if self.status_page.sock in events:
+                    self.status_page.answer(self.status_detail)
+                if self.status_page.gauges_sock in events:
+                    self.status_page.answer_gauges(self.gauges)
             self.housekeep(time.monotonic())
         return self.close()
 
@@ -140,6 +143,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         poller.register(self.sessions.fd, zmq.POLLIN)
         if self.status_page is not None:
             poller.register(self.status_page.sock, zmq.POLLIN)
+            poller.register(self.status_page.gauges_sock, zmq.POLLIN)
         return poller
 
     def _watch_workers(self, poller: zmq.Poller, watched: set[int]) -> set[int]:
@@ -172,6 +176,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
                 log.info("SIGHUP: reloading the configuration, signing certificates and CRL")
                 self.reload_config()
                 self.session_memo.clear()
+                self.identities.clear()
                 self.access.reload()
                 if self.cacheacl is not None:
                     self.cacheacl.ensure(force=True)
@@ -208,6 +213,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         memo, the cache ACL's TTL, the proxy link's request cap, and the running workers."""
         self.cfg = self.workers.cfg = self.access.cfg = cfg
         self.session_memo.hold_s = cfg.session_memo_s
+        self.identities.clear()
         if self.cacheacl is not None:
             self.cacheacl.ttl_s = cfg.cache_ttl_s
         self.link.limit_messages(cfg.max_message_bytes)

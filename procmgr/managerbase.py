@@ -17,7 +17,8 @@ from procmgr.access import AccessChecker
 from procmgr.accounting import Accounting
 from procmgr.cacheacl import CacheAcl
 from procmgr.flights import InFlight, Pending
-from procmgr.metrics import Metrics
+from procmgr.identity import Identities
+from procmgr.metrics import Gauges, Metrics
 from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
 from procmgr.sessionmemo import SessionMemo
@@ -36,6 +37,7 @@ log = logging.getLogger("procmgr")
 class ManagerBase:
     cfg: ProcmgrConfig
     access: AccessChecker
+    identities: Identities
     sessions: SessionStore
     session_memo: SessionMemo
     progress_channel: ProgressChannel
@@ -69,10 +71,10 @@ class ManagerBase:
         reqs = [f.req for f in self.inflight.values()] + [p.req for p in self.pending.values()]
         return sum((r.type in LONG_POLL_TYPES) == long_polls for r in reqs)
 
-    def refresh_metrics(self) -> None:
-        """The gauges brought up to now: after every loop turn, and for each status answer."""
-        self.metrics.refresh(
-            len(self.workers.by_key), len(self.inflight), self.workers.cache_totals
+    def gauges(self) -> Gauges:
+        """The gauges now: for a status answer and a scrape (never per loop turn)."""
+        return self.metrics.current(
+            len(self.workers.by_key), len(self.inflight), self.workers.cache_totals()
         )
 
     def reply(self, envelope: list[bytes], frames: list[bytes]) -> None:

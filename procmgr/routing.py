@@ -93,7 +93,7 @@ class RequestRouting(ManagerBase):
         if isinstance(session, PyisError):
             raise session
         grant = self.access.check(req, session)
-        ident = identity.resolve(self.cfg, grant.user, req.esaf)
+        ident = self.identities.resolve(self.cfg, grant.user, req.esaf)
         access_ms = (time.monotonic() - t_lookup) * 1000  # lookup (off the loop) and check
         if self.stopping_since is not None:
             raise Busy("the image server is shutting down; try again")
@@ -128,11 +128,10 @@ class RequestRouting(ManagerBase):
     def status(self) -> dict[str, Any]:
         """The public answer (no access object needed): counts, never who or which pid. The
         counts are the metrics' own (procmgr/metrics.py), brought up to this moment."""
-        self.refresh_metrics()
         return {
             "uptime_s": round(time.monotonic() - self.started, 3),
             "worker_start_ms": list(self.workers.start_ms)[-10:],
-        } | self.metrics.snapshot()
+        } | self.metrics.snapshot(self.gauges())
 
     def status_detail(self) -> dict[str, Any]:
         """For the loopback status page only: each worker's uid, ESAF, pid and counters."""

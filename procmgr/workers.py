@@ -24,7 +24,7 @@ from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import Busy
 
 log = logging.getLogger("procmgr.workers")
-RECV_CHUNK = 1 << 20
+RECV_CHUNK = 1 << 20  # read into one buffer kept for the loop's life, never a fresh 1 MiB
 CRASH_WINDOW_S = 60.0
 FLAP_MIN_SERVED = 10
 
@@ -61,6 +61,9 @@ class Workers:
         self.backoff: dict[tuple[int, int], float] = {}
         self.start_ms: collections.deque[float] = collections.deque(maxlen=100)
         self.crashes: dict[tuple[int, int], list[float]] = {}
+        # every worker's channel is read into this (a recv of a fresh 1 MiB cost each reply an
+        # mmap, page faults and a munmap); the decoder copies out what it keeps
+        self.scratch = bytearray(RECV_CHUNK)
 
     @staticmethod
     def key_of(ident: Identity) -> str:
@@ -160,11 +163,12 @@ class Workers:
     def receive(self, worker: Worker) -> list[tuple[dict[str, Any], list[bytes]]]:
         """Whole messages now available; EOFError when the worker is gone, WireError when it
         announced a message over ``worker_max_message_bytes``."""
-        data = worker.sock.recv(RECV_CHUNK)
-        if not data:
+        n = worker.sock.recv_into(self.scratch)
+        if not n:
             raise EOFError(f"{worker.name} closed its channel")
         now = worker.last_heard = time.monotonic()
-        messages = worker.decoder.feed(data)
+        with memoryview(self.scratch) as view:
+            messages = worker.decoder.feed(view[:n])
         if not worker.decoder.buffered:
             worker.partial_since = None
         elif messages or worker.partial_since is None:

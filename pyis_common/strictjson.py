@@ -17,15 +17,20 @@ def _reject_constant(name: str) -> float:
 
 
 def loads(data: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says."""
-    return json.loads(data, parse_constant=_reject_constant)
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says. (``json.loads`` itself,
+    given options, builds a new decoder for every call: ours is made once.)"""
+    if isinstance(data, bytes | bytearray):
+        data = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
+    elif not isinstance(data, str):
+        raise TypeError(f"JSON must be str or bytes, not {type(data).__name__}")
+    if data.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", data, 0)
+    return _DECODER.decode(data)
 
 
 def dumps(obj: Any) -> bytes:
     """Compact JSON with sorted keys, the C server's JSON_SORT_KEYS|JSON_COMPACT."""
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
-    ).encode()
+    return _ENCODER.encode(obj).encode()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -36,3 +41,9 @@ def _jsonable(obj: Any) -> Any:
             return None
         return value
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
+)

@@ -76,45 +76,67 @@ class Decoder:
         """Bytes of a message not yet complete (0 between messages)."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[tuple[dict[str, Any], list[bytes]]]:
+    def feed(self, data: bytes | memoryview) -> list[tuple[dict[str, Any], list[bytes]]]:
+        """The whole messages ``data`` completes. Nothing of ``data`` is kept by reference
+        (the procmgr reads into one reused buffer): payloads are copied out once, and a
+        message's beginning is copied into the decoder's own buffer."""
+        if not self._buf:  # the usual case: whole messages, parsed where they were read
+            out, used = self._parse(data)
+            if used < len(data):
+                self._buf += data[used:]
+            return out
         self._buf += data
-        out: list[tuple[dict[str, Any], list[bytes]]] = []
-        while True:
-            msg = self._take()
-            if msg is None:
-                return out
-            out.append(msg)
+        out, used = self._parse(self._buf)
+        del self._buf[:used]
+        return out
 
-    def _take(self) -> tuple[dict[str, Any], list[bytes]] | None:
-        buf = self._buf
-        if len(buf) < PREFIX.size:
-            return None
-        version, hlen, npay = PREFIX.unpack_from(buf)
+    def _parse(
+        self, buf: bytes | bytearray | memoryview
+    ) -> tuple[list[tuple[dict[str, Any], list[bytes]]], int]:
+        out: list[tuple[dict[str, Any], list[bytes]]] = []
+        pos = 0
+        with memoryview(buf) as view:
+            while True:
+                msg, end = self._take(view, pos)
+                if msg is None:
+                    return out, pos
+                out.append(msg)
+                pos = end
+
+    def _take(
+        self, buf: memoryview, start: int
+    ) -> tuple[tuple[dict[str, Any], list[bytes]] | None, int]:
+        have = len(buf) - start
+        if have < PREFIX.size:
+            return None, start
+        version, hlen, npay = PREFIX.unpack_from(buf, start)
         if version != VERSION or hlen > MAX_HEADER or npay > MAX_PAYLOADS:
             raise WireError("bad frame prefix")
         lens_end = PREFIX.size + LENGTH.size * npay
-        if len(buf) < lens_end:
-            return None
-        lens = [LENGTH.unpack_from(buf, PREFIX.size + LENGTH.size * i)[0] for i in range(npay)]
+        if have < lens_end:
+            return None, start
+        lens = [
+            LENGTH.unpack_from(buf, start + PREFIX.size + LENGTH.size * i)[0] for i in range(npay)
+        ]
         if any(n > MAX_PAYLOAD for n in lens):
             raise WireError("payload too large")
         total = lens_end + hlen + sum(lens)
         if self.max_message is not None and total > self.max_message:
             raise WireError(f"a message of {total} bytes is over the {self.max_message} limit")
-        if len(buf) < total:
-            return None
+        if have < total:
+            return None, start
+        pos = start + lens_end
         try:
-            header = loads(bytes(buf[lens_end : lens_end + hlen]))
+            header = loads(bytes(buf[pos : pos + hlen]))
         except (ValueError, UnicodeDecodeError) as exc:
             raise WireError("header is not JSON") from exc
         if not isinstance(header, dict):
             raise WireError("header is not a JSON object")
-        payloads, pos = [], lens_end + hlen
+        payloads, pos = [], pos + hlen
         for n in lens:
             payloads.append(bytes(buf[pos : pos + n]))
             pos += n
-        del buf[:total]
-        return header, payloads
+        return (header, payloads), start + total
 
 
 class Channel:

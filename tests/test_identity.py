@@ -110,3 +110,34 @@ def test_compat_max_age_zero_keeps_the_c_servers_forever():
     assert access.expires is None
     with pytest.raises(Unauthorized, match="neither exp nor iat"):
         compat.verify(key.public_key(), isauth, compat.sign(key, isauth), "s", max_age_s=60)
+
+
+def test_a_resolved_identity_is_reused_for_its_hold_and_a_refusal_never(monkeypatch):
+    """The loop resolves (user, ESAF) per request from a short memo: NSS is asked again after
+    identity.HOLD_S, after a reload, and after every refusal."""
+    from procmgr import identity
+    from pyis_common.config import ProcmgrConfig
+    from pyis_common.errors import Forbidden
+
+    now, asked = [100.0], []
+    monkeypatch.setattr(identity.time, "monotonic", lambda: now[0])
+
+    def resolve(cfg, user, esaf):
+        asked.append((user, esaf))
+        if user == "nobody-here":
+            raise Forbidden("user 'nobody-here' is not known on this image host")
+        return identity.Identity(user, 1000, 1000, "/home/x", esaf)
+
+    monkeypatch.setattr(identity, "resolve", resolve)
+    held, cfg = identity.Identities(), ProcmgrConfig()
+    assert held.resolve(cfg, "alice", 7) == held.resolve(cfg, "alice", 7)
+    assert asked == [("alice", 7)]
+    for _ in range(2):
+        with pytest.raises(Forbidden):
+            held.resolve(cfg, "nobody-here", 7)
+    assert asked.count(("nobody-here", 7)) == 2
+    now[0] += identity.HOLD_S
+    held.resolve(cfg, "alice", 7)
+    held.clear()
+    held.resolve(cfg, "alice", 7)
+    assert asked.count(("alice", 7)) == 3

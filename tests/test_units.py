@@ -22,6 +22,23 @@ def test_wire_roundtrip_in_pieces():
     assert got == [({"t": "job", "id": 7}, [b"\x00" * 10, b"jpeg"])]
 
 
+def test_wire_messages_read_into_one_reused_buffer_keep_nothing_of_it():
+    """The procmgr reads every channel into one buffer: what the decoder returns or keeps of a
+    half message must survive that buffer being overwritten by the next read."""
+    first = workerchannel.encode({"t": "reply", "id": 1}, [b"a" * 5000])
+    second = workerchannel.encode({"t": "reply", "id": 2}, [b"b" * 7000])
+    scratch, dec = bytearray(len(first) + 100), workerchannel.Decoder()
+    scratch[: len(first) + 100] = first + second[:100]
+    got = dec.feed(memoryview(scratch))
+    scratch[:] = b"\xff" * len(scratch)  # the next read overwrites it all
+    got += dec.feed(memoryview(bytearray(second[100:])))
+    assert got == [
+        ({"t": "reply", "id": 1}, [b"a" * 5000]),
+        ({"t": "reply", "id": 2}, [b"b" * 7000]),
+    ]
+    assert dec.buffered == 0
+
+
 @pytest.mark.parametrize(
     "bad",
     [
