@@ -197,17 +197,19 @@ class Proxy:
 
     def forward_replies(self) -> None:
         """Heartbeats and replies: ``[host][client][tag][hops...][""][frames]`` goes back as
-        ``[client][hops...][""][frames]`` if the tag is still in flight on that host."""
+        ``[client][hops...][""][frames]`` if the tag is still in flight on that host. The
+        frames pass through as libzmq holds them (a JPEG is neither copied into a Python
+        object nor sent zero-copy, whose release wakes pyzmq's collector thread per reply)."""
         for _ in range(BURST):
             if not readable(self.backend):
                 return
             try:
-                frames = self.backend.recv_multipart(zmq.NOBLOCK)
+                frames = self.backend.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            rid, rest = frames[0], frames[1:]
+            rid, rest = frames[0].bytes, frames[1:]
             control = hostlink.is_control(rest)
-            beat = hostlink.parse(rest) if control else None
+            beat = hostlink.parse([f.bytes for f in rest]) if control else None
             if control and beat is None:
                 log.warning("image host %s sent an unknown control message", rid.hex()[:10])
             new = self.hosts.heard(rid, beat, time.monotonic())
@@ -215,7 +217,7 @@ class Proxy:
                 log.info("image host %s up (capacity %d)", new.name, new.capacity)
             if control:
                 continue
-            flight = self.hosts.finish(rest[1], rid) if len(rest) >= 2 else None
+            flight = self.hosts.finish(rest[1].bytes, rid) if len(rest) >= 2 else None
             if flight is None:
                 self.counts["late_replies"] += 1
                 log.info("dropped a reply from image host %s: not in flight there", rid.hex()[:10])

@@ -4,13 +4,17 @@ it is heard, sessions stick to a host and spill over, and a dead web host costs 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections import Counter
 from collections.abc import Callable
 
-from is_proxy.hosts import SESSION_SHARE, Hosts
+import pytest
+import zmq
+
+from is_proxy.hosts import SESSION_SHARE, Hosts, session_key
 from procmgr.__main__ import dev_user
 from pyis_common import hostlink
 from pyisdev import procs
@@ -134,3 +138,37 @@ def test_sessions_move_onto_a_host_that_comes_back():
     for key in sessions * 2:
         table.choose(key)
     assert sorted(Counter(table.sticky.values()).values()) == [2, 2]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"pid":"abc","type":"jpeg","esaf":12}',
+        b'{"pid": "abc", "esaf": 0, "fn": "x"}',
+        b'{"type":"status","pid":"x"}',
+        b' {"pid":"x","esaf":-3} ',
+        b'{"pid":"a\\"b","esaf":1}',  # an escape: parsed
+        b'{"pid":"a","esaf":1.5}',
+        b'{"pid":"a","esaf":"7"}',
+        b'{"pid":"a","pid":"b"}',  # repeated: the last, as the JSON has it
+        b'{"pid":"x","e":{"esaf":3}}',  # nested: parsed
+        b'{"fn":"\\"pid\\": \\"z\\"","pid":"q"}',
+        b'{"pid":"\xc3\xa9"}',
+        b'[{"pid":"a"}]',
+        b'{"pid":"x"',
+        b"\xff",
+    ],
+)
+def test_the_session_key_read_off_the_bytes_is_the_parsed_ones(body):
+    """The sticky key of a flat request is read without a parse; it is the parse's key."""
+
+    def parsed() -> tuple[str, str] | None:
+        try:
+            job = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(job, dict):
+            return None
+        return str(job.get("pid", ""))[:128], str(job.get("esaf", ""))[:32]
+
+    assert session_key([zmq.Frame(body)]) == parsed()
