@@ -75,7 +75,7 @@ def serve(
     from procmgr.zygoteclient import ZygoteClient
 
     try:
-        zygote = ZygoteClient()
+        zygote = ZygoteClient(cfg.worker_spares)
     except (RuntimeError, OSError) as exc:
         print(f"is-procmgr: cannot start: {exc}", file=sys.stderr)
         return 2

@@ -42,13 +42,13 @@ def worker_memory_bytes(cfg: ProcmgrConfig) -> int:
 class ZygoteClient:
     """Start the zygote (before any zmq.Context exists) and talk to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, spares: int = 0) -> None:
         ours, theirs = socket.socketpair()
         # our own tree first on the path: a daemon runs from "/", where "-m" finds nothing
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "procmgr.zygote", str(theirs.fileno())],
+            [sys.executable, "-m", "procmgr.zygote", str(theirs.fileno()), str(spares)],
             pass_fds=[theirs.fileno()],
             env=zygote_environment(path),
             stdin=subprocess.DEVNULL,

@@ -143,6 +143,10 @@ class ProcmgrConfig:
         low=1,
         high=32,
     )
+    worker_spares: int = setting(
+        1, "workers forked ahead, awaiting a session: it skips the fork; 0 -> fork on demand",
+        low=0, high=8,
+    )  # fmt: skip
     worker_start_timeout_s: float = setting(
         10.0, "fork + privilege drop takes milliseconds", reload=RELOAD, low=0.1
     )

@@ -13,7 +13,7 @@ from procmgr.manager import SHUTDOWN_GRACE_S
 from tests.conftest import need_root
 from tests.support.client import ask
 from tests.support.devsite import dev_stack, jpeg_job, started_worker
-from tests.support.proctree import alive, children
+from tests.support.proctree import alive, children, worker_of
 
 
 def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
@@ -28,11 +28,12 @@ def test_sigterm_stops_procmgr_zygote_and_workers(testdata):
         procmgr = stack.procmgr
         zygotes = sorted(children(procmgr.pid))
         assert len(zygotes) == 1
-        workers = children(zygotes[0])
-        assert len(workers) == 3
+        workers = {worker_of(stack, esaf) for esaf in (0, 1, 2)}
+        assert len(workers) == 3 and workers <= children(zygotes[0])
+        forked = children(zygotes[0])  # the workers and the zygote's spare
         procmgr.signal(signal.SIGTERM)
         assert procmgr.proc.wait(30) == 0
-        for pid in [*zygotes, *workers]:
+        for pid in [*zygotes, *forked]:
             assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived the procmgr"
 
 

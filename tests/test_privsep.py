@@ -8,7 +8,7 @@ import pwd
 from pathlib import Path
 
 from tests.support.client import ask, error_code
-from tests.support.proctree import children, status_of
+from tests.support.proctree import children, ready_spare, status_of
 
 
 def workers_of(site) -> list[dict[str, str]]:
@@ -32,6 +32,24 @@ def test_worker_runs_as_user_with_esaf_group_and_no_supplementary_groups(site):
     assert mine[0]["Gid"].split() == [str(gid)] * 4
     assert mine[0]["Groups"] == ""
     assert mine[0]["CapEff"] == "0000000000000000"
+
+
+def test_a_spare_becomes_a_new_users_worker_with_only_the_esaf_group(site):
+    """The zygote's spare, forked and rehearsed as root before any identity existed, is the
+    new user's worker: the user's UID, the ESAF's GID, no other group (not even the user's
+    own), no capability."""
+    user = site.accounts.user(f"pyisw{site.accounts.tag}")
+    (zygote,) = children(site.stack.procmgr.pid)
+    spare = ready_spare(zygote)
+    assert status_of(spare)["Uid"].split() == ["0"] * 4
+    job = {"type": "jpeg", "pid": site.session(user=user), "esaf": site.esaf, "fn": "thau_0001.cbf"}
+    assert ask(site.endpoint, job)[0] == b""
+    status = status_of(spare)
+    assert status["Uid"].split() == [str(pwd.getpwnam(user).pw_uid)] * 4
+    assert status["Gid"].split() == [str(grp.getgrnam(f"e{site.esaf}").gr_gid)] * 4
+    assert status["Groups"] == ""
+    assert status["CapEff"] == status["CapPrm"] == "0000000000000000"
+    assert status["NoNewPrivs"] == "1"
 
 
 def test_file_of_another_group_is_forbidden(site):

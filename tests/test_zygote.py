@@ -1,9 +1,10 @@
-"""What a worker gets from the zygote (nothing of the procmgr's), and what the procmgr does
-when the zygote cannot fork or dies."""
+"""What a worker gets from the zygote (nothing of the procmgr's), from a spare as from a fork,
+and what the procmgr does when the zygote cannot fork, loses its spare or dies."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from tests.conftest import need_root
 from tests.support.client import ask, error_code
 from tests.support.devsite import dev_stack, jpeg_job, started_worker
 from tests.support.hijack import steal_fd
-from tests.support.proctree import status_of, zygote_of
+from tests.support.proctree import SPARE, alive, comm, ready_spare, status_of, zygote_of
 
 MARKER = "PYIS_H11PROC_PROCMGR_ONLY"  # in the procmgr's environment, never a worker's
 PIDS_CGROUPS = Path("/sys/fs/cgroup/pids")  # cgroup v1; systemd's TasksMax= is this limit
@@ -96,19 +97,66 @@ def test_a_failed_fork_answers_busy_at_once_and_the_server_stays_up(stack):
     try:
         (group / "cgroup.procs").write_text(str(zygote))
         (group / "pids.max").write_text("1")  # the zygote's own task, if that: no fork
-        reply = ask(stack.endpoint, jpeg_job(stack, 46))
-        assert error_code(reply) == "busy", reply
+        # the spare, forked before (it stays outside the group), may serve one new session
+        replies = {esaf: ask(stack.endpoint, jpeg_job(stack, esaf)) for esaf in (46, 47)}
+        busy = [e for e, reply in replies.items() if reply[0] and error_code(reply) == "busy"]
+        assert busy and all(replies[e][0] == b"" for e in replies if e not in busy), replies
         assert "fork failed" in (stack.workdir / "procmgr.log").read_text()
         assert ask(stack.endpoint, jpeg_job(stack, 45))[0] == b""  # running sessions unaffected
         assert status_of(served)["State"][0] in "RS"
         (group / "pids.max").write_text("max")
         deadline = time.monotonic() + 30
-        while ask(stack.endpoint, jpeg_job(stack, 46))[0] != b"":  # once the back-off has passed
-            assert time.monotonic() < deadline, "the session never got a worker"
+        for esaf in busy:  # once the back-off has passed
+            while ask(stack.endpoint, jpeg_job(stack, esaf))[0] != b"":
+                assert time.monotonic() < deadline, "the session never got a worker"
+        ready_spare(zygote)  # and the spare the zygote could not fork meanwhile is back
     finally:
         for pid in (group / "cgroup.procs").read_text().split():  # the zygote, its new child
             (PIDS_CGROUPS / "cgroup.procs").write_text(pid)
         group.rmdir()
+
+
+def test_a_spare_becomes_exactly_the_users_worker_with_nothing_left_over(stack):
+    """The spare waited as root, forked and rehearsed before any identity existed; the new
+    session's worker is that process, now the user with the user's group alone, no
+    capability, no way back, the zygote's minimal environment and only its own descriptors."""
+    zygote = zygote_of(stack.procmgr.pid)
+    spare = ready_spare(zygote)
+    assert status_of(spare)["Uid"].split() == ["0"] * 4
+    zygote_fds, procmgr_fds = fd_targets(zygote), fd_targets(stack.procmgr.pid)
+    worker = started_worker(stack, 48)
+    assert worker == spare and comm(worker) != SPARE
+    user = pwd.getpwnam(dev_user())
+    status = status_of(worker)
+    assert status["Uid"].split() == [str(user.pw_uid)] * 4
+    assert status["Gid"].split() == [str(user.pw_gid)] * 4
+    assert status["Groups"] == ""
+    assert status["CapEff"] == status["CapPrm"] == "0" * 16
+    assert status["NoNewPrivs"] == "1"
+    mine = fd_targets(worker)
+    assert mine[0] == "/dev/null" and mine[1] == mine[2] and mine[2].startswith("pipe:")
+    assert mine[3].startswith("socket:")  # its channel to the procmgr
+    later = {target for fd, target in mine.items() if fd > 3}  # its follower's wake-up pipe,
+    assert all(t.startswith(("pipe:", "socket:")) for t in later), mine  # a tier-2 connection
+    assert not ({mine[3], *later} & {*zygote_fds.values(), *procmgr_fds.values()})
+    environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+    assert names <= {"PATH", "LANG", "PYTHONPATH", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"}
+    assert os.readlink(f"/proc/{worker}/cwd") == str(stack.workdir / "data")
+
+
+def test_a_zygote_whose_spare_dies_still_serves_new_sessions(stack):
+    zygote = zygote_of(stack.procmgr.pid)
+    spare = ready_spare(zygote)
+    os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while alive(spare):  # its end of the zygote's socketpair is closed once it has exited
+        assert time.monotonic() < deadline, "the spare outlived SIGKILL"
+    worker = started_worker(stack, 49)  # the zygote replaces it only after a delay: a fork
+    assert worker != spare
+    assert status_of(worker)["Uid"].split()[0] == str(pwd.getpwnam(dev_user()).pw_uid)
+    assert ready_spare(zygote) != spare  # replaced
+    assert f"worker pid {spare} exited" not in (stack.workdir / "procmgr.log").read_text()
 
 
 def test_the_procmgr_exits_non_zero_when_the_zygote_dies(testdata):

@@ -27,26 +27,30 @@ from worker.timings import Timings, since_ms
 log = logging.getLogger("worker")
 
 
-def serve(fd: int, spec: dict[str, Any]) -> int:
-    """Run until the procmgr closes the channel or says stop; the exit status."""
-    chan = workerchannel.Channel(socket.socket(fileno=fd))
-    try:
-        start = settings.at_start(spec)
-    except ConfigError as exc:
-        print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
-        return 2
-    threads = start.worker_threads
+def prepare(spec: dict[str, Any], home: str) -> tuple[jobs.Pipeline, settings.Settings]:
+    """The pipeline and its settings from a spawn order (ConfigError if it is wrong); also
+    what a spare rehearses (worker/warmup.py)."""
+    start = settings.at_start(spec)
     pipeline = jobs.Pipeline(
-        home=os.getcwd(),
+        home=home,
         esaf=int(spec.get("esaf", 0)),
         quality=start.jpeg_quality,
         levels=start.levels,
         cache_bytes=start.worker_cache_bytes or None,
     )
-    configured = settings.Settings(pipeline, start)
-    with ThreadPoolExecutor(threads, thread_name_prefix="job") as pool:
+    return pipeline, settings.Settings(pipeline, start)
+
+
+def serve(fd: int, spec: dict[str, Any]) -> int:
+    """Run until the procmgr closes the channel or says stop; the exit status."""
+    chan = workerchannel.Channel(socket.socket(fileno=fd))
+    try:
+        pipeline, configured = prepare(spec, os.getcwd())
+    except ConfigError as exc:
+        print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
+        return 2
+    with ThreadPoolExecutor(configured.current.worker_threads, thread_name_prefix="job") as pool:
         follows = follow.Follows(pipeline.home, followlean.Lean(pipeline).render, pool)
-        pool.submit(int)  # a job thread now: a session's first image must not wait for one
         chan.send(
             {
                 "t": workerchannel.MSG_READY,
@@ -56,6 +60,9 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
                 "groups": os.getgroups(),
             }
         )
+        # a job thread while the procmgr sends our config and first job: that job must not
+        # wait for one to start (the thread would start after the privilege drop either way)
+        pool.submit(int)
         while True:
             try:
                 msg = chan.recv()

@@ -13,7 +13,7 @@ from pathlib import Path
 from procmgr.__main__ import dev_user
 from pyisdev.stack import Stack
 from tests.support.client import ask
-from tests.support.proctree import children, new_worker, zygote_of
+from tests.support.proctree import worker_of
 
 CBF = "cbf/thau_3_2_0001.cbf"
 
@@ -72,7 +72,7 @@ def jpeg_job(stack: Stack, esaf: int) -> dict:
 
 
 def started_worker(stack: Stack, esaf: int) -> int:
-    """The pid of the worker that one served request for ``esaf`` started."""
-    before = children(zygote_of(stack.procmgr.pid))
+    """The pid of the worker that one served request for ``esaf`` started (a spare or a
+    fork: the zygote's children include its spares, so the procmgr says which it is)."""
     assert ask(stack.endpoint, jpeg_job(stack, esaf))[0] == b""
-    return new_worker(stack.procmgr.pid, before)
+    return worker_of(stack, esaf)

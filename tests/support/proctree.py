@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
+
+SPARE = "pyis-spare"  # procmgr/spares.py's NAME
 
 
 def status_of(pid: int) -> dict[str, str]:
@@ -41,10 +44,28 @@ def zygote_of(procmgr_pid: int) -> int:
     return zygote
 
 
-def new_worker(procmgr_pid: int, before: set[int], timeout_s: float = 30.0) -> int:
-    """The one worker that appeared since ``before`` (a readiness wait with a deadline)."""
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def ready_spare(zygote: int, timeout_s: float = 30.0) -> int:
+    """A spare of the zygote's that has rehearsed and waits for an order: it takes the name
+    ``pyis-spare`` (procmgr/spares.py) only once it has told the zygote so."""
     deadline = time.monotonic() + timeout_s
-    while not (fresh := children(zygote_of(procmgr_pid)) - before):
-        assert time.monotonic() < deadline, "no new worker appeared"
-    (pid,) = fresh
-    return pid
+    while not (spares := sorted(p for p in children(zygote) if comm(p) == SPARE)):
+        assert time.monotonic() < deadline, "the zygote has no spare waiting"
+    return spares[0]
+
+
+def worker_of(stack: Any, esaf: int, timeout_s: float = 30.0) -> int:
+    """The pid of the dev user's worker for ``esaf``, as the procmgr knows it (the zygote's
+    ``spawned`` report may come just after the worker's first reply: a wait with a deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pids = [w["pid"] for w in stack.status_detail()["workers"] if w["esaf"] == esaf]
+        if pids and pids[0]:
+            return int(pids[0])
+        assert time.monotonic() < deadline, f"no worker for ESAF {esaf}"
