@@ -41,6 +41,7 @@ from bench import hops  # noqa: E402
 from bench.common import data_dir, median_ms, synth_images, table, write_json  # noqa: E402
 from bench.pipeline import Client, throughput  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
+from pyis_common.config import ProcmgrConfig  # noqa: E402
 from pyisdev.stack import Stack  # noqa: E402
 from worker import jobs, warmup  # noqa: E402
 
@@ -65,7 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--synth", type=Path, default=None, help="reuse synthesized images here")
-    ap.add_argument("--session-memo-s", type=float, default=0.0, help="procmgr session_memo_s")
+    ap.add_argument(
+        "--session-memo-s", type=float, default=None, help="procmgr session_memo_s (default: its)"
+    )
     args = ap.parse_args()
     warmup.tune_malloc()  # the in-process floors run the workers' code, malloc tuning included
     with tempfile.TemporaryDirectory(prefix="pyis-interactive-") as tmp:
@@ -77,14 +80,17 @@ def main() -> int:
         logs = Path(tmp) / "logs"
         logs.mkdir()
         config = Path(tmp) / "procmgr.toml"
-        config.write_text(f"[procmgr]\nsession_memo_s = {args.session_memo_s}\n")
+        memo = args.session_memo_s
+        config.write_text("[procmgr]\n" + ("" if memo is None else f"session_memo_s = {memo}\n"))
         argv = ["--dev", str(data), "--config", str(config)]
         stack = Stack(Path(tmp), argv, stderr_dir=logs).start()
         try:
             result = bench(stack, data, args.rounds)
         finally:
             stack.stop()
-    result["session_memo_s"] = args.session_memo_s
+    result["session_memo_s"] = (
+        args.session_memo_s if args.session_memo_s is not None else ProcmgrConfig().session_memo_s
+    )
     report(result)
     print("written", write_json("interactive", result))
     return 0

@@ -18,6 +18,7 @@ class Pending:
     t0: float
     deadline: float
     t_lookup: float  # when the lookup was asked: the start of timings_ms["access"]
+    generation: int = 0  # the session memo's when it was asked (procmgr/sessionmemo.py)
 
 
 @dataclass

@@ -30,6 +30,7 @@ from procmgr.proxylink import ProxyLink
 from procmgr.routing import RequestRouting
 from procmgr.sessionmemo import SessionMemo
 from procmgr.sessions import SessionStore
+from procmgr.sessionwatch import SessionWatch
 from procmgr.statuspage import StatusPage
 from procmgr.workerevents import EXIT_HALT, WorkerEvents
 from procmgr.workers import Workers
@@ -71,6 +72,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         )
         self.pending = {}
         self.session_memo = SessionMemo(cfg.session_memo_s)
+        self.session_watch = SessionWatch(cfg.auth_redis, self.session_memo, cfg.session_timeout_s)
         self.progress_channel = ProgressChannel(self.sessions.publish)
         self.cacheacl = self._cache_acl(cfg)
         self.workers = Workers(cfg, zygote)
@@ -223,6 +225,7 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         for p in self.pending.values():
             self.refuse(p.envelope, p.req, p.t0, Busy("the image server is shutting down"))
         self.pending.clear()
+        self.session_watch.stop()
         self.sessions.close()
         for flight in list(self.inflight.values()):
             self.answer_error(flight, "timeout", "the image server shut down before answering")

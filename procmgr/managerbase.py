@@ -23,6 +23,7 @@ from procmgr.progress import ProgressChannel
 from procmgr.proxylink import ProxyLink
 from procmgr.sessionmemo import SessionMemo
 from procmgr.sessions import SessionStore
+from procmgr.sessionwatch import SessionWatch
 from procmgr.statuspage import StatusPage
 from procmgr.workers import Worker, Workers
 from procmgr.zygoteclient import ZygoteClient
@@ -40,6 +41,7 @@ class ManagerBase:
     identities: Identities
     sessions: SessionStore
     session_memo: SessionMemo
+    session_watch: SessionWatch
     progress_channel: ProgressChannel
     cacheacl: CacheAcl | None
     workers: Workers

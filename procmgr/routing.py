@@ -65,14 +65,16 @@ class RequestRouting(ManagerBase):
         """Ask for the session off the loop; ``handle_sessions`` continues with ``route``."""
         admission.check_server(self.cfg, self.slots_used(req.type in LONG_POLL_TYPES))
         t_lookup = time.monotonic()
-        remembered = self.session_memo.get(req.pid)
-        if remembered is not None:  # read within session_memo_s: no round trip, no thread
-            self.route(envelope, req, t0, remembered, t_lookup)
-            return
+        if self.session_watch.quiet():  # every change to a session hash so far is handled
+            remembered = self.session_memo.get(req.pid)
+            if remembered is not None:  # read within session_memo_s: no round trip, no thread
+                self.route(envelope, req, t0, remembered, t_lookup)
+                return
         lid = next(self.ids)
         self.sessions.lookup(lid, req.pid)
         deadline = t_lookup + self.cfg.session_timeout_s + LOOKUP_GRACE_S
-        self.pending[lid] = Pending(envelope, req, t0, deadline, t_lookup)
+        generation = self.session_memo.generation
+        self.pending[lid] = Pending(envelope, req, t0, deadline, t_lookup, generation)
 
     def handle_sessions(self) -> None:
         for lid, outcome in self.sessions.results():
@@ -80,7 +82,9 @@ class RequestRouting(ManagerBase):
             if p is None:
                 continue  # answered at its deadline already
             if isinstance(outcome, Session):
-                self.session_memo.put(p.req.pid, outcome)
+                if self.session_memo.hold_s > 0:
+                    self.session_watch.start()  # the store answers: watch it from now on
+                self.session_memo.put(p.req.pid, outcome, since=p.generation)
             try:
                 self.route(p.envelope, p.req, p.t0, outcome, p.t_lookup)
             except Exception as exc:

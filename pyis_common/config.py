@@ -101,9 +101,10 @@ class ProcmgrConfig:
         32 << 10, "an access object is < 2 KiB; larger is refused unread", low=4096
     )
     session_memo_s: float = setting(
-        0.0,
-        "reuse a session hash read this recently (0: read it for every request); a logout or "
-        "a revocation then takes up to this long to be seen",
+        2.0,
+        "reuse a session hash read this recently, only while the session Redis's keyspace "
+        "notifications are watched (notify-keyspace-events Kghxe): a change to the hash drops "
+        "it at once; this bounds a lost notification (0: read it for every request)",
         reload=RELOAD,
         low=0,
         high=60,

@@ -25,6 +25,7 @@ from pyis_common.jobtypes import DEFAULT_SCOPE
 from pyisdev import procs
 
 CACHE_REDIS_ARGS = ["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]
+SESSION_REDIS_ARGS = ["--notify-keyspace-events", "Kghxe"]
 CACHE_ADMIN = "pyis-admin"  # the procmgr's own user on the cache Redis (the config default)
 CACHE_ADMIN_RULES = ("~*", "&*", "+@all")
 
@@ -85,7 +86,8 @@ class Stack:
             raise
 
     def _start(self) -> Stack:
-        self.redis_proc, self.redis_port = procs.redis_server(self.workdir)
+        # the web host's Redis as deployed for the session memo: keyspace notifications on
+        self.redis_proc, self.redis_port = procs.redis_server(self.workdir, SESSION_REDIS_ARGS)
         self.procs.append(self.redis_proc)
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.redis = redis.Redis.from_url(self.redis_url)
