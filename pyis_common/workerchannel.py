@@ -45,17 +45,32 @@ class WireError(Exception):
 
 
 def encode(header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> bytes:
+    return b"".join(encode_parts(header, payloads))
+
+
+def encode_parts(header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> list:
+    """The message as its parts (prefix and header, then each payload as it is), for a
+    gathering send that copies a JPEG once, into the socket, not first into a joined copy."""
     body = dumps(header)
     if len(body) > MAX_HEADER or len(payloads) > MAX_PAYLOADS:
         raise WireError("message too large")
-    parts = [PREFIX.pack(VERSION, len(body), len(payloads))]
+    lengths = [PREFIX.pack(VERSION, len(body), len(payloads))]
     for p in payloads:
         if len(p) > MAX_PAYLOAD:
             raise WireError("payload too large")
-        parts.append(LENGTH.pack(len(p)))
-    parts.append(body)
-    parts.extend(payloads)
-    return b"".join(parts)
+        lengths.append(LENGTH.pack(len(p)))
+    return [b"".join(lengths) + body, *payloads]
+
+
+def send_parts(sock: socket.socket, parts: list) -> None:
+    """``sendall`` of the parts joined, without joining them (``sendmsg`` gathers)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if views and sent:
+            views[0] = views[0][sent:]
 
 
 class Decoder:
@@ -149,9 +164,9 @@ class Channel:
         self._send_lock = threading.Lock()
 
     def send(self, header: dict[str, Any], payloads: list[bytes] | tuple[bytes, ...] = ()) -> None:
-        data = encode(header, payloads)
+        parts = encode_parts(header, payloads)
         with self._send_lock:
-            self.sock.sendall(data)
+            send_parts(self.sock, parts)
 
     def send_fds(self, header: dict[str, Any], fds: list[int]) -> None:
         """Send a message whose first byte carries file descriptors (SCM_RIGHTS)."""
