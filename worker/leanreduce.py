@@ -81,7 +81,7 @@ def reduce_like_pyramid(
     col_k = slice(cols.start >> k << k, min(-(-cols.stop >> k) << k, width))
     floats = source.dtype.kind == "f"
     op: np.ufunc = np.fmax if floats else np.maximum  # fmax: NaN loses to a number
-    if frame.mask is None or frame.negative_masked:
+    if frame.negative_masked or frame.mask is None:
         data = _pool(source, plan_r, col_k, dst_w, k, op)
         valid = valid_from_data(
             "negative" if frame.negative_masked else "nan" if floats else "all", data

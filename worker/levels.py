@@ -160,7 +160,9 @@ def _sample(frame: Frame, saturation: float) -> tuple[np.ndarray, int]:
     raw = frame.data[::step, ::step]
     values = raw.astype(np.float32)
     bad = ~np.isfinite(values) | (raw >= saturation)
-    if frame.mask is not None:
+    if frame.negative_masked:  # the mask is data < 0: no need to make it for the frame
+        bad |= raw < 0
+    elif frame.mask is not None:
         bad |= frame.mask[::step, ::step]
     values[bad] = np.nan
     return values, step

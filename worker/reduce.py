@@ -228,7 +228,7 @@ def _masked_pool(
     data = frame.data[rows, cols]
     floats = data.dtype.kind == "f"
     op = np.fmax if floats else np.maximum  # fmax skips NaN unless the whole box is NaN
-    if frame.mask is None or frame.negative_masked:
+    if frame.negative_masked or frame.mask is None:
         out = pool(data, pr, pc, op)
         if frame.negative_masked:
             return out, out >= 0

@@ -19,6 +19,7 @@ from pyis_common.errors import Unsupported
 from worker.formats import budget, pilatus
 from worker.formats.base import (
     Frame,
+    NegativeMasked,
     basename,
     cannot_read,
     check_frame,
@@ -168,11 +169,6 @@ class CbfReader:
         except Exception as exc:  # fabio raises anything on a damaged file
             raise cannot_read(src.name, "a CBF image", exc) from exc
         check_pixels(src.name, "a CBF image", data, shape)
-        signed = data.dtype.kind == "i"
-        return Frame(
-            data=data,
-            mask=data < 0 if signed else None,
-            saturation=meta.get("saturation"),
-            meta=meta,
-            negative_masked=signed,
-        )
+        if data.dtype.kind == "i":  # -1 gaps, -2 bad pixels
+            return NegativeMasked(data, saturation=meta.get("saturation"), meta=meta)
+        return Frame(data=data, mask=None, saturation=meta.get("saturation"), meta=meta)
