@@ -76,6 +76,31 @@ def test_an_eiger_series_renders_one_frame_at_a_time(tmp_path):
     assert [a.job["newest"]["frame"] for a in answers] == [1]
 
 
+def test_render_loops_run_on_their_own_threads_started_with_the_first_follower(tmp_path):
+    """Not on the job threads (a user's other requests keep them), and both render threads
+    exist (their memory faulted in) before the first frame is written."""
+    names: list[str] = []
+
+    def render(req, clock) -> Result:
+        names.append(threading.current_thread().name)
+        return Result(job={}, meta={}, payloads=[b"jpeg"])
+
+    def followers() -> int:
+        return sum(t.name.startswith("follow") for t in threading.enumerate())
+
+    (tmp_path / "live").mkdir()
+    before = followers()
+    answers: list = []
+    with ThreadPoolExecutor(4, thread_name_prefix="job") as pool:
+        follows = Follows(str(tmp_path), render, pool)
+        job = {"type": "newest", "fn": "live", "seq": 0, "wait": 20, "xsize": 64}
+        follows.submit(job, Timings(), answers.append)
+        wait_until(lambda: followers() == before + 2, "the two render threads")
+        (tmp_path / "live" / "a_0001.cbf").write_bytes(b"frame 1")
+        wait_until(lambda: answers, "the frame")
+    assert len(names) == 1 and names[0].startswith("follow")
+
+
 def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -48,7 +48,8 @@ RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer
 
 class Follows:
     """One per worker. ``render(req, clock)`` is a followed frame's jpeg job
-    (worker/followlean.py); ``pool`` runs it."""
+    (worker/followlean.py); the render loops run it on their own threads, ``pool`` (the
+    job threads) for a poll that finds a frame nobody renders for its fields."""
 
     def __init__(self, home: str, render: Render, pool: Executor):
         self.home = home
@@ -66,6 +67,7 @@ class Follows:
         if self.inotify is None:
             self.inotify = INotify()
             threading.Thread(target=self._loop, args=(self.inotify,), daemon=True).start()
+            self.renderer.prefault()  # while the first frame is still being collected
         return self.inotify
 
     def _wake(self) -> None:
@@ -190,7 +192,7 @@ class Follows:
             start = key is not None and series.rendering < limit
             series.rendering += start
         if start and key is not None:  # start implies a key
-            self.pool.submit(self.renderer.loop, series, key)
+            self.renderer.start(series, key)
         groups: dict[str, list[Waiter]] = {}
         for waiter in others:
             groups.setdefault(waiter.key, []).append(waiter)

@@ -12,6 +12,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from pyis_common.errors import PyisError
 from pyis_common.request import Request
@@ -25,6 +28,20 @@ from worker.timings import Timings
 
 log = logging.getLogger("worker")
 Render = Callable[[Request, Timings], Result]
+RENDER_THREADS = 2  # the render loops' threads: two renders at once fill a 2-core image host
+PREFAULT_BYTES = 48 << 20  # what one 6M render allocates at its peak (frame, rows, map)
+PREFAULT_WAIT_S = 5.0
+
+
+def _touch(both: threading.Barrier) -> None:
+    """Fault in and free PREFAULT_BYTES on this thread (in blocks below glibc's mmap
+    threshold, so they come from, and go back to, this thread's arena)."""
+    try:
+        both.wait(PREFAULT_WAIT_S)
+    except threading.BrokenBarrierError:
+        pass  # a thread busy elsewhere: this one still warms its own arena
+    blocks = [np.ones(PREFAULT_BYTES // 2, np.uint8) for _ in range(2)]  # ones: written
+    del blocks
 
 
 def render_once(
@@ -70,50 +87,74 @@ def deliver(
 
 
 class Renderer:
-    """The rendering half of worker/follow.py's ``Follows``, under its ``lock``."""
+    """The rendering half of worker/follow.py's ``Follows``, under its ``lock``. The render
+    loops run on threads of their own: they take no job thread from the user's other
+    requests, and their memory (a 6M frame's ~45 MB of buffers) is faulted in once per
+    thread, ahead of the first frame (``prefault``), then reused frame after frame."""
 
     def __init__(self, render: Render, lock: threading.Lock) -> None:
         self.render = render
         self.lock = lock
         self.renders = self.prerenders = 0
+        self.threads = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="follow")
+
+    def prefault(self) -> None:
+        """Each render thread touches PREFAULT_BYTES and frees them: its malloc arena keeps
+        them (worker/warmup.py's thresholds), so the first frames reuse memory already
+        faulted in. A fresh page costs 5-40 us to fault in on a host still warming up, and
+        a 6M frame needs ~11,000 of them: the first frames rendered 2-5x slower than the rest.
+        """
+        both = threading.Barrier(RENDER_THREADS)  # one block per thread, not two on one
+        for _ in range(RENDER_THREADS):
+            self.threads.submit(_touch, both)
+
+    def start(self, series: Series, key: str) -> None:
+        """A render loop for ``series`` (its ``rendering`` count already taken)."""
+        self._next(series, key, 0)
+
+    def _next(self, series: Series, key: str, done_seq: int) -> None:
+        """One step of a loop per task: the loops of several series take turns."""
+        try:
+            self.threads.submit(self._step, series, key, done_seq)
+        except RuntimeError:  # the worker is exiting
+            with self.lock:
+                series.rendering -= 1
 
     def shown(self, series: Series, key: str, seq: int) -> Result | None:
         """Under ``lock``: frame ``seq`` of ``series`` already rendered with ``key``."""
         kept = series.shown
         return kept[2] if kept is not None and kept[:2] == (seq, key) else None
 
-    def loop(self, series: Series, key: str) -> None:
+    def _step(self, series: Series, key: str, done_seq: int) -> None:
         """Render the newest frame as the last viewer asked, answer that viewer's waiting
         polls, and go on while newer frames complete (the ones in between are skipped). A
         viewer busy with the frame before finds the next one ready (``series.shown``). Up to
         RENDERS_PER_SERIES loops run per series however fast the detector writes: a frame
         that completes while one renders starts the next at once; each takes the newest frame
         nobody renders, and a poll is answered by whichever newer frame is ready first."""
-        done_seq = 0
-        while True:
-            with self.lock:
-                frame, seq, req = series.newest, series.seq, series.last_req
-                paths = series.last_paths
-                pending = [w for w in series.waiters if answers(w, key, seq)]
-                ready = self.shown(series, key, seq)
-                if ready is not None:  # the other loop rendered it: answer, nothing to draw
-                    series.waiters = [w for w in series.waiters if w not in pending]
-                    idle = not pending
-                else:
-                    idle = frame is None or req is None or seq in series.in_render
-                    idle = idle or (seq == done_seq and not pending)
-                if idle:
-                    series.rendering -= 1
-                    return
-                if ready is None:
-                    series.in_render.add(seq)
-            assert frame is not None  # not idle
-            if ready is not None:
-                deliver(frame, seq, pending, ready, Timings())
-                continue
+        with self.lock:
+            frame, seq, req = series.newest, series.seq, series.last_req
+            paths = series.last_paths
+            pending = [w for w in series.waiters if answers(w, key, seq)]
+            ready = self.shown(series, key, seq)
+            if ready is not None:  # the other loop rendered it: answer, nothing to draw
+                series.waiters = [w for w in series.waiters if w not in pending]
+                idle = not pending
+            else:
+                idle = frame is None or req is None or seq in series.in_render
+                idle = idle or (seq == done_seq and not pending)
+            if idle:
+                series.rendering -= 1
+                return
+            if ready is None:
+                series.in_render.add(seq)
+        assert frame is not None  # not idle
+        if ready is not None:
+            deliver(frame, seq, pending, ready, Timings())
+        else:
             assert req is not None  # not idle
-            done_seq = seq
             self._render(series, key, frame, seq, req, paths)
+        self._next(series, key, seq)
 
     def _render(
         self,
