@@ -7,6 +7,8 @@ image server alone, and its refusal comes back word for word with an HTTP status
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import math
 from collections.abc import Callable
@@ -31,6 +33,7 @@ STATUS = {  # wire code -> HTTP status
     "internal": 502,
 }
 MAX_REPLY_HEADER = 16 << 10  # job + meta beside a JPEG; browsers accept far larger headers
+COUNTS_GZIP_LEVEL = 1
 
 
 def _text(value: str) -> str:
@@ -124,35 +127,54 @@ def error_response(exc: PyisError, status: int | None = None) -> web.Response:
     return web.json_response(body, status=status or STATUS.get(exc.code, 502))
 
 
-def reply_response(reply: Reply, jtype: str = "jpeg") -> web.Response:
-    """JSON for list/meta/pixels; a JPEG (or, for ``counts``, the counts, HTTP-compressed)
-    with the job and meta in ``X-Pyis-Reply`` otherwise."""
+def _reply_header(reply: Reply) -> str:
     body = {"job": reply.job, "meta": reply.meta}
-    if reply.payload is None:
-        return web.json_response(body)
     header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     if len(header) > MAX_REPLY_HEADER:
         body["meta"] = {"truncated": True}
         header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    if jobtypes.of(jtype).payload is Payload.COUNTS:
-        response = web.Response(
-            body=reply.payload,
-            content_type="application/octet-stream",
-            headers={"X-Pyis-Reply": header, "Cache-Control": "no-store"},
-        )
-        response.enable_compression()  # gzip when the browser accepts it: counts are sparse
-        return response
+    return header
+
+
+def reply_response(reply: Reply) -> web.Response:
+    """JSON for list/meta/pixels; a JPEG with the job and meta in ``X-Pyis-Reply`` otherwise."""
+    if reply.payload is None:
+        return web.json_response({"job": reply.job, "meta": reply.meta})
     return web.Response(
-        body=reply.payload, content_type="image/jpeg", headers={"X-Pyis-Reply": header}
+        body=reply.payload,
+        content_type="image/jpeg",
+        headers={"X-Pyis-Reply": _reply_header(reply)},
     )
 
 
-async def call(upstream: Upstream, name: str, query: dict[str, str], pid: str) -> web.Response:
+def accepts_gzip(accept_encoding: str) -> bool:
+    codings = {part.split(";")[0].strip().lower() for part in accept_encoding.split(",")}
+    return "gzip" in codings
+
+
+async def counts_response(reply: Reply, gzip_ok: bool) -> web.Response:
+    """The counts (worker/counts.py) with the reply in ``X-Pyis-Reply``, gzipped at level 1 in
+    a thread when the browser accepts it: a 6M overview's 1.6 MB of int32 in ~40 ms to ~0.26 MB
+    (level 6 saves a fifth more bytes at 5x the time, and would hold the event loop)."""
+    headers = {"X-Pyis-Reply": _reply_header(reply), "Cache-Control": "no-store"}
+    body = reply.payload or b""
+    if gzip_ok:
+        body = await asyncio.to_thread(gzip.compress, body, COUNTS_GZIP_LEVEL, mtime=0)
+        headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return web.Response(body=body, content_type="application/octet-stream", headers=headers)
+
+
+async def call(
+    upstream: Upstream, name: str, query: dict[str, str], pid: str, accept_encoding: str = ""
+) -> web.Response:
     try:
         job = build_job(name, query, pid)
-        return reply_response(await upstream.ask(job), job["type"])
+        reply = await upstream.ask(job)
     except PyisError as exc:
         return error_response(exc)
+    if jobtypes.of(job["type"]).payload is Payload.COUNTS:
+        return await counts_response(reply, accepts_gzip(accept_encoding))
+    return reply_response(reply)
 
 
 LOOKS = json.dumps(colortables.for_the_page(), separators=(",", ":")).encode()

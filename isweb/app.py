@@ -48,7 +48,9 @@ def make_app(cfg: WebConfig) -> web.Application:
         pid = admit(request)
         if not isinstance(pid, str):
             return pid
-        return await api.call(upstream, request.match_info["name"], dict(request.query), pid)
+        name, query = request.match_info["name"], dict(request.query)
+        accept = request.headers.get("Accept-Encoding", "")
+        return await api.call(upstream, name, query, pid, accept)
 
     async def follow_stream(request: web.Request) -> web.StreamResponse:
         pid = admit(request)

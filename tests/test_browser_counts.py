@@ -2,13 +2,15 @@
 white level, scale or colour map is painted by the page itself, with no request, and its pixels
 are the worker's own 8-bit map of the same ``jpeg`` request, pixel for pixel (every map is
 float32 arithmetic in numpy's order plus a table lookup, both exact in JavaScript), in Debian's
-chromium (Playwright) on the real stack. Covered: float32 counts (a Pilatus CBF above 65535,
-with its module gaps masked), one-byte counts, two-byte counts with saturated (red) and
-masked pixels; the C formula of linear/inverted and the tables of the other looks."""
+chromium (Playwright) on the real stack. Covered: int32 counts (Pilatus CBFs above 65535, with
+their module gaps masked, one with a saturated pixel), float data, one-byte counts, two-byte
+counts with saturated (red) and masked pixels; the C formula of linear/inverted and the tables
+of the other looks."""
 
 from __future__ import annotations
 
 import base64
+import json
 import urllib.parse
 from pathlib import Path
 
@@ -16,7 +18,15 @@ import numpy as np
 import pytest
 
 from tests.support import browser as chrome
-from tests.support.countsite import GAP, SHAPE, SYNTHETIC, server_rgb, write_synthetic
+from tests.support.countsite import (
+    FLOATS,
+    GAP,
+    SHAPE,
+    SYNTHETIC,
+    server_rgb,
+    write_synthetic,
+)
+from tests.support.webget import get
 from tests.support.website import SECRET, web_site
 
 CASES = [  # contrast (black), wval (white), scale, colour map
@@ -27,7 +37,9 @@ CASES = [  # contrast (black), wval (white), scale, colour map
     (33.5, 2.25, "log", "inverted"),
 ]
 FILES = [  # and what each covers
-    ("series/thau_0001.cbf", "f4"),  # int32 above 65535: float32 counts; gaps masked
+    ("series/thau_0001.cbf", "i4"),  # int32 above 65535; module gaps masked
+    ("series/thau_0002.cbf", "i4"),  # one saturated pixel (red)
+    (FLOATS, "f4"),  # float data
     ("odd/l-cyst_0001.cbf", "u1"),
     (SYNTHETIC, "u2"),  # saturated pixels (red) and a masked strip
 ]
@@ -38,8 +50,9 @@ def site(testdata: Path):
     chrome.require_chromium()
     with web_site(testdata) as s:
         write_synthetic(s.data)
-        (s.data / "odd" / "l-cyst_0001.cbf").write_bytes((s.data / "odd" / SECRET).read_bytes())
-        (s.data / "odd" / "l-cyst_0001.cbf").chmod(0o644)
+        cyst = s.data / "odd" / "l-cyst_0001.cbf"  # counts up to 252: one byte each
+        cyst.write_bytes((testdata / "cbf/l-cyst_01_00001.cbf").read_bytes())
+        cyst.chmod(0o644)
         yield s
 
 
@@ -115,6 +128,12 @@ def test_the_page_maps_counts_as_the_server_does(page, site, fn, dtype):
         assert differ.size == 0, f"{len(differ)} pixels differ, first at {differ[:3].tolist()}"
         if i == 0:
             page.locator("#map").screenshot(path=str(page.shots / f"{dtype}-page.png"))
+            size = {"xsize": shown.shape[1], "ysize": shown.shape[0]}
+            query = urllib.parse.urlencode({"fn": fn, **size})
+            _, headers, _ = get(site, f"/api/counts?{query}", site.pid)
+            assert json.loads(headers["X-Pyis-Reply"])["meta"]["counts"]["dtype"] == dtype
+    if fn == "series/thau_0002.cbf":
+        assert (shown == (255, 0, 0)).all(axis=2).any()
     if dtype == "u2":  # the saturated pixels are red, the masked strip white
         assert (shown == (255, 0, 0)).all(axis=2).any()
         gap = (GAP.start + GAP.stop) // 2 * shown.shape[0] // SHAPE[0]

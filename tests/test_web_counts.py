@@ -83,6 +83,14 @@ def test_counts_are_the_workers_reduction(site, fn, frame, extra):
     assert red is None and not reduced.saturated.any()
 
 
+def test_counts_are_sent_plain_to_a_client_without_gzip(site):
+    status, headers, body = get(site, f"/api/counts?fn={FN}&xsize=616&ysize=632", site.pid)
+    assert status == 200 and "Content-Encoding" not in headers
+    layout = json.loads(headers["X-Pyis-Reply"])["meta"]["counts"]
+    assert layout["dtype"] == "i4"  # int32 counts above 65535
+    assert len(body) == 616 * 632 * 4 + -(-616 * 632 // 8)
+
+
 def test_counts_of_a_sum_are_the_sums(site):
     status, one, _ = counts(site, fn="eiger/eiger2_data_000001.h5", frame=1, xsize=300)
     status2, two, _ = counts(site, fn="eiger/eiger2_data_000001.h5", frame=1, xsize=300, sum=2)

@@ -5,8 +5,9 @@ same stage-1 value, so it is a cache hit) as numbers: a contrast, white level, s
 map change is then mapped in the page (isweb/static/js/mapping.js, the tables of
 pyis_common/colortables.py) with no request. The payload is little-endian, row-major:
 
-- the values, ``dtype`` ``u1``, ``u2`` (integer counts that fit) or ``f4`` (the float32 the
-  worker's map starts from: ``data.astype(float32)``), masked pixels 0;
+- the values, ``dtype`` ``u1``, ``u2``, ``i4`` (integer counts, the narrowest that holds them:
+  the page converts them to float32 as numpy does) or ``f4`` (float data: the float32 the
+  worker's map starts from, ``data.astype(float32)``), masked pixels 0;
 - ``valid``: one bit per pixel (``packbits``, little bit order), 0 where the box was masked;
 - ``red``: the same for saturated pixels, present only when ``meta.counts.red`` is true
   (the worker draws red only when the reduction counts saturated pixels).
@@ -39,14 +40,16 @@ def _check(width: int, height: int) -> None:
 
 
 def dtype_of(reduced: reduce.Reduced) -> str:
-    """The narrowest of u1, u2 and f4 that holds every valid value as the worker maps it."""
+    """The narrowest of u1, u2, i4 and f4 that holds every valid value exactly (integers are
+    compressed faster and smaller than their float32)."""
     lo, hi = reduced.stats.get("min"), reduced.stats.get("max")
-    if reduced.data.dtype.kind in "iu" and lo is not None and hi is not None and lo >= 0:
-        if hi <= 0xFF:
-            return "u1"
-        if hi <= 0xFFFF:
-            return "u2"
-    return "f4"
+    if reduced.data.dtype.kind not in "iu" or lo is None or hi is None:
+        return "f4"
+    if lo >= 0 and hi <= 0xFF:
+        return "u1"
+    if lo >= 0 and hi <= 0xFFFF:
+        return "u2"
+    return "i4" if -(2**31) <= lo and hi < 2**31 else "f4"
 
 
 def pack(reduced: reduce.Reduced) -> tuple[bytes, dict[str, Any]]:

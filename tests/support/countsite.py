@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import fabio
+import fabio.edfimage
 import h5py
 import numpy as np
 
@@ -15,6 +17,7 @@ from tests.support.detector import DETECTOR, EigerSeries
 from worker import jobs, levelrule, render
 
 SYNTHETIC = "synthetic/hot_master.h5"
+FLOATS = "synthetic/floats_0001.edf"
 SATURATION = 50000  # EigerSeries' saturation_value
 SHAPE = (1200, 1600)
 GAP = slice(400, 440)  # masked rows
@@ -38,6 +41,10 @@ def write_synthetic(data: Path) -> None:
     frame[200:203, 50:53] = SATURATION  # saturated: red
     frame[20, 1590] = SATURATION + 7
     series.append(frame)
+    floats = (rng.gamma(4.0, 5.0, SHAPE) * 1.37).astype(np.float32)  # no integer counts
+    floats[ys, xs] = rng.uniform(300.0, 9000.0, 600).astype(np.float32)
+    fabio.edfimage.EdfImage(data=floats).write(str(data / FLOATS))
+    os.chmod(data / FLOATS, 0o644)
 
 
 def server_rgb(data: Path, fn: str, size: tuple[int, int], fields: dict) -> np.ndarray:

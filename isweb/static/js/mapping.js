@@ -95,7 +95,7 @@ export function mapCounts(counts, contrast, wval, scale, colormap, out) {
   return out;
 }
 
-const ARRAYS = {u1: Uint8Array, u2: Uint16Array, f4: Float32Array};
+const ARRAYS = {u1: Uint8Array, u2: Uint16Array, i4: Int32Array, f4: Float32Array};
 
 // The `counts` payload (worker/counts.py): values, then the valid bits, then the red bits.
 export function decodeCounts(buffer, layout) {
@@ -103,11 +103,12 @@ export function decodeCounts(buffer, layout) {
   const n = width * height;
   const Kind = ARRAYS[dtype];
   const bits = Math.ceil(n / 8);
-  const size = n * Kind.BYTES_PER_ELEMENT;
-  if (!Kind || buffer.byteLength !== size + bits * (red ? 2 : 1)) {
+  const size = Kind ? n * Kind.BYTES_PER_ELEMENT : -1;
+  if (size < 0 || buffer.byteLength !== size + bits * (red ? 2 : 1)) {
     throw new ApiError(502, "internal", "the counts reply does not match its layout");
   }
-  const values = Float32Array.from(new Kind(buffer, 0, n)); // the float32 the worker maps
+  // the float32 the worker maps: integers rounded to nearest even, as numpy's astype does
+  const values = Kind === Float32Array ? new Kind(buffer, 0, n) : Float32Array.from(new Kind(buffer, 0, n));
   const valid = new Uint8Array(buffer, size, bits);
   return {width, height, values, valid, red: red ? new Uint8Array(buffer, size + bits, bits) : null};
 }
