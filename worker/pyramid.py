@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from worker import reduce
+from worker import halves, reduce
 from worker.formats import Frame
 
 Rule = str  # how a box's validity is known: "all", "nan", "negative" or "mask" (a valid level)
@@ -76,18 +76,38 @@ def valid_from_data(rule: Rule, data: np.ndarray) -> np.ndarray:
 
 def halve(x: np.ndarray, op: np.ufunc) -> np.ndarray:
     """The next level: the ``op`` (maximum) of each 2 x 2 block, a lone last row or column
-    kept as it is. Two passes of plain strided maxima, 2.5x faster than a general pooling."""
+    kept as it is. Two passes of plain strided maxima, 2.5x faster than a general pooling;
+    the output's two halves of rows on two cores for a big frame (worker/halves.py)."""
     h, w = x.shape
     even_h, even_w = h - h % 2, w - w % 2
     rows = np.empty(((h + 1) // 2, w), x.dtype)
-    op(x[0:even_h:2], x[1:even_h:2], out=rows[: even_h // 2])
-    if h % 2:
-        rows[-1] = x[-1]
     out = np.empty(((h + 1) // 2, (w + 1) // 2), x.dtype)
-    op(rows[:, 0:even_w:2], rows[:, 1:even_w:2], out=out[:, : even_w // 2])
-    if w % 2:
-        out[:, -1] = rows[:, -1]
+
+    def step(lo: int, hi: int) -> None:
+        pairs = min(hi, even_h // 2)  # output rows lo..pairs come from two input rows
+        op(x[2 * lo : 2 * pairs : 2], x[2 * lo + 1 : 2 * pairs : 2], out=rows[lo:pairs])
+        if hi > pairs:  # the lone last row
+            rows[-1] = x[-1]
+        op(rows[lo:hi, 0:even_w:2], rows[lo:hi, 1:even_w:2], out=out[lo:hi, : even_w // 2])
+        if w % 2:
+            out[lo:hi, -1] = rows[lo:hi, -1]
+
+    halves.ranges(out.shape[0], step, items=x.size)
     return out
+
+
+def _mask_in_place(data: np.ndarray, mask: np.ndarray, low: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masked pixels of this request's own frame set to ``low``, and the validity, in halves
+    (``copyto`` with ``where`` is 3x faster than ``putmask``)."""
+    valid = np.empty(mask.shape, bool)
+
+    def step(lo: int, hi: int) -> None:
+        part = halves.flat(mask)[lo:hi]
+        np.copyto(halves.flat(data)[lo:hi], low, where=part, casting="unsafe")
+        np.logical_not(part, out=halves.flat(valid)[lo:hi])
+
+    halves.ranges(mask.size, step)
+    return data, valid
 
 
 class Pyramid:
@@ -107,11 +127,10 @@ class Pyramid:
             self.rule = "mask"
             mask = frame.mask | np.isnan(data) if floats else frame.mask
             low = -np.inf if floats else np.iinfo(data.dtype).min
-            if frame.scratch and data.flags.writeable:
-                np.putmask(data, mask, low)  # this request's own copy: no 70 MB masked copy
+            if frame.scratch and data.flags.writeable and data.flags.c_contiguous:
+                data, valid = _mask_in_place(data, mask, low)  # no 70 MB masked copy
             else:
-                data = np.where(mask, low, data)
-            valid = ~mask
+                data, valid = np.where(mask, low, data), ~mask
         self.meta = meta
         # h12levels: full-resolution level statistics of this frame (one small object; the
         # stage-1 value that crosses tier 2 carries it in its JSON header)

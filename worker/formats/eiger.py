@@ -17,6 +17,7 @@ master: without it the module gaps of such a file are drawn as red saturated bar
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -25,6 +26,7 @@ import h5py
 import numpy as np
 
 from pyis_common.errors import Unsupported
+from worker import halves
 from worker.formats import bslz4, hdf5_storage, nexus
 from worker.formats import eiger_files as files
 from worker.formats.base import Frame, basename, cannot_read, check_frame, common_meta, native
@@ -33,11 +35,12 @@ from worker.paths import Opened
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAGIC_AT = (0, 512, 1024, 2048)  # after a user block the superblock sits at a power of 2 >= 512
 MASK = nexus.SPECIFIC + "/pixel_mask"
-MASKS_KEPT = 2  # a 16M mask is 18 MB as bool and takes ~80 ms to read: keep one or two series'
+MASKS_KEPT = 4  # keys: each mask under two (a 16M mask is 18 MB as bool, ~60 ms to decode)
 SUFFIXES = (".h5", ".hdf5", ".nxs")
 
 _masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
 _masks_lock = threading.Lock()
+_MISSING = object()
 
 
 def _geometry(
@@ -81,34 +84,71 @@ def _at_frame(name: str, meta: dict[str, Any], frame: int | None) -> int:
 
 
 def _pixel_mask(f: h5py.File, master: Opened, shape: tuple[int, int]) -> np.ndarray | None:
-    """``pixel_mask`` != 0 (None when absent or empty), read once per version of the file:
-    paging through a series must not re-read an 18 MB mask for every frame.
-    """
+    """``pixel_mask`` != 0 (None when absent or empty), decoded once per mask: paging through
+    a series must not decode an 18 MB mask for every frame, nor a new master of the same
+    detector (a new series, a rewritten file) the same mask again. Kept under the file's
+    version (no lookup at all for the next frame) and under a digest of the chunk it is stored
+    in (a few hundred kB read, not 72 MB decoded)."""
     st = master.stat()  # the identity of the file we hold open, not of whatever has its name
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, shape)
-    with _masks_lock:
-        if key in _masks:
-            _masks.move_to_end(key)
-            return _masks[key]
+    version = ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, shape)
+    mask = _kept(version)
+    if mask is not _MISSING:
+        return mask
     node = nexus.lookup(f, MASK)
-    mask = None
+    mask, stored = None, None
     if isinstance(node, h5py.Dataset) and node.ndim == 2:
         if node.shape != shape:
             raise Unsupported(f"{basename(master.name)} has a pixel_mask of another size")
         hdf5_storage.check_frame(node, 0, basename(master.name))
         try:
-            raw = bslz4.read_plane(node)
-            mask = np.not_equal(node[()] if raw is None else raw, 0)
+            chunk = bslz4.plane_chunk(node)
+            if chunk is not None:
+                digest = hashlib.blake2b(chunk, digest_size=16).digest()
+                stored = ("stored", shape, node.dtype.str, digest)
+            mask = _kept(stored) if stored is not None else _MISSING
+            if mask is _MISSING:
+                raw = bslz4.read_plane(node, chunk) if chunk is not None else None
+                mask = _nonzero(node[()] if raw is None else raw)
         except (OSError, ValueError, TypeError) as exc:
             raise cannot_read(master.name, "an Eiger pixel mask", exc) from exc
-        mask = mask if mask.any() else None
-        if mask is not None:
-            mask.flags.writeable = False  # shared by every frame and thread
     with _masks_lock:
-        _masks[key] = mask
+        for key in (version, stored):
+            if key is not None:
+                _masks[key] = mask
         while len(_masks) > MASKS_KEPT:
             _masks.popitem(last=False)
     return mask
+
+
+def _kept(key: tuple) -> Any:
+    with _masks_lock:
+        if key not in _masks:
+            return _MISSING
+        _masks.move_to_end(key)
+        return _masks[key]
+
+
+def _nonzero(raw: np.ndarray) -> np.ndarray | None:
+    mask = np.not_equal(raw, 0)
+    if not mask.any():
+        return None
+    mask.flags.writeable = False  # shared by every frame and thread
+    return mask
+
+
+def _invalid(data: np.ndarray, pixel: np.ndarray | None) -> np.ndarray | None:
+    """Pixels at 2**bits - 1 or in the pixel mask (None if there are none), in halves on
+    two cores for a big frame (worker/halves.py)."""
+    mask, top = np.empty(data.shape, bool), np.iinfo(data.dtype).max
+
+    def step(lo: int, hi: int) -> bool:
+        part = halves.flat(mask)[lo:hi]
+        np.equal(halves.flat(data)[lo:hi], top, out=part)
+        if pixel is not None:
+            np.logical_or(part, halves.flat(pixel)[lo:hi], out=part)
+        return bool(part.any())
+
+    return mask if any(halves.ranges(mask.size, step)) else None
 
 
 class EigerReader:
@@ -141,12 +181,9 @@ class EigerReader:
         first, last = meta["first_frame"], meta["last_frame"]
         meta |= common_meta(src.name, "eiger", data.shape, data.dtype.itemsize, last, first)
         meta["frame"] = frame
-        mask = data == np.iinfo(data.dtype).max
-        if pixel is not None:
-            mask |= pixel
         return Frame(
             data=data,
-            mask=mask if mask.any() else None,
+            mask=_invalid(data, pixel),
             saturation=meta.get("saturation"),
             meta=meta,
             scratch=True,  # decoded for this request: stage 1 may mask it in place
