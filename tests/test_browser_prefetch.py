@@ -91,3 +91,20 @@ def test_a_jump_does_not_use_the_frame_ahead_and_only_one_frame_is_ahead(page):
     numbers = {int(m.group(1)) for u in page.asked if (m := NAME.search(u))}
     assert numbers <= {3, 5}, page.asked  # 5 is the last: nothing is fetched ahead of it
     assert page.errors == []
+
+
+def test_playing_fetches_frames_ahead_but_no_counts_until_it_stops(page):
+    page.fill("#jump", "1")
+    page.dispatch_event("#jump", "change")
+    on_screen(page, 1)
+    ready = "() => window.pyisViewer.countsReady()"
+    chrome.wait_until(page, lambda: page.evaluate(ready), "frame 1's counts")
+    page.asked.clear()
+    page.fill("#rate", "5")
+    page.click("#play")
+    on_screen(page, FRAMES)
+    chrome.wait_until(page, lambda: page.inner_text("#play") == "Play", "the end of the series")
+    chrome.wait_until(page, lambda: page.evaluate(ready), "the last frame's counts")
+    assert not any(asked(page, "counts", n) for n in (3, 4))  # passed while playing
+    assert len(asked(page, "counts", FRAMES)) == 1  # the frame it stopped on
+    assert page.errors == []

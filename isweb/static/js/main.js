@@ -1,6 +1,6 @@
 // The viewer's state and controls; the URL hash (deeplink.js) never holds the session.
 
-import {getImage, url} from "./api.js";
+import {getImage} from "./api.js";
 import {Browser} from "./browser.js";
 import {CountsStore} from "./counts.js";
 import {LOOKS, readHash, writeHash} from "./deeplink.js";
@@ -12,6 +12,7 @@ import {mapCounts} from "./mapping.js";
 import {cursor, showHeader, showRings, showTimings} from "./panels.js";
 import {Prefetch} from "./prefetch.js";
 import {frameAt, frameCount, showRange, stepFrom} from "./series.js";
+import {expose, telemetry} from "./telemetry.js";
 import {Viewer} from "./viewer.js";
 
 const FOLLOW_PX = 1024; // a followed frame is shown from its JPEG alone until the stream pauses
@@ -21,9 +22,6 @@ const state = {
   fn: null, frame: 1, contrast: null, wval: null, esaf: null, meta: null, series: null, levels: null,
   scale: "linear", colormap: "inverted",
 };
-// read by the browser tests and bench/web.py: each paint, and how changes were drawn
-const telemetry = {paints: [], lastAction: null, pageMapped: 0, fallbacks: 0, prefetched: 0};
-window.pyisViewer = telemetry;
 
 const viewer = new Viewer(byId("map"), {
   onCursor: (x, y) => cursor(x, y, state),
@@ -36,27 +34,7 @@ const viewer = new Viewer(byId("map"), {
 });
 const counts = new CountsStore(showError);
 const prefetch = new Prefetch(counts);
-telemetry.view = () => ({zoom: viewer.map.getZoom(), native: viewer.native});
-telemetry.toPage = (x, y) => viewer.toPage(x, y);
-telemetry.zoomTo = (x, y, zoom) => {
-  telemetry.lastAction = "pan";
-  viewer.map.setView(viewer.toLatLng(x, y), zoom, {animate: false});
-};
-// the overview's counts: whether they are held, and a fetch of them for a frame (tests)
-telemetry.countsReady = () => Boolean(state.fn && counts.get(overviewParams()));
-telemetry.loadCounts = (fn, frame = 1) => counts.fetch(overviewParams(fn, frame));
-// the overview call a change would make without counts, and whether the frame ahead arrived
-telemetry.overviewUrl = () => url("image", overviewParams());
-telemetry.aheadReady = () => Boolean(prefetch.params && counts.get(prefetch.params));
-telemetry.idle = () => telemetry.countsReady() && !reahead && (!prefetch.params || telemetry.aheadReady());
-telemetry.overviewPixels = () => {
-  const canvas = viewer.overview.painted;
-  if (!canvas) return null;
-  const {data} = canvas.getContext("2d", {willReadFrequently: true}).getImageData(0, 0, canvas.width, canvas.height);
-  let text = "";
-  for (let i = 0; i < data.length; i += 0x8000) text += String.fromCharCode(...data.subarray(i, i + 0x8000));
-  return {width: canvas.width, height: canvas.height, rgba: btoa(text)};
-};
+expose({viewer, counts, prefetch, state, overviewParams, busy: () => reahead !== null});
 const browser = new Browser({esaf: () => state.esaf, onOpen: (fn, frame) => open(fn, frame, true), onError: showError});
 
 function step(delta) {
@@ -126,11 +104,12 @@ async function display(reply, fn, frame, early, pushed = false) {
   if (!pushed) afterShown();
 }
 
-// In the background once a frame is on screen: its counts, then the next frame and its counts.
+// In the background once a frame is on screen: its counts, then the next frame and its counts
+// (while playing, the frames ahead only: they pass too fast for a contrast change).
 function afterShown() {
-  counts.fetch(overviewParams());
+  if (!playing) counts.fetch(overviewParams());
   const next = stepFrom(state, 1);
-  if (next) prefetch.start({...viewParams(next.fn, next.frame), ...viewer.overviewSize()});
+  if (next) prefetch.start({...viewParams(next.fn, next.frame), ...viewer.overviewSize()}, !playing);
   else prefetch.cancel();
 }
 
@@ -238,6 +217,7 @@ function play() {
     clearInterval(playing);
     playing = null;
     byId("play").textContent = "Play";
+    if (state.fn) afterShown(); // the counts of the frame it stopped on
     return;
   }
   const fps = Math.min(30, Math.max(0.2, Number(byId("rate").value) || 2));

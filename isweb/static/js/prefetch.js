@@ -10,15 +10,19 @@ export class Prefetch {
     this.ahead = null; // {key, controller, promise}
   }
 
-  // Fetch the overview for `params` (image parameters and size) unless it is what is ahead.
-  start(params) {
+  // Fetch the overview for `params` (image parameters and size) unless it is what is ahead,
+  // then (`withCounts`) its counts.
+  start(params, withCounts = true) {
     const key = JSON.stringify(params);
-    if (this.ahead?.key === key) return;
+    if (this.ahead?.key === key) {
+      if (withCounts) this.ahead.promise.then((reply) => reply && this.counts.fetch(params));
+      return;
+    }
     this.cancel();
     const controller = new AbortController();
     const promise = getImage("image", params, controller.signal).then(
       (reply) => {
-        this.counts.fetch(params);
+        if (withCounts) this.counts.fetch(params);
         return reply;
       },
       () => null, // the open itself will ask again and show the error
