@@ -148,7 +148,7 @@ def _invalid(data: np.ndarray, pixel: np.ndarray | None) -> np.ndarray | None:
             np.logical_or(part, halves.flat(pixel)[lo:hi], out=part)
         return bool(part.any())
 
-    return mask if any(halves.ranges(mask.size, step)) else None
+    return mask if any(halves.pieces(mask.size, step)) else None
 
 
 class EigerReader:
