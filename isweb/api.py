@@ -128,10 +128,13 @@ def error_response(exc: PyisError, status: int | None = None) -> web.Response:
 
 
 def _reply_header(reply: Reply) -> str:
+    """The job and meta as one header line; a meta too long for it is left out, but for the
+    counts' layout (worker/counts.py: a few KiB), which the payload cannot be read without."""
     body = {"job": reply.job, "meta": reply.meta}
     header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     if len(header) > MAX_REPLY_HEADER:
-        body["meta"] = {"truncated": True}
+        kept = {"counts": reply.meta["counts"]} if "counts" in reply.meta else {}
+        body["meta"] = {"truncated": True} | kept
         header = json.dumps(body, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return header
 

@@ -25,6 +25,8 @@ FN = "series/thau_0001.cbf"
 @pytest.fixture(scope="module")
 def site(testdata: Path):
     with web_site(testdata) as s:
+        (s.data / "ct.dcm").write_bytes((testdata / "dicom/MR_small.dcm").read_bytes())
+        (s.data / "ct.dcm").chmod(0o644)
         yield s
 
 
@@ -81,6 +83,25 @@ def test_counts_are_the_workers_reduction(site, fn, frame, extra):
     assert np.array_equal(values.astype(np.float32)[valid], expect)  # what the map starts from
     assert (values[~valid] == 0).all()
     assert red is None and not reduced.saturated.any()
+
+
+def test_counts_carry_the_automatic_levels_the_jpeg_draws(site):
+    _, reply, _ = counts(site, fn=FN, xsize=616, ysize=632)
+    grid = reply["meta"]["counts"]["auto"]["grid"]  # the frame's per-block levels
+    assert grid["v"] == 1 and grid["shape"] == [2527, 2463]
+    _, image = api_image(site, FN)
+    assert (grid["white"], grid["black"]) == (image["wval_used"], image["bval_used"])
+    _, reply, _ = counts(site, fn="ct.dcm", xsize=512)  # a DICOM window (MR_small): one pair
+    _, image = api_image(site, "ct.dcm")
+    assert reply["meta"]["counts"]["auto"] == {"pair": [image["wval_used"], image["bval_used"]]}
+
+
+def api_image(site, fn: str) -> tuple[int, dict]:
+    query = urllib.parse.urlencode(
+        {"fn": fn, "xsize": 616, "ysize": 632} if fn == FN else {"fn": fn, "xsize": 512}
+    )
+    status, headers, _ = get(site, f"/api/image?{query}", site.pid)
+    return status, json.loads(headers["X-Pyis-Reply"])["job"]
 
 
 def test_counts_are_sent_plain_to_a_client_without_gzip(site):

@@ -12,9 +12,13 @@ pyis_common/colortables.py) with no request. The payload is little-endian, row-m
 - ``red``: the same for saturated pixels, present only when ``meta.counts.red`` is true
   (the worker draws red only when the reduction counts saturated pixels).
 
-``meta.counts`` holds ``dtype``, ``width``, ``height``, ``red``; the rest of meta is the
-``jpeg`` reply's. Bounded: at most :data:`MAX_SIDE` pixels a side (the viewer's overview is
-at most 2048; tiles carry the rest), so a reply is at most 16 MiB before HTTP compression.
+``meta.counts`` holds ``dtype``, ``width``, ``height``, ``red`` and ``auto``: the automatic levels
+the ``jpeg`` of the same request draws, so the page can draw a new scale or colour map under them
+too: ``{"pair": [white, black]}`` (a DICOM window or the C rule: scalars), or ``{"grid": ...}``
+(worker/levels.py ``LevelStats.to_json``: the per-block levels the worker interpolates into a
+white and a black plane over the frame). The rest of meta is the ``jpeg`` reply's. Bounded: at
+most :data:`MAX_SIDE` pixels a side (the viewer's overview is at most 2048; tiles carry the
+rest), so a reply is at most 16 MiB before HTTP compression.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from pyis_common.errors import BadRequest
 from pyis_common.request import Request
-from worker import reduce, sums
+from worker import levelrule, reduce, sums
 from worker.timings import Timings
 
 if TYPE_CHECKING:
@@ -77,12 +81,21 @@ def run(pipe: Pipeline, req: Request, clock: Timings) -> Result:
             reduced = found.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
         pipe.lru.resize(key, found.nbytes)  # it may have built a level
         meta: dict[str, Any] = found.meta | dict(reduced.stats)
+        stats = found.level_stats
     else:
         stage1, _, tier = pipe.stage1(req, clock)  # the jpeg's own stage 1: a cache hit
-        reduced, meta = stage1.reduced, dict(stage1.meta)
+        reduced, meta, stats = stage1.reduced, dict(stage1.meta), stage1.level_stats
     height, width = reduced.data.shape
     _check(width, height)  # a height derived from the aspect ratio obeys it too
     with clock.step("encode"):
         payload, layout = pack(reduced)
+    choice = levelrule.choose(
+        req, stats, reduced.stats, meta.get("auto_levels"), pipe.level_rule,
+        levelrule.zoomed(req), reduced.data.shape,
+    )  # fmt: skip
+    if choice.planes is None or stats is None:
+        layout["auto"] = {"pair": [choice.white, choice.black]}
+    else:
+        layout["auto"] = {"grid": stats.to_json()}
     decided = {"xsize": width, "ysize": height}
     return Result(job=decided, meta=meta | {"counts": layout}, payloads=[payload], tier=tier)

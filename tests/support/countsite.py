@@ -59,8 +59,9 @@ def server_rgb(data: Path, fn: str, size: tuple[int, int], fields: dict) -> np.n
         req, stage1.level_stats, stage1.reduced.stats, stage1.meta.get("auto_levels"),
         pipe.level_rule, levelrule.zoomed(req), stage1.reduced.data.shape,
     )  # fmt: skip
-    assert choice.planes is None  # explicit levels: the page's case
+    planes = choice.planes and choice.planes()  # automatic levels: the per-pixel planes
     rgb, _, _ = render.pixels(
-        stage1.reduced, choice.black, choice.white, scale=req.scale, colormap=req.colormap
-    )
+        stage1.reduced, choice.black, choice.white, planes=planes,
+        scale=req.scale, colormap=req.colormap,
+    )  # fmt: skip
     return np.broadcast_to(rgb, (*rgb.shape[:2], 3))

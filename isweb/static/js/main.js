@@ -8,7 +8,7 @@ import {byId, clearError, showError} from "./dom.js";
 import {Follow} from "./follow.js";
 import {readLook, readSliders, showLevels, showLook} from "./levels.js";
 import {adoptLink, showLink} from "./link.js";
-import {mapCounts} from "./mapping.js";
+import {canMap, mapCounts} from "./mapping.js";
 import {cursor, showHeader, showRings, showTimings} from "./panels.js";
 import {Prefetch} from "./prefetch.js";
 import {frameAt, frameCount, showRange, stepFrom} from "./series.js";
@@ -167,16 +167,17 @@ function overviewParams(fn = state.fn, frame = state.frame) {
   return {...viewParams(fn, frame), ...viewer.overviewSize()};
 }
 
-// New levels, scale or colour map. Explicit levels with the overview's counts held: painted in
-// the page at once (tiles, if zoomed in, from the server); else the overview is asked for again.
+// New levels, scale or colour map. With the overview's counts held: painted in the page at once
+// (tiles, if zoomed in, from the server); else the overview is asked for again.
 function redraw() {
-  const held = state.contrast !== null ? counts.get(overviewParams()) : null;
-  if (held) {
+  const held = counts.get(overviewParams());
+  const levels = state.contrast !== null ? {contrast: state.contrast, wval: state.wval} : null;
+  if (held && canMap(held, levels)) {
     telemetry.pageMapped += 1;
-    const {contrast, wval, scale, colormap} = state;
-    viewer.paintCounts(held, (rgba) => mapCounts(held, contrast, wval, scale, colormap, rgba), viewParams());
+    const {scale, colormap} = state;
+    viewer.paintCounts(held, (rgba) => mapCounts(held, levels, scale, colormap, rgba), viewParams());
   } else {
-    telemetry.fallbacks += 1; // automatic levels, or the counts are not here yet
+    telemetry.fallbacks += 1; // the counts are not here yet
     viewer.refresh(viewParams()).catch(showError);
   }
   writeHash(state); // after the request left: chromium fetches the favicon again on a new URL

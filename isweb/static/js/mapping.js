@@ -1,9 +1,12 @@
 // The page's own stage 2: counts of the overview (the `counts` job, worker/counts.py) mapped to
-// colours exactly as the worker maps them (worker/render.py, worker/colormaps.py) for explicit
-// levels, through the tables the server serves (/api/looks, pyis_common/colortables.py). Every
-// step is done in float32 (Math.fround) in numpy's order, so the pixels equal the worker's.
+// colours as the worker maps them (worker/render.py, worker/colormaps.py), through the tables
+// the server serves (/api/looks, pyis_common/colortables.py). Every step is done in float32
+// (Math.fround) in numpy's order, so for explicit levels (and the scalar automatic pair of the
+// C rule or a DICOM window) the pixels equal the worker's; the per-pixel automatic levels come
+// from planes.js (equal but for a rounding of the planes: a table step at most).
 
 import {ApiError} from "./api.js";
+import {autoPlanes} from "./planes.js";
 
 const f = Math.fround;
 let looks = null; // {steps, cLook: "linear/inverted", red, masked, tables: {"scale/map": Uint8Array}}
@@ -75,12 +78,48 @@ function throughTable(counts, white, black, lut, out) {
   }
 }
 
-// RGBA pixels of `counts` for explicit levels, scale and colour map; saturated pixels red.
-export function mapCounts(counts, contrast, wval, scale, colormap, out) {
-  const {white, black} = explicitLevels(contrast, wval);
+// colormaps.index + apply with per-pixel levels (the automatic planes): always the table.
+function throughPlanes(counts, planes, lut, out) {
+  const {values, valid} = counts;
+  const {white, black} = planes;
+  const steps = f(looks.steps - 1);
+  const scale = f(steps * f(1 + 2 ** -20));
+  const tiny = f(1e-12);
+  for (let i = 0, o = 0; i < values.length; i++, o += 4) {
+    let j = -1;
+    if (valid[i >> 3] & (1 << (i & 7))) {
+      const perCount = f(scale / Math.max(f(black[i] - white[i]), tiny));
+      let t = f(f(values[i] - white[i]) * perCount);
+      t = t <= 0 ? 0 : t >= steps ? steps : t;
+      j = 3 * Math.trunc(t);
+    }
+    const colour = j < 0 ? looks.masked : null;
+    out[o] = colour ? colour[0] : lut[j];
+    out[o + 1] = colour ? colour[1] : lut[j + 1];
+    out[o + 2] = colour ? colour[2] : lut[j + 2];
+    out[o + 3] = 255;
+  }
+}
+
+// Whether the page can draw `counts` under the levels: explicit ones always, automatic ones
+// when the counts carry them (meta.counts.auto).
+export function canMap(counts, levels) {
+  return levels !== null || Boolean(counts.auto?.pair || counts.auto?.grid);
+}
+
+// RGBA pixels of `counts` for `levels` ({contrast, wval}, or null: the automatic ones), scale
+// and colour map; saturated pixels red.
+export function mapCounts(counts, levels, scale, colormap, out) {
   const look = `${scale}/${colormap}`;
-  if (look === looks.cLook) greyRamp(counts, white, black, out);
-  else throughTable(counts, white, black, looks.tables[look], out);
+  const pair = levels ?? (counts.auto.pair ? {contrast: counts.auto.pair[1], wval: counts.auto.pair[0]} : null);
+  if (pair) {
+    const {white, black} = explicitLevels(pair.contrast, pair.wval);
+    if (look === looks.cLook) greyRamp(counts, white, black, out);
+    else throughTable(counts, white, black, looks.tables[look], out);
+  } else {
+    counts.planes = counts.planes ?? autoPlanes(counts.auto.grid, counts.width, counts.height);
+    throughPlanes(counts, counts.planes, looks.tables[look], out);
+  }
   if (counts.red) {
     const [r, g, b] = looks.red;
     const bits = counts.red;
@@ -110,5 +149,6 @@ export function decodeCounts(buffer, layout) {
   // the float32 the worker maps: integers rounded to nearest even, as numpy's astype does
   const values = Kind === Float32Array ? new Kind(buffer, 0, n) : Float32Array.from(new Kind(buffer, 0, n));
   const valid = new Uint8Array(buffer, size, bits);
-  return {width, height, values, valid, red: red ? new Uint8Array(buffer, size + bits, bits) : null};
+  const redBits = red ? new Uint8Array(buffer, size + bits, bits) : null;
+  return {width, height, values, valid, red: redBits, auto: layout.auto ?? null, planes: null};
 }
