@@ -1,18 +1,20 @@
 """The viewer in a real browser: time from an action to the new pixels painted, against the
 same requests sent straight over ZeroMQ in the same run.
 
-Four actions, each repeated ``--rounds`` times in Debian's chromium (Playwright) on a dev stack
-with is-web: a contrast change at the whole-frame view (painted in the page from the overview's
-counts once they are held: ``how`` page; before that a request, counted in
-``contrast_fallbacks``), a pan to tiles not yet loaded (a new place, one zoom step past native,
-of a frame whose pyramid is held), next frame at the whole-frame view (a file not read before,
-fetched ahead by the page while the previous frame was shown: the bench clicks once it has
-arrived, ``next_prefetched`` counts the nexts it served) and next frame zoomed in
-(``next_zoomed``: the overview fetched ahead, the visible tiles of the unread file asked for on
-the click). "Painted" is the viewer's own signal: the counts mapped onto the overview's canvas
-(``putImageData`` done), or the overview JPEG decoded (``img.decode()``) and in the page; zoomed
-in, Leaflet's ``load`` event, fired when every visible tile has been drawn on its canvas. The
-browser paints the screen at its next frame (<= 16 ms later), which is not counted.
+Five actions, each repeated ``--rounds`` times in Debian's chromium (Playwright) on a dev stack
+with is-web: a new scale and colour map under the automatic levels (``look``, painted in the
+page from the counts and their automatic levels), a contrast change at the whole-frame view
+(painted in the page from the overview's counts once they are held: ``how`` page; before that a
+request, counted in ``contrast_fallbacks``), a pan to tiles not yet loaded (a new place, one
+zoom step past native, of a frame whose pyramid is held), next frame at the whole-frame view (a
+file not read before, fetched ahead by the page while the previous frame was shown: the bench
+clicks once it has arrived, ``next_prefetched`` counts the nexts it served) and next frame
+zoomed in (``next_zoomed``: the overview fetched ahead, the visible tiles of the unread file
+asked for on the click). "Painted" is the viewer's own signal: the counts mapped onto the
+overview's canvas (``putImageData`` done), or the overview JPEG decoded (``img.decode()``) and
+in the page; zoomed in, Leaflet's ``load`` event, fired when every visible tile has been drawn
+on its canvas. The browser paints the screen at its next frame (<= 16 ms later), which is not
+counted.
 
 The baseline sends the same change straight over ZeroMQ: the API calls the page made for the
 action's frame (the browser's Resource Timing entries, turned into wire requests by is-web's
@@ -54,7 +56,8 @@ from tests.support import browser as chrome  # noqa: E402
 
 FRAMES = ("cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf")
 TARGETS = {"contrast_ratio": 1.5, "next_ratio": 1.5}
-ACTIONS = ("contrast", "pan", "next", "next_zoomed")
+ACTIONS = ("look", "contrast", "pan", "next", "next_zoomed")
+LOOKS = [(s, c) for s in ("linear", "sqrt", "log") for c in ("grey", "viridis", "inverted")][:-1]
 PARTS = ("", "_zmq", "_http", "_sent", "_first_byte", "_fetch", "_decode_start", "_decode")
 PARTS += ("_calls", "_page", "_prefetched")
 IMAGE, COUNTS = "/api/image?", "/api/counts?"
@@ -167,6 +170,18 @@ def measure(page, wire: Wire, web: Http, pid: str, rounds: int) -> dict:
     ready = "() => window.pyisViewer.countsReady()"
     chrome.wait_until(page, lambda: page.evaluate(ready), "the overview's counts")
     out["counts_ready"].append(page.evaluate(COUNTS_READY))
+    for i in range(rounds):  # look: a new scale and colour map under the automatic levels
+        scale, colormap = LOOKS[i % len(LOOKS)]  # past 8 the baseline repeats (a cache hit)
+        timed(
+            "look",
+            f"document.getElementById('scale').value = '{scale}';"
+            f" const m = document.getElementById('colormap'); m.value = '{colormap}';"
+            " m.dispatchEvent(new Event('change'))",
+        )
+    n = chrome.paints(page)
+    page.select_option("#scale", "linear")  # back to the default look for the rest
+    page.select_option("#colormap", "inverted")
+    chrome.wait_painted(page, n + 1, "the default look")
     for i in range(rounds):  # contrast: distinct levels, so no repeat cache answers
         timed(
             "contrast",
