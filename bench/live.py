@@ -14,6 +14,8 @@ when each JPEG arrives. Per frame shown, the latency is arrival - the writer's c
 - ``behind_max``: sampled as each frame completes, how many complete frames are newer than
   the one on screen. Target at 100 Hz: <= 2. ``age_ms``: how old the frame on screen is then.
 - ``server_cpu``: CPU seconds of proxy, procmgr and workers per second of the run (cores).
+- ``render_p50_ms``: the worker's own time for a shown frame (read + reduce + map + encode),
+  ``load_average``: the host's 1-minute load when the row ended (the box is shared).
 
     python bench/live.py [--seconds 4]
 """
@@ -84,8 +86,14 @@ def _until(t: float) -> None:
 
 
 # ------------------------------------------------------------------------ the follower
-def follow(ask: Client, pid: str, fn: str, until: float) -> list[tuple[str, int, float]]:
-    """(file, frame, monotonic arrival) of every frame shown, until ``until``."""
+STEPS = ("read", "reduce", "map", "encode")  # the worker's render steps (timings_ms)
+
+
+def follow(
+    ask: Client, pid: str, fn: str, until: float, renders: list[float]
+) -> list[tuple[str, int, float]]:
+    """(file, frame, monotonic arrival) of every frame shown, until ``until``; ``renders``
+    gets each shown frame's render time in the worker (its steps' sum, ms)."""
     shown, seq = [], 0
     while time.monotonic() < until:
         job = {"pid": pid, "type": "newest", "fn": fn, "seq": seq, "wait": 2, "xsize": XSIZE}
@@ -94,10 +102,13 @@ def follow(ask: Client, pid: str, fn: str, until: float) -> list[tuple[str, int,
         if reply[0] != b"":
             print(f"  follower: {reply[0][:200].decode(errors='replace')}", file=sys.stderr)
             continue
-        newest = json.loads(reply[1])["newest"]
+        echoed = json.loads(reply[1])
+        newest = echoed["newest"]
         if newest is not None:
             seq = newest["seq"]
             shown.append((Path(newest["fn"]).name, newest["frame"], now))
+            steps = echoed.get("timings_ms") or {}
+            renders.append(sum(float(steps.get(step, 0.0)) for step in STEPS))
     return shown
 
 
@@ -142,7 +153,8 @@ def run_one(stack: Stack, data: Path, kind: str, rate: float, seconds: float) ->
     )
     while kind == "eiger" and not log.with_suffix(".ready").exists() and proc.poll() is None:
         time.sleep(0.01)  # the writer is still making the series
-    shown = follow(ask, pid, fn, time.monotonic() + seconds + 3.0)
+    renders: list[float] = []
+    shown = follow(ask, pid, fn, time.monotonic() + seconds + 3.0, renders)
     proc.wait()
     cpu = (server_cpu_s(roots) - cpu0) / (time.monotonic() - t0)
     written = json.loads(log.read_text())
@@ -151,6 +163,9 @@ def run_one(stack: Stack, data: Path, kind: str, rate: float, seconds: float) ->
         "key": f"{kind}_{rate:g}hz",
         "frames": count,
         "server_cpu": round(cpu, 3),
+        # a frame answered from the kept rendering has no steps: the renders are the rest
+        "render_p50_ms": round(statistics.median([r for r in renders if r > 0] or [0.0]), 1),
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 
@@ -228,7 +243,8 @@ def main() -> int:
         finally:
             stack.stop()
     columns = ["what", "frames", "shown", "p50_ms", "p99_ms", "cold_ms", "latency_ratio"]
-    print(table(rows, [*columns, "p99_ratio", "behind_max", "age_p50_ms", "server_cpu"]))
+    more = ["p99_ratio", "behind_max", "age_p50_ms", "render_p50_ms", "server_cpu", "load_average"]
+    print(table(rows, [*columns, *more]))
     print("(a 2-core machine shared with other sessions' test runs: figures are noisy)")
     ratios = {r["key"]: r["latency_ratio"] for r in rows}
     payload = {"runs": rows, "latency_ratio": ratios, "targets": TARGETS, "host_shared": True}
