@@ -10,9 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 
+from pyis_common.errors import Incomplete, Unsupported
+from pyis_common.request import parse
 from tests.support.detector import EigerSeries
 from worker.follow import Follows
+from worker.followreply import READ_TRIES, render_complete
 from worker.outcome import Result
 from worker.timings import Timings
 
@@ -99,6 +103,30 @@ def test_render_loops_run_on_their_own_threads_started_with_the_first_follower(t
         (tmp_path / "live" / "a_0001.cbf").write_bytes(b"frame 1")
         wait_until(lambda: answers, "the frame")
     assert len(names) == 1 and names[0].startswith("follow")
+
+
+def test_a_frame_unreadable_while_its_file_grows_is_read_again(tmp_path):
+    """An HDF5 data file caught mid-append reads as corrupt (``unsupported:``), a frame cut
+    short as ``incomplete:``: both are read again; one that stays so is that error."""
+    calls: list[int] = []
+
+    def flaky(req, clock) -> Result:
+        calls.append(1)
+        if len(calls) < 3:
+            raise (Unsupported if len(calls) == 1 else Incomplete)("caught mid-append")
+        return Result(job={}, meta={}, payloads=[b"jpeg"])
+
+    req = parse({"type": "jpeg", "fn": "e_master.h5", "frame": 2}, need_pid=False)
+    assert render_complete(flaky, req, Timings()).payloads == [b"jpeg"] and len(calls) == 3
+
+    def broken(req, clock) -> Result:
+        calls.append(1)
+        raise Unsupported("really corrupt")
+
+    calls.clear()
+    with pytest.raises(Unsupported):
+        render_complete(broken, req, Timings())
+    assert len(calls) == READ_TRIES
 
 
 def wait_until(condition, what: str, timeout_s: float = 20.0) -> None:

@@ -15,6 +15,9 @@ from worker.jobs import Result
 from worker.timings import Timings
 
 READ_TRIES, RETRY_S = 4, 0.05  # a frame found short on reading: ~150 ms for its writer
+# read again: a frame still short (incomplete), and an HDF5 data file caught while its writer
+# appends the next frame (not SWMR: its index in flux reads as corrupt, unsupported)
+RETRIED = frozenset({"incomplete", "unsupported"})
 # fields of a newest request that do not change the picture (the rest must match to share)
 NOT_RENDERING = frozenset({"type", "fn", "frame", "seq", "wait", "pid", "auth", "esaf", "tag"})
 
@@ -34,13 +37,14 @@ def rendering_key(req: Request, paths: tuple[str, ...] | None) -> str:
 def render_complete(
     render: Callable[[Request, Timings], Result], req: Request, clock: Timings
 ) -> Result:
-    """A frame found still being written (``incomplete:``) is read again a few times, then
-    that retryable error is the answer: never a picture of half a frame."""
+    """A frame found still being written (``incomplete:``, or unreadable while its data file
+    grows) is read again a few times, then that error is the answer: never a picture of half
+    a frame."""
     for attempt in range(READ_TRIES):
         try:
             return render(req, clock)
         except PyisError as exc:
-            if exc.code != "incomplete" or attempt == READ_TRIES - 1:
+            if exc.code not in RETRIED or attempt == READ_TRIES - 1:
                 raise
         time.sleep(RETRY_S)
     raise AssertionError("unreachable")
