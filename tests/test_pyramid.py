@@ -145,6 +145,8 @@ def test_a_rewritten_file_never_serves_a_stale_level(tmp_path: Path) -> None:
     after = stage1(pipeline, xsize=200)
     assert pipeline.frames_read == 2
     assert after.data.max() == 123456 and before.data.max() < 123456
+    assert pipeline.lru.counters()["entries"] == 2  # the new pyramid and stage 1: the old
+    # version's were dropped when it was read (no request can name them any more)
     fresh = stage1(jobs.Pipeline(home=str(tmp_path), cache_bytes=1 << 28), xsize=200)
     assert_same(after, fresh)
 

@@ -32,7 +32,7 @@ from worker import (
     sums,
     tiles,
 )
-from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes
+from worker.cache import LRU, FrameKey, Key, SingleFlight, default_bytes, superseded
 from worker.outcome import Result, Stage1
 from worker.pyramid import Pyramid
 from worker.tier2 import RedisTier
@@ -220,6 +220,7 @@ class Pipeline:
         return self._reduce(pyramid, req, key, clock)
 
     def _read(self, src: paths.Opened, fkey: FrameKey, key: Key, clock: Timings) -> Pyramid:
+        self.lru.drop(superseded(fkey))  # first: the new frame reuses their memory
         with clock.step("read"):  # frame 0 in a key: the file's first (not 1 for every file)
             frame = formats.read_frame(src, fkey.frame or None)
         with clock.step("reduce"):  # masking the frame in place is the first step of pooling
