@@ -204,20 +204,24 @@ class RedisTier:
     ) -> tuple[Entry, str]:
         """Compute once across workers: hold the lock, or wait briefly for whoever does.
 
-        If the producer died, its lock expires (LOCK_TIMEOUT_S) and the next request takes
-        over; a follower never waits more than LOCK_WAIT_S before reading the file itself.
-        The write and the release come after the reply, in that order: followers still find
-        the value when the lock is gone.
+        The caller has just missed ``key``. If the producer died, its lock expires
+        (LOCK_TIMEOUT_S) and the next request takes over; a follower never waits more than
+        LOCK_WAIT_S before reading the file itself. The write and the release come after the
+        reply, in that order: followers still find the value when the lock is gone.
         """
         name = self.name(key)
         lock = self.client.lock(
             name + ":lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S
         )
-        locked = bool(self._call(lock.acquire))
+        locked = bool(self._call(lambda: lock.acquire(blocking=False)))
+        waited = not locked  # held by another producer (or the tier is down)
+        locked = locked or bool(self._call(lock.acquire))
         try:
-            # the producer may have finished while we waited, whether we then got its lock or
-            # timed out: one GET (a fraction of a ms on the host's Redis) beats a second read
-            value = self.get(key, again=True)
+            # a producer may have finished while we waited, whether we then got its lock or
+            # timed out: one GET (a fraction of a ms on the host's Redis) beats a second read.
+            # A lock free at once skips it: only a producer that finished within the instant
+            # since the caller's miss is missed, at the cost of a read, not of a wrong value
+            value = self.get(key, again=True) if waited else None
             if value is not None:
                 return value, "redis"
             value = compute()
