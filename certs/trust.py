@@ -11,6 +11,7 @@ past its next update makes every key untrusted: a stale list could be hiding a r
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,17 +84,24 @@ class TrustStore:
         return True
 
     def _stat(self) -> _Stamp:
+        """What identifies the files now. Taken for every token a procmgr verifies, so with
+        ``os.scandir`` (a tenth of what a pathlib glob costs) over what _pem_files reads."""
         files = []
         try:
-            for path in _pem_files(self.certs_dir):
-                st = path.stat()
-                files.append((path.name, st.st_mtime_ns, st.st_size, st.st_ino))
+            with os.scandir(self.certs_dir) as entries:
+                names = sorted(e.name for e in entries if _is_pem_name(e.name))
+            for name in names:
+                st = os.stat(os.path.join(self.certs_dir, name))
+                files.append((name, st.st_mtime_ns, st.st_size, st.st_ino))
         except FileNotFoundError:
             pass  # the directory or a file vanished: the stamp differs, _load reports it
         crl = None
-        if self.crl_path is not None and self.crl_path.exists():
-            st = self.crl_path.stat()
-            crl = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if self.crl_path is not None:
+            try:
+                st = os.stat(self.crl_path)
+                crl = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except FileNotFoundError:
+                pass
         return tuple(files), crl
 
     def _load(self) -> None:
@@ -196,7 +204,11 @@ def _signature_only(usage: x509.KeyUsage) -> bool:
 
 def _pem_files(directory: Path) -> list[Path]:
     """``*.pem`` in ``directory``, without the dotted temporaries ``certs.ca`` renames from."""
-    return sorted(p for p in directory.glob("*.pem") if not p.name.startswith("."))
+    return sorted(p for p in directory.glob("*.pem") if _is_pem_name(p.name))
+
+
+def _is_pem_name(name: str) -> bool:
+    return name.endswith(".pem") and not name.startswith(".")
 
 
 def _load_root(root_pem: Path) -> x509.Certificate:
