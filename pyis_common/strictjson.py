@@ -16,8 +16,17 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    """A number too large for a double (``1e999``) would parse as infinity: refused too."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:32]} is out of range for a number")
+    return value
+
+
 def loads(data: bytes | str) -> Any:
-    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says. (``json.loads`` itself,
+    """Strict JSON: NaN and Infinity are refused, as RFC 8259 says, and so is a number that
+    overflows to infinity. (``json.loads`` itself,
     given options, builds a new decoder for every call: ours is made once.)"""
     if isinstance(data, bytes | bytearray):
         data = data.decode(json.detect_encoding(data), "surrogatepass")  # as json.loads does
@@ -43,7 +52,7 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _ENCODER = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), allow_nan=False, default=_jsonable
 )

@@ -103,6 +103,15 @@ def test_request_frame_refuses_nan():
         parse_frame(b'{"pid": "s", "type": "jpeg", "contrast": Infinity}')
 
 
+@pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"1.5e400"])
+def test_request_frame_refuses_a_number_that_overflows_to_infinity(number):
+    with pytest.raises(BadRequest):
+        parse_frame(b'{"pid": "s", "type": "jpeg", "contrast": ' + number + b"}")
+    with pytest.raises(ValueError):
+        strictjson.loads(b"[" + number + b"]")
+    assert strictjson.loads(b"[1e300, 2.5]") == [1e300, 2.5]
+
+
 def test_wire_text_unknown_code_becomes_internal():
     assert wire_text("oops", "x") == b"internal: the image server failed"
     assert parse_wire_text(b"not_found: no such file: a") == ("not_found", "no such file: a")
