@@ -2,10 +2,12 @@
 
 A new session then costs the hand-off of its order (the spawn header and the two descriptors,
 over the spare's own socketpair), the privilege drop and the worker's start; not a fork of the
-zygote (3-4 ms of page-table copying here), which happens after the hand-off, off the session's
-path. A spare is the zygote's clean state and nothing more: it is forked after the warm-up and
-before any order, so it holds no identity, no user data and no credential (those come only
-with its order and, the credential, from the procmgr on the worker's own channel); its
+zygote (3-4 ms of page-table copying here), which happens REFILL_DELAY_S after the hand-off, off
+the session's path (forked and rehearsed at once, the successor took a core from the new
+worker: its config and first job waited 5-10 ms). A spare is the zygote's clean state and
+nothing more: it is forked after the warm-up and before any order, so it holds no identity,
+no user data and no credential (those come only with its order and, the credential, from the
+procmgr on the worker's own channel); its
 environment and memory are the zygote's; it closes the zygote's descriptors (channel, signal
 socketpair, the other spares' sockets) at once and starts no thread (``no_new_privs`` is per
 thread: one started before the drop could exec a setuid program).
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from pyis_common import workerchannel
 
 RETRY_S = 1.0  # after a failed fork or a spare that died unused
+REFILL_DELAY_S = 0.05  # after a hand-off: the session's start and first job come first
 NAME = b"pyis-spare"  # its /proc/PID/comm while it waits, for ps and the tests
 
 
@@ -107,6 +110,7 @@ class Spares:
             finally:
                 spare.chan.sock.close()
             self.unused.discard(spare.pid)
+            self.retry_at = max(self.retry_at, time.monotonic() + REFILL_DELAY_S)
             return spare.pid
         return None
 
