@@ -18,7 +18,6 @@ import fcntl
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -43,19 +42,11 @@ class Zygote:
         self.children: set[int] = set()
         self.signals = SignalQueue((signal.SIGCHLD, signal.SIGTERM))
         self.spares = Spares(spares)
-        self.home = ""  # the spares' rehearsal folder (worker/warmup.py)
 
     def run(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the procmgr's to handle
         warmup.tune_malloc()  # inherited by every worker
         warmup.warm()
-        self.home = warmup.rehearsal_home()
-        try:
-            return self._serve()
-        finally:
-            shutil.rmtree(self.home, ignore_errors=True)
-
-    def _serve(self) -> int:
         warmup.freeze()
         self.refill()
         self.chan.send({"t": workerchannel.MSG_READY, "pid": os.getpid()})
@@ -145,7 +136,7 @@ class Zygote:
         code = EXIT_CRASH
         try:
             self._leave_zygote()
-            spec, fds = wait_for_order(sock, lambda: warmup.rehearse(self.home))
+            spec, fds = wait_for_order(sock, warmup.rehearse_in_a_temporary_folder)
             if spec is None:
                 for fd in fds:
                     os.close(fd)

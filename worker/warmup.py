@@ -75,17 +75,18 @@ def warm() -> None:
 REHEARSAL_FILE = "rehearsal.cbf"
 
 
-def rehearsal_home() -> str:
-    """The zygote's own folder (0700, removed at its exit) with one tiny CBF to rehearse on."""
-    home = tempfile.mkdtemp(prefix="pyis-zygote-")
-    image = fabio.cbfimage.CbfImage(data=np.zeros((48, 64), np.int32), header={})
-    image.write(os.path.join(home, REHEARSAL_FILE))
-    return home
+def rehearse_in_a_temporary_folder() -> None:
+    """:func:`rehearse` on a tiny CBF of our own, in a 0700 folder removed right after (a
+    folder kept for the zygote's life was left behind whenever the zygote was killed)."""
+    with tempfile.TemporaryDirectory(prefix="pyis-spare-") as home:
+        image = fabio.cbfimage.CbfImage(data=np.zeros((48, 64), np.int32), header={})
+        image.write(os.path.join(home, REHEARSAL_FILE))
+        rehearse(home)
 
 
 def rehearse(home: str) -> None:
     """In a spare, before its order: a worker's start (worker/main.py's ``prepare``, a config
-    message) and a first meta and jpeg job, on the zygote's own tiny file; no thread started,
+    message) and a first meta and jpeg job, on a tiny file of our own; no thread started,
     no connection made, nothing kept (descriptors are closed at the order, the objects freed).
 
     A fork shares the zygote's pages until each is written, and Python writes every object it
