@@ -20,7 +20,7 @@ import numpy as np
 
 from worker import reduce
 from worker.formats import Frame
-from worker.pyramid import level_for, valid_from_data
+from worker.pyramid import at_floor, level_for, max_op, rule_for, valid_from_data
 
 
 @lru_cache(maxsize=64)
@@ -79,23 +79,15 @@ def reduce_like_pyramid(
     first, plan_r = _rows_plan(height, rows.start, rows.stop, dst_h, k)
     source = frame.data[first:]
     col_k = slice(cols.start >> k << k, min(-(-cols.stop >> k) << k, width))
-    floats = source.dtype.kind == "f"
-    op: np.ufunc = np.fmax if floats else np.maximum  # fmax: NaN loses to a number
-    if frame.negative_masked or frame.mask is None:
+    op, rule = max_op(source), rule_for(frame)
+    if rule != "mask":
         data = _pool(source, plan_r, col_k, dst_w, k, op)
-        valid = valid_from_data(
-            "negative" if frame.negative_masked else "nan" if floats else "all", data
-        )
-    else:  # the pyramid's "mask" rule: masked pixels at the floor, validity pooled apart
-        mask = frame.mask[first:]
-        mask = mask | np.isnan(source) if floats else mask
-        low = -np.inf if floats else np.iinfo(source.dtype).min
-        if frame.scratch and source.flags.writeable:
-            np.putmask(source, mask, low)
-        else:
-            source = np.where(mask, low, source)
+        valid = valid_from_data(rule, data)
+    else:  # masked pixels at the floor, validity pooled apart, as the pyramid's levels
+        assert frame.mask is not None  # rule_for: "mask" only with a mask
+        source, valid_px = at_floor(source, frame.mask[first:], frame.scratch)
         data = _pool(source, plan_r, col_k, dst_w, k, op)
-        valid = _pool((~mask).view(np.uint8), plan_r, col_k, dst_w, k, np.maximum).view(bool)
+        valid = _pool(valid_px.view(np.uint8), plan_r, col_k, dst_w, k, np.maximum).view(bool)
     if not data.flags.owndata:
         data = data.copy()
     saturated = valid & (data >= reduce.saturation_level(frame))
