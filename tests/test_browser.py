@@ -37,13 +37,10 @@ def viewer(site, tmp_path_factory):
     """A logged-in page; console errors and dialogs are recorded for the last test."""
     shots = tmp_path_factory.mktemp("screens")
     with chrome.browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 900})
-        page.errors, page.dialogs, page.shots = [], [], shots
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
+        page = chrome.watched_page(b)
+        page.dialogs, page.shots = [], shots
         page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        page.goto(site.login_url())
-        page.wait_for_selector("#entries li button")
+        chrome.log_in(page, site)
         yield page
         page.close()
 

@@ -60,12 +60,9 @@ def site(testdata: Path):
 def page(site, tmp_path_factory):
     shots = tmp_path_factory.mktemp("screens")
     with chrome.browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 900})
-        page.errors, page.shots = [], shots
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
-        page.goto(site.login_url())
-        page.wait_for_selector("#entries li button")
+        page = chrome.watched_page(b)
+        page.shots = shots
+        chrome.log_in(page, site)
         yield page
 
 

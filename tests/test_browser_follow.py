@@ -34,15 +34,11 @@ def site(testdata: Path):
 @pytest.fixture
 def page(site):
     with chrome.browser() as b:
-        page = b.new_page(viewport={"width": 1200, "height": 800})
-        page.errors, page.tiles = [], []
+        page = chrome.watched_page(b, 1200, 800)
+        page.tiles, page.follows = [], []
         page.on("request", lambda r: page.tiles.append(r.url) if VIEW.search(r.url) else None)
-        page.follows = []
         page.on("request", lambda r: page.follows.append(r.url) if "/api/follow" in r.url else None)
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
-        page.goto(site.login_url())
-        page.wait_for_selector("#entries li button")
+        chrome.log_in(page, site)
         yield page
         page.close()
 

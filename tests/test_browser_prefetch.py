@@ -36,12 +36,10 @@ def site(testdata: Path):
 @pytest.fixture(scope="module")
 def page(site):
     with chrome.browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 900})
-        page.errors, page.asked = [], []
-        page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+        page = chrome.watched_page(b)
+        page.asked = []
         page.on("request", lambda r: page.asked.append(r.url) if "/api/" in r.url else None)
-        page.goto(site.login_url())
-        page.wait_for_selector("#entries li button")
+        chrome.log_in(page, site)
         yield page
 
 

@@ -48,6 +48,22 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
+def watched_page(b: Any, width: int = 1400, height: int = 900) -> Any:
+    """A new page whose console errors and uncaught exceptions collect in ``page.errors``
+    (the tests end by asserting there were none)."""
+    page = b.new_page(viewport={"width": width, "height": height})
+    page.errors = []
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.errors.append(f"uncaught: {e}"))
+    return page
+
+
+def log_in(page: Any, site: Any) -> None:
+    """Through the site's one-time login link, until the directory browser lists entries."""
+    page.goto(site.login_url())
+    page.wait_for_selector("#entries li button")
+
+
 def wait_until(
     page: Any, condition: Callable[[], Any], what: str, timeout_s: float = PAINT_TIMEOUT_S
 ):
