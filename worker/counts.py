@@ -76,12 +76,7 @@ def run(pipe: Pipeline, req: Request, clock: Timings) -> Result:
 
     _check(req.xsize, req.ysize or 0)
     if sums.count(req) > 1:
-        found, key, tier = sums.pyramid(pipe, req, clock)
-        with clock.step("reduce"):
-            reduced = found.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
-        pipe.lru.resize(key, found.nbytes)  # it may have built a level
-        meta: dict[str, Any] = found.meta | dict(reduced.stats)
-        stats = found.level_stats
+        reduced, meta, stats, tier = sums.stage1(pipe, req, clock)
     else:
         stage1, _, tier = pipe.stage1(req, clock)  # the jpeg's own stage 1: a cache hit
         reduced, meta, stats = stage1.reduced, dict(stage1.meta), stage1.level_stats

@@ -108,22 +108,30 @@ def pyramid(pipe: Pipeline, req: Request, clock: Timings) -> tuple[Pyramid, Hash
         return built, key, "file" if led else "flight"
 
 
+def stage1(
+    pipe: Pipeline, req: Request, clock: Timings
+) -> tuple[reduce.Reduced, dict[str, Any], Any, str]:
+    """Stage 1 of the sum for ``req`` (``jpeg`` and ``counts`` alike): the reduction from the
+    sum's pyramid, the reply's meta, the sum's own level statistics and the tier it came from."""
+    found, key, tier = pyramid(pipe, req, clock)
+    with clock.step("reduce"):
+        out = found.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
+    pipe.lru.resize(key, found.nbytes)  # it may have built a level
+    return out, found.meta | dict(out.stats), found.level_stats, tier
+
+
 def jpeg(pipe: Pipeline, req: Request, clock: Timings) -> Result:
     """A ``jpeg`` of the sum: reduced from the sum's pyramid, drawn by the ``jpeg`` levels rule
     (the sum's own automatic levels by default), scale and colour map."""
     from worker.jobs import Result
 
-    found, key, tier = pyramid(pipe, req, clock)
-    with clock.step("reduce"):
-        reduced = found.reduce(req.xsize, req.ysize, req.zoom, req.segcol, req.segrow)
-    pipe.lru.resize(key, found.nbytes)  # it may have built a level
+    reduced, meta, stats, tier = stage1(pipe, req, clock)
     choice = levelrule.choose(
-        req, found.level_stats, reduced.stats, found.meta.get("auto_levels"), pipe.level_rule,
+        req, stats, reduced.stats, meta.get("auto_levels"), pipe.level_rule,
         levelrule.zoomed(req), reduced.data.shape,
     )  # fmt: skip
     data, decided = render.render(
         reduced, choice.black, choice.white, quality=pipe.quality, clock=clock,
         planes=choice.planes and choice.planes(), scale=req.scale, colormap=req.colormap,
     )  # fmt: skip
-    meta: dict[str, Any] = found.meta | dict(reduced.stats)
     return Result(job=decided, meta=meta, payloads=[data], tier=tier)
