@@ -18,16 +18,13 @@ import pytest
 from PIL import Image
 
 from tests.support import browser as chrome
-from tests.support import required
 from tests.support.client import ask, meta_of
 from tests.support.website import HOSTILE, SECRET, web_site
 
 
 @pytest.fixture(scope="module")
 def site(testdata: Path):
-    missing = chrome.chromium_missing()
-    if missing:
-        required.missing(missing)
+    chrome.require_chromium()
     with web_site(testdata) as s:
         yield s
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from tests.support import required
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAINT_TIMEOUT_S = 30.0  # a cold worker plus a cold Eiger read on a loaded CI machine
 
@@ -25,14 +27,10 @@ def chromium_missing() -> str | None:
 
 
 def require_chromium() -> None:
-    """Fail in CI, skip elsewhere, when the browser is missing."""
-    import pytest
-
+    """Fail in CI, skip elsewhere, when the browser is missing (tests/support/required.py)."""
     missing = chromium_missing()
-    if missing and os.environ.get("CI"):
-        pytest.fail(missing)
     if missing:
-        pytest.skip(missing)
+        required.missing(missing)
 
 
 @contextmanager
