@@ -89,6 +89,10 @@ class Hosts:
         host.given_up += len(flights)
         return [f for f in flights if f is not None]
 
+    def leaving(self) -> bool:
+        """Whether a host said it is shutting down (no capacity): its link's drop is expected."""
+        return any(h.capacity == 0 for h in self.hosts.values())
+
     def next_expiry(self, now: float) -> float | None:
         if not self.hosts:
             return None

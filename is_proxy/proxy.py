@@ -46,7 +46,7 @@ class Proxy:
         self.hosts = Hosts()
         self.held: deque[tuple[framelimits.Received, float]] = deque()  # read, not yet sent
         set_heartbeats(self.backend)
-        self.link = LinkMonitor(self.backend, "procmgr", log)
+        self.link = LinkMonitor(self.backend, "procmgr", log, self.hosts.leaving)
         self.auth = (
             curve.serve(self.ctx, self.backend, cfg.curve_secret, cfg.curve_clients)
             if cfg.curve_secret

@@ -77,13 +77,13 @@ class ProxyLink:
     def beat_in_s(self, now: float) -> float:
         return max(0.0, self.next_beat - now)
 
-    def beat(self, now: float, capacity: int) -> None:
+    def beat(self, now: float, capacity: int, at_once: bool = False) -> None:
         """Tell every proxy, once an interval, how many requests it may have in flight here,
         and at once when that grew (a long-poll arrived and brought its own slot: the proxy
         must not answer other users ``busy:`` until the next interval). A drop waits for the
-        interval. A proxy not connected now misses this one (ROUTER drops it) and hears the
-        next."""
-        if now < self.next_beat and capacity <= self.announced:
+        interval, unless ``at_once``. A proxy not connected now misses this one (ROUTER drops
+        it) and hears the next."""
+        if not at_once and now < self.next_beat and capacity <= self.announced:
             return
         self.next_beat = now + hostlink.HEARTBEAT_INTERVAL_S
         self.announced = capacity
@@ -130,5 +130,8 @@ class ProxyLink:
         return [frame.bytes for frame in msg.frames]
 
     def close(self) -> None:
+        """A last heartbeat of no capacity first: the proxies hear that this host is leaving,
+        so its dropped link is news to them, not a fault (the linger gives it time to go)."""
+        self.beat(time.monotonic(), 0, at_once=True)
         self.monitor.close()
         self.router.close(linger=1000)

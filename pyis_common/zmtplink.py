@@ -10,6 +10,7 @@ itself. The monitor turns connects and drops into log lines an operator can see.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
@@ -42,11 +43,21 @@ def set_heartbeats(sock: zmq.Socket) -> None:
 
 
 class LinkMonitor:
-    """Log when a peer of ``sock`` comes, goes, or fails its handshake; the loop polls ``sock``."""
+    """Log when a peer of ``sock`` comes, goes, or fails its handshake; the loop polls ``sock``.
 
-    def __init__(self, sock: zmq.Socket, peer: str, log: logging.Logger) -> None:
+    ``announced_leaving``: whether a peer said it was shutting down (and this drop is its
+    leaving); such a drop is logged as news, not as a warning an operator must chase."""
+
+    def __init__(
+        self,
+        sock: zmq.Socket,
+        peer: str,
+        log: logging.Logger,
+        announced_leaving: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.sock = sock.get_monitor_socket(WATCHED)
         self.peer, self.log = peer, log
+        self.announced_leaving = announced_leaving
 
     def handle(self) -> list[tuple[int, str]]:
         """Log every event waiting, never blocking; the (event, endpoint) pairs seen."""
@@ -63,6 +74,8 @@ class LinkMonitor:
                 continue  # libzmq is reconnecting by itself: nothing to tell
             if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.log.info("%s link up (%s)", self.peer, where)
+            elif kind == zmq.EVENT_DISCONNECTED and self.announced_leaving():
+                self.log.info("%s link closed (%s): the peer was shutting down", self.peer, where)
             elif kind == zmq.EVENT_DISCONNECTED:
                 self.log.warning(
                     "%s link lost (%s): the peer went away, missed heartbeats for %.0f s, or "

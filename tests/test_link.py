@@ -111,3 +111,15 @@ def test_a_stopped_proxy_or_procmgr_is_noticed_within_the_heartbeat_timeout(test
             assert noticed_s <= LINK_DOWN_WITHIN_S + SLACK_S
             logs.wait_for(log, up, 20, at_least=ups + 1)
             assert ask(stack.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+
+
+def test_a_procmgr_that_shuts_down_says_so_and_its_link_closes_without_a_warning(testdata):
+    """A restart is routine: the procmgr's last heartbeat announces no capacity, so the proxy
+    logs the dropped link as news (INFO), not as the fault it logs for a vanished peer."""
+    with dev_stack(testdata) as stack:
+        log = stack.workdir / "proxy.log"
+        logs.wait_for(log, "procmgr link up", 20)
+        assert ask(stack.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+        assert stack.procmgr.stop() == 0  # SIGTERM: the way systemd stops it
+        logs.wait_for(log, "procmgr link closed", 20)
+        assert logs.count(log, "procmgr link lost") == 0
