@@ -6,6 +6,10 @@ The Pilatus 6M CBF from the shared test data is always measured; more files (for
 ones ``/work/shared/tools/make_images.py`` writes) are added from the command line. Stages run
 interleaved, one round at a time, so a burst of load on a shared machine hits every stage alike;
 the table gives medians and each stage's ratio to the copy of the same frame in the same run.
+
+Then what a viewer's interaction costs the worker once it holds the frame's pyramid (issue 14),
+as its own ``timings`` report it: a new xsize (600 + r px, bench/interactive.py's sizes, each a
+new reduction from the nearest level) and a new contrast (512 px, stage 2 only).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run without inst
 
 # bench.common first: it pins OpenMP to one thread, as in the workers, before fabio loads
 from bench.common import TESTDATA, table, write_json  # noqa: E402
+from worker import jobs  # noqa: E402
+from worker.cache import Key  # noqa: E402
 from worker.formats import Frame, read_frame  # noqa: E402
 from worker.levels import compute  # noqa: E402
 from worker.reduce import reduce_max, saturation_level  # noqa: E402
@@ -33,6 +39,8 @@ from worker.render import encode_jpeg, levels, to_colours, to_pixels  # noqa: E4
 
 DEFAULT_IMAGE = TESTDATA / "cbf" / "thau_3_2_0001.cbf"
 COLUMNS = ["stage", "median ms", "min ms", "x copy"]
+SIZES = 9  # new xsizes 600 .. 608: bench/interactive.py's (its 9 rounds), one level apiece
+STEPS = ("reduce", "map", "encode", "in process")
 
 
 def stages(path: str, frame: Frame, xsize: int, quality: int) -> dict[str, Callable[[], Any]]:
@@ -71,6 +79,33 @@ def measure(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[i
     return times
 
 
+def interactive(path: str, repeats: int) -> dict[str, list[int]]:
+    """The worker's steps (ns) of a new xsize and of a new contrast of a frame it has read:
+    its pipeline, its pyramid, its timings; every stage 1 and JPEG of a size dropped before
+    that size is asked again, the pyramid kept."""
+    home, name = os.path.split(os.path.abspath(path))
+    pipe = jobs.Pipeline(home=home)
+    job = {"type": "jpeg", "fn": name, "xsize": 512}
+    pipe.run(job)  # the cold read: the frame's pyramid held from here on
+    times: dict[str, list[int]] = {f"{what}: {step}": [] for what in ("new xsize", "new contrast")
+                                   for step in STEPS}  # fmt: skip
+    for r in range(repeats):
+        pipe.lru.drop(lambda key: isinstance(key, Key) and key.xsize != 512)
+        pipe.jpegs.drop(lambda key: True)
+        asks = {
+            "new xsize": job | {"xsize": 600 + r % SIZES},
+            "new contrast": job | {"contrast": 100 + r},
+        }
+        for what, ask in asks.items():
+            start = time.perf_counter_ns()
+            timings = pipe.run(ask).timings
+            times[f"{what}: in process"].append(time.perf_counter_ns() - start)
+            for step in STEPS[:-1]:
+                times[f"{what}: {step}"].append(int(timings[step] * 1e6))
+    del times["new contrast: reduce"]  # always 0: stage 1 of that size is held
+    return times
+
+
 def summarise(times: dict[str, list[int]]) -> dict[str, dict[str, float]]:
     copy = statistics.median(times["copy (baseline)"])
     return {
@@ -88,7 +123,7 @@ def bench_image(path: str, repeats: int, xsize: int, quality: int) -> dict[str, 
     fns = stages(path, frame, xsize, quality)
     for fn in fns.values():  # warm caches and plans once, outside the timing
         fn()
-    result = summarise(measure(fns, repeats))
+    result = summarise(measure(fns, repeats) | interactive(path, repeats))
     return {
         "path": path,
         "shape": list(frame.data.shape),

@@ -83,12 +83,28 @@ def grey(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
     return level.astype(np.uint8)
 
 
+def to_rgbx(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
+    """(h, w, 4) uint8 RGBX (the JPEG encoder ignores X): grey on R, G and B, saturated valid
+    pixels red. One multiply packs the grey into 4-byte pixels and one masked copy paints the
+    red: a repeat to RGB and a boolean assignment per pixel cost 3x as much (bench/stages.py)."""
+    level = grey(reduced, wval, bval)
+    rgbx = np.empty(level.shape, np.uint32)
+    np.multiply(level, colormaps.packed((1, 1, 1)), out=rgbx)  # g * 0x010101: g, g, g, 0
+    if reduced.stats.get("nSaturated", 1):
+        np.copyto(rgbx, colormaps.packed(RED), where=reduced.saturated)
+    return rgbx.view(np.uint8).reshape(*level.shape, 4)
+
+
 def to_rgb(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
     """(h, w, 3) uint8: grey on all three channels, saturated valid pixels red."""
-    rgb = np.repeat(grey(reduced, wval, bval)[:, :, None], 3, axis=2)
-    if reduced.stats.get("nSaturated", 1):
-        rgb[reduced.saturated] = RED
-    return rgb
+    return to_rgbx(reduced, wval, bval)[:, :, :3]
+
+
+def _c_look(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
+    """(h, w, 1) grey when nothing is saturated (most frames), else (h, w, 4) RGBX with red."""
+    if reduced.stats.get("nSaturated", 1) and reduced.saturated.any():
+        return to_rgbx(reduced, wval, bval)
+    return grey(reduced, wval, bval)[:, :, None]
 
 
 def to_pixels(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
@@ -97,9 +113,32 @@ def to_pixels(reduced: Reduced, wval: float, bval: float) -> np.ndarray:
     A one-channel JPEG encodes in about a third of the time and bytes of an RGB one, and
     shows the same picture; colour is only needed to draw saturated pixels red.
     """
-    if reduced.stats.get("nSaturated", 1) and reduced.saturated.any():
-        return to_rgb(reduced, wval, bval)
-    return grey(reduced, wval, bval)[:, :, None]
+    return _rgb(_c_look(reduced, wval, bval))
+
+
+def _rgb(picture: np.ndarray) -> np.ndarray:
+    """An RGBX picture's RGB view (a grey one as it is)."""
+    return picture[:, :, :3] if picture.shape[2] == 4 else picture
+
+
+def _colours(
+    reduced: Reduced,
+    white: np.ndarray | float,
+    black: np.ndarray | float,
+    scale: str,
+    colormap: str,
+) -> np.ndarray:
+    """(h, w, 1) grey or (h, w, 4) RGBX: the table index of every pixel, masked boxes and red
+    ones set to their own entries of the drawing table, then one gather from that table."""
+    idx = colormaps.index(reduced.data, white, black)
+    red = bool(reduced.stats.get("nSaturated", 1)) and bool(reduced.saturated.any())
+    if not reduced.valid.all():
+        np.copyto(idx, colormaps.MASKED_INDEX, where=~reduced.valid)
+    if red:
+        np.copyto(idx, colormaps.RED_INDEX, where=reduced.saturated)
+    if colormap in colormaps.GREYS and not red:
+        return colormaps.apply(idx, colormaps.grey_table(scale, colormap))
+    return colormaps.apply(idx, colormaps.rgbx_table(scale, colormap))
 
 
 def to_colours(
@@ -112,16 +151,7 @@ def to_colours(
     """(h, w, 3), or (h, w, 1) for a grey map with nothing saturated: ``white``/``black`` are
     levels or per-pixel planes (automatic levels), through the scale and the colour map; masked
     boxes white and saturated ones red in every map."""
-    idx = colormaps.index(reduced.data, white, black)
-    red = bool(reduced.stats.get("nSaturated", 1)) and bool(reduced.saturated.any())
-    grey = colormap in colormaps.GREYS
-    rgb = colormaps.apply(idx, colormaps.table(scale, colormap), 1 if grey else 3)
-    if not reduced.valid.all():
-        rgb[~reduced.valid] = 255
-    if red:
-        rgb = np.repeat(rgb, 3, axis=2) if grey else rgb
-        rgb[reduced.saturated] = RED
-    return rgb
+    return _rgb(_colours(reduced, white, black, scale, colormap))
 
 
 @lru_cache(maxsize=MAX_LABEL_HEIGHT)
@@ -150,18 +180,25 @@ def banner(label: str, height: int, width: int, channels: int = 3) -> np.ndarray
 def encode_jpeg(rgb: np.ndarray, quality: int = 90, encoder: str = "simplejpeg") -> bytes:
     """libjpeg-turbo through simplejpeg (no PIL Image round trip); Pillow kept for comparison.
 
-    ``rgb`` is (h, w, 3) colour or (h, w, 1) grey."""
+    ``rgb`` is (h, w, 3) colour, (h, w, 4) RGBX (the same JPEG as its RGB, byte for byte:
+    libjpeg-turbo reads the fourth byte of each pixel and ignores it) or (h, w, 1) grey."""
     quality = int(min(max(quality, 1), 100))
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    gray = rgb.ndim == 3 and rgb.shape[2] == 1
+    channels = rgb.shape[2] if rgb.ndim == 3 else 3
     if encoder == "simplejpeg":
-        if gray:
+        if channels == 1:
             return simplejpeg.encode_jpeg(rgb, quality=quality, colorspace="GRAY")
-        return simplejpeg.encode_jpeg(rgb, quality=quality, colorsubsampling=SUBSAMPLING)
+        space = "RGBX" if channels == 4 else "RGB"
+        return simplejpeg.encode_jpeg(
+            rgb, quality=quality, colorspace=space, colorsubsampling=SUBSAMPLING
+        )
     if encoder == "pillow":
         out = io.BytesIO()
         subsampling = PILLOW_SUBSAMPLING[SUBSAMPLING]
-        image = Image.fromarray(rgb[:, :, 0], "L") if gray else Image.fromarray(rgb, "RGB")
+        if channels == 1:
+            image = Image.fromarray(rgb[:, :, 0], "L")
+        else:
+            image = Image.fromarray(np.ascontiguousarray(rgb[:, :, :3]), "RGB")
         image.save(out, "JPEG", quality=quality, subsampling=subsampling)
         return out.getvalue()
     raise ValueError(f"unknown JPEG encoder {encoder!r}; use one of {ENCODERS}")
@@ -176,13 +213,28 @@ def pixels(
     scale: str = "linear",
     colormap: str = "inverted",
 ) -> tuple[np.ndarray, float, float]:
-    """The 8-bit picture :func:`render` encodes (the viewer's page maps counts to the very same:
-    isweb/static/js/mapping.js) and the (white, black) levels it was drawn with."""
+    """The 8-bit picture :func:`render` encodes, (h, w, 1) grey or (h, w, 3) colour (the
+    viewer's page maps counts to the very same: isweb/static/js/mapping.js), and the (white,
+    black) levels it was drawn with."""
+    picture, white, black = _picture(reduced, contrast, wval, auto, planes, scale, colormap)
+    return _rgb(picture), white, black
+
+
+def _picture(
+    reduced: Reduced,
+    contrast: float,
+    wval: float,
+    auto: tuple[float, float] | None,
+    planes: tuple[np.ndarray, np.ndarray] | None,
+    scale: str,
+    colormap: str,
+) -> tuple[np.ndarray, float, float]:
+    """:func:`pixels` as the encoder takes it: colour as RGBX, with no copy to RGB."""
     white, black = (wval, contrast) if planes else levels(reduced.stats, contrast, wval, auto)
     if planes is None and (scale, colormap) == colormaps.C_LOOK:
-        return to_pixels(reduced, white, black), white, black
+        return _c_look(reduced, white, black), white, black
     low, high = planes if planes is not None else (white, black)
-    return to_colours(reduced, low, high, scale, colormap), white, black
+    return _colours(reduced, low, high, scale, colormap), white, black
 
 
 def render(
@@ -205,7 +257,7 @@ def render(
     ``planes`` (white, black per output pixel) draw the automatic levels; ``contrast``/``wval``
     are then the frame's pair, reported as used. Without planes, scale and colour map, the
     picture is the C server's, pixel for pixel."""
-    rgb, white, black = pixels(reduced, contrast, wval, auto, planes, scale, colormap)
+    rgb, white, black = _picture(reduced, contrast, wval, auto, planes, scale, colormap)
     if label_height > 0:
         top = banner(label, label_height, rgb.shape[1], rgb.shape[2])
         rgb = np.concatenate((top, rgb), axis=0)
