@@ -21,7 +21,7 @@ from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
 from pyis_common.settings import ConfigError
 from worker import bound, follow, followlean, jobs, settings
-from worker.afterreply import AfterReply
+from worker.afterreply import AfterReply, Deferred
 from worker.timings import Timings, since_ms
 
 log = logging.getLogger("worker")
@@ -49,6 +49,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
     except ConfigError as exc:
         print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
         return 2
+    deferred = Deferred()  # after-reply work waits until the worker is quiet
     with ThreadPoolExecutor(configured.current.worker_threads, thread_name_prefix="job") as pool:
         follows = follow.Follows(pipeline.home, followlean.Lean(pipeline).render, pool)
         chan.send(
@@ -71,9 +72,11 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
             if msg is None or msg[0].get("t") == workerchannel.MSG_STOP:
                 break
             if msg[0].get("t") == workerchannel.MSG_JOB:
-                pool.submit(_run, chan, pipeline, follows, msg[0], time.perf_counter())
+                deferred.began()
+                pool.submit(_run, chan, pipeline, follows, deferred, msg[0], time.perf_counter())
             elif msg[0].get("t") == workerchannel.MSG_CONFIG:
                 configured.apply(msg[0])
+    deferred.close()  # the jobs are done: their tier-2 writes and lock releases, now
     return 0
 
 
@@ -88,11 +91,13 @@ def _run(
     chan: workerchannel.Channel,
     pipeline: jobs.Pipeline,
     follows: follow.Follows,
+    deferred: Deferred,
     header: dict[str, Any],
     received: float,
 ) -> None:
     """One job on a pool thread; ``received`` is when the loop read it (the queue time). A
-    ``newest`` long-poll is parked with the follower and answered when it has its frame."""
+    ``newest`` long-poll is parked with the follower and answered when it has its frame. What
+    the job left for after its reply goes to ``deferred``."""
     rid = header.get("id")
     clock = Timings()
     clock.add("queue", since_ms(received))
@@ -103,6 +108,7 @@ def _run(
         with bound.bound(bound.parse(header.get("paths"))), after:  # the procmgr's paths
             if isinstance(job, dict) and job.get("type") in jobtypes.FOLLOWED_TYPES:
                 follows.submit(job, clock, answer, bound.current())
+                deferred.ended(None)  # parked: the follower answers it
                 return
             outcome: jobs.Result | PyisError | None = pipeline.run(
                 job, progress=lambda line: _progress(chan, rid, line), clock=clock
@@ -114,7 +120,7 @@ def _run(
         traceback.print_exc()
         outcome = None
     answer(outcome)
-    after.run()
+    deferred.ended(after)
 
 
 def _answer(
