@@ -9,12 +9,13 @@ boolean assignments of white and red, and the RGB JPEG.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 
 from pyis_common import colortables
-from worker import colormaps, render
+from worker import colormaps, pyramid, reduce, render
 from worker.reduce import Reduced
 
 
@@ -100,3 +101,48 @@ def test_a_packed_pixel_holds_its_bytes_in_order() -> None:
     assert np.array_equal(table[: colortables.STEPS, :3], colormaps.table("linear", "viridis"))
     assert table[colormaps.MASKED_INDEX, :3].tolist() == list(colortables.MASKED)
     assert table[colormaps.RED_INDEX, :3].tolist() == list(colortables.RED)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [((632, 616), (627, 600)), ((632, 616), (318, 310)), ((1093, 1038), (644, 611)),
+     ((1024, 1024), (1023, 513)), ((7, 9), (4, 8))],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.float32, np.uint8])
+def test_a_levels_boxes_of_one_or_two_pixels_pool_as_the_general_pooling(src, dst, dtype):
+    """pool_fine gathers the second pixel of only the few boxes two pixels wide, or of all:
+    both are reduce.pool's maxima (few and many such boxes on either axis here)."""
+    rng = np.random.default_rng(sum(src) + sum(dst))
+    x = rng.integers(0, 250, src).astype(dtype)
+    if dtype == np.float32:
+        x[rng.random(src) < 0.1] = np.nan
+    op = pyramid.max_op(x)
+    rows, cols = reduce.plan(src[0], dst[0]), reduce.plan(src[1], dst[1])
+    got = pyramid.pool_fine(x, rows, cols, op)
+    want = reduce.pool_cols(reduce.pool_rows(x, rows, op), cols, op)
+    assert got.dtype == x.dtype and np.array_equal(got, want, equal_nan=dtype == np.float32)
+
+
+@pytest.mark.parametrize(
+    ("rule", "dtype", "saturation"),
+    [("negative", np.int32, 1000.0), ("negative", np.int32, -1.0), ("negative", np.int32, 0.0),
+     ("mask", np.uint16, 1000.0), ("mask", np.uint16, 0.0), ("mask", np.int32, -(2.0**31)),
+     ("mask", np.float32, 1000.0), ("mask", np.float32, -math.inf), ("nan", np.float32, 9.0),
+     ("all", np.uint32, 1000.0), ("all", np.uint32, 0.0)],
+)  # fmt: skip
+def test_saturated_boxes_are_the_valid_ones_at_the_level(rule, dtype, saturation):
+    rng = np.random.default_rng(9)
+    data = rng.integers(0, 2000, (40, 50)).astype(dtype)
+    valid = np.ones(data.shape, bool)
+    if rule == "negative":
+        data[rng.random(data.shape) < 0.2] = -1
+        valid = data >= 0
+    elif rule == "mask":
+        valid = rng.random(data.shape) > 0.2
+        data[~valid] = -np.inf if dtype == np.float32 else np.iinfo(dtype).min
+    elif rule == "nan":
+        data[rng.random(data.shape) < 0.2] = np.nan
+        valid = ~np.isnan(data)
+    got = pyramid.saturated_boxes(rule, data, valid, saturation)
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(got, valid & (data >= saturation))
