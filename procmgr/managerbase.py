@@ -102,8 +102,9 @@ class ManagerBase:
     def log_request(
         self, envelope: list[bytes], req: Request | None, code: str, t0: float, **detail: str
     ) -> None:
-        """Account for a finished request (before its reply leaves; ``detail``: ``why``,
-        ``tier``); a long job's progress subscribers hear that it is done."""
+        """Account for a finished request (before its reply leaves, or just after it for a
+        worker's answer: procmgr/accounting.py; ``detail``: ``why``, ``tier``); a long job's
+        progress subscribers hear that it is done."""
         if req is not None and req.job_type.publishes_progress:
             self.progress_channel.publish(req, {"done": True, "outcome": code})
         self.accounting.record(envelope, req, code, t0, **detail)

@@ -70,11 +70,11 @@ class WorkerEvents(ManagerBase):
         except (TypeError, ValueError):
             self.answer_error(flight, "internal", "the worker sent a malformed reply")
             return
-        tier = header.get("tier")
+        self.reply(flight.envelope, [b"", *frames])
+        tier = header.get("tier")  # the line after the reply: it need not wait for our write
         self.log_request(
             flight.envelope, flight.req, "ok", flight.t0, tier=tier if isinstance(tier, str) else ""
         )
-        self.reply(flight.envelope, [b"", *frames])
 
     def progress(self, worker: Worker, header: dict[str, Any]) -> None:
         rid, line = header.get("id"), header.get("line")

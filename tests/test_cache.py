@@ -81,6 +81,7 @@ def test_second_user_of_the_esaf_is_served_from_redis(site):
     first = ask(site.endpoint, job | {"pid": site.session()})
     second = ask(site.endpoint, job | {"pid": site.session(user=site.other_user)})
     assert first[0] == second[0] == b"" and first[3] == second[3]
+    _status(site)  # a loop turn: the line of a worker's answer is written after its reply
     lines = [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln]
     assert "tier=redis" in lines[-1]
     assert site.stack.cache_redis.keys(f"pyis:e{site.esaf}:s1:*")
@@ -146,6 +147,7 @@ def test_requests_survive_a_dead_cache_and_the_tier_comes_back(site):
         ask(site.endpoint, {"pid": "monitor", "type": "status"})  # a loop turn, not a sleep
     other = ask(site.endpoint, job | {"pid": site.session(user=site.other_user), "xsize": 203})
     assert other[0] == b""
+    _status(site)  # a loop turn: the line of a worker's answer is written after its reply
     assert "tier=redis" in [ln for ln in site.log_text().splitlines() if "type=jpeg" in ln][-1]
 
 
