@@ -136,7 +136,8 @@ class Zygote:
         code = EXIT_CRASH
         try:
             self._leave_zygote()
-            spec, fds = wait_for_order(sock, warmup.rehearse_in_a_temporary_folder)
+            privdrop.no_new_privs()  # before the rehearsal's threads: none could ever regain root
+            spec, fds = wait_for_order(sock, warmup.rehearse_on_threads)
             if spec is None:
                 for fd in fds:
                     os.close(fd)

@@ -122,7 +122,10 @@ def test_a_spare_becomes_exactly_the_users_worker_with_nothing_left_over(stack):
     capability, no way back, the zygote's minimal environment and only its own descriptors."""
     zygote = zygote_of(stack.procmgr.pid)
     spare = ready_spare(zygote)
-    assert status_of(spare)["Uid"].split() == ["0"] * 4
+    waiting = status_of(spare)
+    assert waiting["Uid"].split() == ["0"] * 4
+    # rehearsed on threads, all joined: the drop runs single-threaded; no_new_privs came first
+    assert waiting["Threads"] == "1" and waiting["NoNewPrivs"] == "1"
     zygote_fds, procmgr_fds = fd_targets(zygote), fd_targets(stack.procmgr.pid)
     worker = started_worker(stack, 48)
     assert worker == spare and comm(worker) != SPARE

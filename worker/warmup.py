@@ -21,6 +21,7 @@ import os
 import secrets  # noqa: F401  (redis-py imports it lazily when a pool is made)
 import socket
 import tempfile
+import threading
 import traceback  # noqa: F401  (the worker prints tracebacks to the procmgr's log)
 from typing import Any
 
@@ -75,6 +76,12 @@ def warm() -> None:
 REHEARSAL_FILE = "rehearsal.cbf"
 
 
+PREFAULT_BYTES = 48 << 20  # per rehearsal thread: below KEEP_FREE_BYTES, so malloc keeps it
+PREFAULT_BLOCK = 8 << 20  # below MMAP_FROM_BYTES: taken from the thread's arena, not mapped
+REHEARSAL_THREADS = 2  # a worker's first job thread and the helper that halves a big frame
+REHEARSAL_WAIT_S = 30.0  # a rehearsal thread that fails frees the others at once; a backstop
+
+
 def rehearse_in_a_temporary_folder() -> None:
     """:func:`rehearse` on a tiny CBF of our own, in a 0700 folder removed right after (a
     folder kept for the zygote's life was left behind whenever the zygote was killed)."""
@@ -82,6 +89,46 @@ def rehearse_in_a_temporary_folder() -> None:
         image = fabio.cbfimage.CbfImage(data=np.zeros((48, 64), np.int32), header={})
         image.write(os.path.join(home, REHEARSAL_FILE))
         rehearse(home)
+
+
+def rehearse_on_threads() -> None:
+    """In a spare, before its order: :func:`rehearse_in_a_temporary_folder` on a thread, and
+    PREFAULT_BYTES written and freed on each of REHEARSAL_THREADS threads alive together;
+    every thread is joined before this returns, so none is left at the privilege drop.
+
+    A new thread takes a malloc arena of its own, and an arena's pages are new to the kernel:
+    a worker's first image wrote every buffer into fresh pages (Pilatus 6M: ~5000 page faults,
+    zeroed pages costing 3-40 us each on this VM), which its later images reuse. glibc gives
+    an exited thread's arena, with the memory it kept, to the next thread that needs one: the
+    worker's first job thread and its first helper (worker/halves.py) find pages already
+    faulted in (a first Pilatus image in a fresh child: ~5000 -> ~240 faults). The memory
+    holds nothing (ones, then free), and the threads run as root only before any identity
+    exists, after ``no_new_privs`` (procmgr/zygote.py)."""
+    together = threading.Barrier(REHEARSAL_THREADS, timeout=REHEARSAL_WAIT_S)
+    failed: list[BaseException] = []
+
+    def prefault(rehearse_first: bool) -> None:
+        try:
+            if rehearse_first:
+                rehearse_in_a_temporary_folder()
+            count = PREFAULT_BYTES // PREFAULT_BLOCK
+            blocks = [np.ones(PREFAULT_BLOCK, np.uint8) for _ in range(count)]
+            together.wait()  # all arenas in use at once: as many arenas, not one reused
+            del blocks
+        except BaseException as exc:
+            together.abort()  # the others stop waiting
+            failed.append(exc)
+
+    threads = [
+        threading.Thread(target=prefault, args=(n == 0,), name=f"rehearsal-{n}")
+        for n in range(REHEARSAL_THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:  # the spare fails as it did when the rehearsal ran on its main thread
+        raise failed[0]
 
 
 def rehearse(home: str) -> None:
