@@ -9,7 +9,8 @@ the table gives medians and each stage's ratio to the copy of the same frame in 
 
 Then what a viewer's interaction costs the worker once it holds the frame's pyramid (issue 14),
 as its own ``timings`` report it: a new xsize (600 + r px, bench/interactive.py's sizes, each a
-new reduction from the nearest level) and a new contrast (512 px, stage 2 only).
+new reduction from the nearest level), a new zoom segment (4x, 512 px, its segments) and a new
+contrast (512 px, stage 2 only).
 """
 
 from __future__ import annotations
@@ -80,20 +81,21 @@ def measure(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[i
 
 
 def interactive(path: str, repeats: int) -> dict[str, list[int]]:
-    """The worker's steps (ns) of a new xsize and of a new contrast of a frame it has read:
+    """The worker's steps (ns) of a new xsize, zoom and contrast of a frame it has read:
     its pipeline, its pyramid, its timings; every stage 1 and JPEG of a size dropped before
     that size is asked again, the pyramid kept."""
     home, name = os.path.split(os.path.abspath(path))
     pipe = jobs.Pipeline(home=home)
     job = {"type": "jpeg", "fn": name, "xsize": 512}
     pipe.run(job)  # the cold read: the frame's pyramid held from here on
-    times: dict[str, list[int]] = {f"{what}: {step}": [] for what in ("new xsize", "new contrast")
-                                   for step in STEPS}  # fmt: skip
+    asked = ("new xsize", "new zoom", "new contrast")
+    times: dict[str, list[int]] = {f"{what}: {step}": [] for what in asked for step in STEPS}
     for r in range(repeats):
-        pipe.lru.drop(lambda key: isinstance(key, Key) and key.xsize != 512)
+        pipe.lru.drop(lambda key: isinstance(key, Key) and (key.xsize, key.zoom) != (512, 1.0))
         pipe.jpegs.drop(lambda key: True)
         asks = {
             "new xsize": job | {"xsize": 600 + r % SIZES},
+            "new zoom": job | {"zoom": 4.0, "segcol": float(r % 4), "segrow": float(r // 4 % 4)},
             "new contrast": job | {"contrast": 100 + r},
         }
         for what, ask in asks.items():

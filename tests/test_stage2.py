@@ -106,7 +106,7 @@ def test_a_packed_pixel_holds_its_bytes_in_order() -> None:
 @pytest.mark.parametrize(
     ("src", "dst"),
     [((632, 616), (627, 600)), ((632, 616), (318, 310)), ((1093, 1038), (644, 611)),
-     ((1024, 1024), (1023, 513)), ((7, 9), (4, 8))],
+     ((1024, 1024), (1023, 513)), ((700, 700), (600, 600)), ((7, 9), (4, 8))],
 )  # fmt: skip
 @pytest.mark.parametrize("dtype", [np.int32, np.uint16, np.float32, np.uint8])
 def test_a_levels_boxes_of_one_or_two_pixels_pool_as_the_general_pooling(src, dst, dtype):

@@ -68,7 +68,7 @@ def pool_fine(x: np.ndarray, rows: reduce.Plan, cols: reduce.Plan, op: np.ufunc)
     return part
 
 
-FEW_WIDE = 8  # under 1 box in 8 two pixels wide, only those boxes take their second pixel
+FEW_WIDE = 5  # under 1 box in 5 two pixels wide, only those take their second pixel
 
 
 def _second_pixels(
@@ -77,7 +77,8 @@ def _second_pixels(
     """``out`` (x's first pixel of each box along ``axis``) takes the max with each box's second
     pixel. A level a little wider than the output (a Pilatus 6M's level 2, 616 px, for 600 px)
     has a handful of such boxes: a gather of those few columns instead of a whole second
-    gather and maximum (0.2 ms of a 600 px reduction, bench/stages.py)."""
+    gather and maximum (0.2 ms of a 600 px reduction, bench/stages.py; the two break even at
+    about 1 box in 4.5 two pixels wide)."""
     assert plan.ends is not None  # the caller checks: boxes two pixels wide exist
     wide = np.flatnonzero(plan.ends != plan.starts)
     if wide.size * FEW_WIDE >= plan.dst:
