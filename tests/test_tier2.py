@@ -12,6 +12,7 @@ import pytest
 
 from procmgr.cacheacl import CacheAcl
 from worker import levels
+from worker.afterreply import AfterReply
 from worker.cache import Key
 from worker.reduce import Reduced, stats
 from worker.tier2 import HEADER, MAX_HEADER, DecodeError, RedisTier, decode, encode
@@ -58,6 +59,40 @@ def test_uint64_and_int8_entries_round_trip_through_the_cache(site, tier):
         # the lock was released by the preloaded script (workers may not load it themselves)
         assert not site.stack.cache_redis.exists(tier.name(key) + ":lock")
     assert tier.counters()["redis_hits"] == 2 and tier.counters()["redis_errors"] == 0
+
+
+def test_one_round_trip_finds_the_entry_or_takes_the_lock_released_after_the_reply(site, tier):
+    """A cold image's ``lookup`` (GET + SET NX in one pipeline): a miss holds the producer's
+    lock until the reply's deferred work runs, on another thread than the job's (the worker's
+    after-reply thread); a hit that found the lock free gives it back the same way."""
+    admin = site.stack.cache_redis
+    key = _key(3, ino=31)
+    lock_name = tier.name(key) + ":lock"
+    data = np.arange(6, dtype=np.int32).reshape(2, 3)
+    done: list[tuple] = []
+
+    def job(after: AfterReply) -> None:
+        with after:
+            looked = tier.lookup(key)
+            assert looked.value is None and looked.token is not None
+            assert admin.exists(lock_name)  # ours, for other workers to wait on
+            compute = lambda: (_reduced(data), {}, None)  # noqa: E731
+            done.append(tier.produce(key, compute, lambda: True, looked=looked))
+
+    after = AfterReply()
+    thread = threading.Thread(target=job, args=(after,))
+    thread.start()
+    thread.join(10)
+    assert done and done[0][1] == "file"
+    assert admin.exists(lock_name) and not admin.exists(tier.name(key))  # both wait for later
+    after.run()  # here: not the thread that took the lock
+    assert admin.exists(tier.name(key)) and not admin.exists(lock_name)
+    with AfterReply() as again:
+        hit = tier.lookup(key)
+    assert hit.value is not None and hit.token is None
+    assert np.array_equal(hit.value[0].data, data)
+    again.run()
+    assert not admin.exists(lock_name)
 
 
 def test_big_endian_data_is_stored_in_native_order():

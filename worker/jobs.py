@@ -199,14 +199,15 @@ class Pipeline:
         elif tier2 is None:
             stage1, tier = self._compute(req, src, key, clock), "file"
         else:
-            hit = tier2.get(key)
-            if hit is not None:
-                stage1, tier = Stage1(*hit), "redis"
+            looked = tier2.lookup(key)  # one round trip: the entry, or the producer's lock
+            if looked.value is not None:
+                stage1, tier = Stage1(*looked.value), "redis"
             else:
                 pair, tier = tier2.produce(
                     key,
                     lambda: _pair(self._compute(req, src, key, clock)),
                     cacheable=lambda: unchanged(src, key),
+                    looked=looked,
                 )
                 stage1 = Stage1(*pair)
         if tier != "file" or unchanged(src, key):  # a file still being written is not cached

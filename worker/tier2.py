@@ -14,7 +14,10 @@ up), so one experiment cannot read another's images.
 
 Best effort and bounded: short socket timeouts, redis-py's token-owned ``Lock`` with a
 ``blocking_timeout`` well under the 500 ms budget for single-flight across workers, and any
-``RedisError`` is a miss (logged once per outage), never a failed request.
+``RedisError`` is a miss (logged once per outage), never a failed request. A cold image's
+first look (``lookup``) sends the GET and the lock's SET NX in one round trip; the lock is
+released after the reply, on whichever thread runs that work (worker/afterreply.py), so its
+token is the request's, not a thread's.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ import hashlib
 import json
 import logging
 import math
+import secrets
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 import numpy as np
 import redis
+from redis.lock import Lock
 
 from worker.afterreply import later
 from worker.cache import Key
@@ -54,6 +59,19 @@ class DecodeError(ValueError):
 
 
 Entry = tuple[Reduced, dict[str, Any], LevelStats | None]
+
+
+class Lookup(NamedTuple):
+    """One round trip's answer: the entry, or (a miss) the producer's lock token if the lock
+    was free and is now ours (None: another producer holds it, or the tier is down)."""
+
+    value: Entry | None
+    token: str | None
+
+
+def new_token() -> str:
+    """A lock token: random, naming no host or time (redis-py's default is a uuid1)."""
+    return secrets.token_hex(16)
 
 
 def encode(
@@ -173,8 +191,28 @@ class RedisTier:
 
     def get(self, key: Key, *, again: bool = False) -> Entry | None:
         """The entry, or None; ``again``: a second look, whose miss was counted already."""
-        blob = self._call(lambda: self.client.get(self.name(key)))
-        if blob is None:
+        return self._entry(key, self._call(lambda: self.client.get(self.name(key))), again)
+
+    def lookup(self, key: Key) -> Lookup:
+        """The entry, or the producer's lock taken for us if it was free: the GET and the
+        lock's SET NX PX in one round trip (a cold image paid two). A hit that took the lock
+        gives it back after the reply."""
+        name, token = self.name(key), new_token()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(name)
+        pipe.set(name + ":lock", token, nx=True, px=int(LOCK_TIMEOUT_S * 1000))
+        replies = self._call(pipe.execute)
+        blob, locked = replies if isinstance(replies, list) and len(replies) == 2 else (None, None)
+        value = self._entry(key, blob)
+        if not locked:
+            return Lookup(value, None)
+        if value is None:
+            return Lookup(None, token)
+        self._release_later(self._producer_lock(name), token)
+        return Lookup(value, None)
+
+    def _entry(self, key: Key, blob: Any, again: bool = False) -> Entry | None:
+        if not isinstance(blob, bytes):
             self.misses += 0 if again else 1
             return None
         try:
@@ -201,21 +239,22 @@ class RedisTier:
         key: Key,
         compute: Callable[[], Entry],
         cacheable: Callable[[], bool],
+        looked: Lookup | None = None,
     ) -> tuple[Entry, str]:
         """Compute once across workers: hold the lock, or wait briefly for whoever does.
 
-        The caller has just missed ``key``. If the producer died, its lock expires
-        (LOCK_TIMEOUT_S) and the next request takes over; a follower never waits more than
-        LOCK_WAIT_S before reading the file itself. The write and the release come after the
-        reply, in that order: followers still find the value when the lock is gone.
+        The caller has just missed ``key`` (``looked``: by ``lookup``, which tried the lock
+        too). If the producer died, its lock expires (LOCK_TIMEOUT_S) and the next request
+        takes over; a follower never waits more than LOCK_WAIT_S before reading the file
+        itself. The write and the release come after the reply, in that order: followers still
+        find the value when the lock is gone.
         """
         name = self.name(key)
-        lock = self.client.lock(
-            name + ":lock", timeout=LOCK_TIMEOUT_S, blocking_timeout=LOCK_WAIT_S
-        )
-        locked = bool(self._call(lambda: lock.acquire(blocking=False)))
-        waited = not locked  # held by another producer (or the tier is down)
-        locked = locked or bool(self._call(lock.acquire))
+        lock = self._producer_lock(name)
+        token = looked.token if looked is not None else self._take(lock, blocking=False)
+        waited = token is None  # held by another producer (or the tier is down)
+        if token is None:
+            token = self._take(lock, blocking=True)
         try:
             # a producer may have finished while we waited, whether we then got its lock or
             # timed out: one GET (a fraction of a ms on the host's Redis) beats a second read.
@@ -229,8 +268,27 @@ class RedisTier:
                 self.put(key, value)
             return value, "file"
         finally:
-            if locked:
-                later(lambda: self._call(lock.release))
+            if token is not None:
+                self._release_later(lock, token)
+
+    def _producer_lock(self, name: str) -> Lock:
+        """The producer's lock of entry ``name``; not thread-local: it is released after the
+        reply, maybe on another thread than the one that took it."""
+        return self.client.lock(
+            name + ":lock",
+            timeout=LOCK_TIMEOUT_S,
+            blocking_timeout=LOCK_WAIT_S,
+            thread_local=False,
+        )
+
+    def _take(self, lock: Lock, blocking: bool) -> str | None:
+        """Our token if we got the lock (blocking: waiting up to LOCK_WAIT_S)."""
+        token = new_token()
+        return token if self._call(lambda: lock.acquire(blocking=blocking, token=token)) else None
+
+    def _release_later(self, lock: Lock, token: str) -> None:
+        """Release by the preloaded script once the reply is sent; the token is ours."""
+        later(lambda: self._call(lambda: lock.do_release(token)))
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
