@@ -13,10 +13,9 @@ from typing import Any
 
 import fabio.cbfimage
 import numpy as np
-from fabio.ext import byte_offset  # fabio's C decoder; imported now, in the zygote
 
-from pyis_common.errors import Unsupported
-from worker.formats import budget, pilatus
+from pyis_common.errors import PyisError, Unsupported
+from worker.formats import budget, byteoffset, pilatus
 from worker.formats.base import (
     Frame,
     NegativeMasked,
@@ -104,9 +103,10 @@ def _decode_int32(
     src: Opened, text: bytes, mime: dict[str, str], shape: tuple[int, int]
 ) -> np.ndarray | None:
     """A Pilatus frame (byte-offset, signed 32-bit, little endian: nearly every miniCBF)
-    decoded straight from one ``pread`` of its binary section by fabio's 32-bit decoder;
-    None for anything else. fabio's reader parses the header again in Python, reads the file
-    in pieces and may decode through 64 bits: about twice the decode itself (bench/stages.py).
+    decoded straight from ``pread`` of its binary section by fabio's 32-bit decoder, on two
+    cores for a big frame (worker/formats/byteoffset.py); None for anything else. fabio's
+    reader parses the header again in Python, reads the file in pieces and may decode through
+    64 bits: about twice the decode itself (bench/stages.py).
     """
     if (
         mime.get("X-Binary-Element-Type") != "signed 32-bit integer"
@@ -115,15 +115,19 @@ def _decode_int32(
         or not mime.get("X-Binary-Size", "").isdigit()
     ):
         return None
-    need = int(mime["X-Binary-Size"])
-    try:
-        blob = os.pread(src.fd, need, len(text) + len(BINARY_START))
-    except OSError as exc:
-        raise cannot_read(src.name, "a CBF image", exc) from exc
-    if len(blob) < need:  # shrunk since its size was checked: a writer starting over
-        raise still_written(src.name, len(blob), need)
+    need, start = int(mime["X-Binary-Size"]), len(text) + len(BINARY_START)
+
+    def read(offset: int, length: int) -> bytes:
+        try:
+            chunk = os.pread(src.fd, length, start + offset)
+        except OSError as exc:
+            raise cannot_read(src.name, "a CBF image", exc) from exc
+        if len(chunk) < length:  # shrunk since its size was checked: a writer starting over
+            raise still_written(src.name, offset + len(chunk), need)
+        return chunk
+
     pixels = shape[0] * shape[1]
-    data = byte_offset.dec_cbf32(blob, pixels)  # stops at the stream's end or at ``pixels``
+    data = byteoffset.decode_int32(read, need, pixels)  # stops at the stream's end or ``pixels``
     if data.size != pixels:
         raise cannot_read(src.name, "a CBF image")
     return np.asarray(data, np.int32).reshape(shape)
@@ -166,6 +170,8 @@ class CbfReader:
                 data = fabio.cbfimage.CbfImage().read(src.path, check_MD5=False).data
         except MemoryError as exc:
             raise out_of_memory(src.name) from exc
+        except PyisError:  # a frame still being written stays retryable (incomplete:)
+            raise
         except Exception as exc:  # fabio raises anything on a damaged file
             raise cannot_read(src.name, "a CBF image", exc) from exc
         check_pixels(src.name, "a CBF image", data, shape)
