@@ -21,11 +21,13 @@ from worker.outcome import Result
 from worker.timings import Timings
 
 
-def test_a_frame_completing_during_a_render_is_rendered_at_once_beside_it(tmp_path):
-    """A render slower than the detector's period: the next frame starts rendering while the
-    one before still renders, and the waiting poll gets the newer one, whichever is first."""
+def test_frames_completing_during_a_render_are_skipped_to_the_newest(tmp_path):
+    """A render slower than the detector's period: one render per series (it takes both
+    cores), so the frames that complete meanwhile wait; when it ends, the loop renders the
+    newest of them (never a queue), and the next poll gets that one."""
     entered: list[str] = []
-    release = {name: threading.Event() for name in ("a_0001.cbf", "a_0002.cbf")}
+    names = ("a_0001.cbf", "a_0002.cbf", "a_0003.cbf")
+    release = {name: threading.Event() for name in names}
 
     def render(req, clock) -> Result:  # the pipeline's jpeg job, held until released
         name = os.path.basename(req.fn)
@@ -36,20 +38,26 @@ def test_a_frame_completing_during_a_render_is_rendered_at_once_beside_it(tmp_pa
     folder = tmp_path / "live"
     folder.mkdir()
     answers: list = []
-    done = threading.Event()
     with ThreadPoolExecutor(4) as pool:
         follows = Follows(str(tmp_path), render, pool)
         job = {"type": "newest", "fn": "live", "seq": 0, "wait": 20, "xsize": 64}
-        follows.submit(job, Timings(), lambda r: (answers.append(r), done.set()))
+        follows.submit(job, Timings(), answers.append)
         (folder / "a_0001.cbf").write_bytes(b"frame 1")
         wait_until(lambda: entered == ["a_0001.cbf"], "the first frame rendering")
         (folder / "a_0002.cbf").write_bytes(b"frame 2")
-        wait_until(lambda: entered == ["a_0001.cbf", "a_0002.cbf"], "the second beside it")
-        release["a_0002.cbf"].set()
-        assert done.wait(30)
+        (folder / "a_0003.cbf").write_bytes(b"frame 3")
+        wait_until(lambda: follows.counters()["follow_frames"] == 3, "the two frames seen")
+        assert entered == ["a_0001.cbf"]  # no second render beside the first
         release["a_0001.cbf"].set()
-    assert len(answers) == 1 and answers[0].job["newest"]["fn"] == "live/a_0002.cbf"
-    assert answers[0].job["rendered"] == "a_0002.cbf"
+        wait_until(lambda: answers, "the first frame's answer")
+        seq = answers[0].job["newest"]["seq"]
+        wait_until(lambda: len(entered) == 2, "the newest frame rendering")
+        assert entered == ["a_0001.cbf", "a_0003.cbf"]  # a_0002 skipped
+        follows.submit(job | {"seq": seq}, Timings(), answers.append)
+        release["a_0003.cbf"].set()
+        wait_until(lambda: len(answers) == 2, "the newest frame's answer")
+    assert answers[0].job["rendered"] == "a_0001.cbf"
+    assert answers[1].job["newest"]["fn"] == "live/a_0003.cbf"
 
 
 def test_an_eiger_series_renders_one_frame_at_a_time(tmp_path):

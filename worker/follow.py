@@ -40,10 +40,11 @@ MAX_SERIES = 64  # followed series per worker (one user in one ESAF)
 IDLE_S = 30.0  # a series nobody asked about for this long loses its watch
 PRERENDER_S = 5.0  # frames completing this soon after a poll are rendered before it returns
 LOOP_MAX_S = 1.0
-RENDERS_PER_SERIES = 2  # frames of one series rendered at once: a render longer than the
-# detector's period still lets every frame through while cores are free. An Eiger series
-# renders one at a time: h5py holds one lock around every HDF5 call, and bench/live.py showed
-# a second Eiger render only slowing the first
+RENDERS_PER_SERIES = 1  # frames of one series rendered at once. One render on both cores
+# (the CBF decode in halves, the level statistics beside the pooling) beat two renders side by
+# side at 100 Hz on 2 cores (bench/live.py, 2026-12-02 09:15, load 0.0-0.4: latency p50 23 vs
+# 30 ms, render 15.5 vs 21.7 ms); an Eiger series renders one at a time anyway (h5py holds one
+# lock around every HDF5 call)
 
 
 class Follows:

@@ -4,8 +4,9 @@ A frame followed live is new (nothing is cached), is shown once, and is supersed
 frame time. The ``jpeg`` job's stage 1 would build and keep the frame's max-pyramid (a 6M frame's
 levels: ~33 MB of memory never touched before per frame, until the LRU evicts) and go through
 tier 2 (a Redis round trip, the cross-worker lock, an encoded write) before its reply. Here:
-read, the level statistics, one pooling straight from the frame over the pyramid's boxes
-(worker/leanreduce.py), then the ``jpeg`` job's own stage 2 (``Pipeline.picture``): the picture
+read, the level statistics and one pooling straight from the frame over the pyramid's boxes
+(worker/leanreduce.py; the two at once on two cores when the pooling only reads the frame),
+then the ``jpeg`` job's own stage 2 (``Pipeline.picture``): the picture
 is that job's, pixel for pixel. Keeping the small stage-1 value for a later request (tier 1,
 tier 2) comes after the reply, as optional work (worker/afterreply.py) that worker/follow.py
 drops when a newer frame has superseded this one.
@@ -14,13 +15,13 @@ drops when a newer frame has superseded this one.
 from __future__ import annotations
 
 from pyis_common.request import Request
-from worker import formats, levels, paths, reduce, sums
+from worker import formats, halves, levels, paths, reduce, sums
 from worker.afterreply import later
 from worker.cache import Key
 from worker.jobs import Pipeline, Result, unchanged
 from worker.leanreduce import reduce_like_pyramid
 from worker.outcome import Stage1
-from worker.pyramid import Pyramid
+from worker.pyramid import Pyramid, rule_for
 from worker.timings import Timings
 
 
@@ -51,11 +52,22 @@ class Lean:
     def _compute(self, req: Request, src: paths.Opened, key: Key, clock: Timings) -> Stage1:
         with clock.step("read"):
             frame = formats.read_frame(src, key.frame or None)
-        with clock.step("reduce"):  # the level statistics first: pooling may mask in place
-            stats = levels.compute(frame, reduce.saturation_level(frame))
-            reduced = reduce_like_pyramid(
+        saturation = reduce.saturation_level(frame)
+
+        def statistics() -> levels.LevelStats:
+            return levels.compute(frame, saturation)
+
+        def pooled() -> reduce.Reduced:
+            return reduce_like_pyramid(
                 frame, req.xsize, req.ysize, req.zoom, req.segcol, req.segrow
             )
+
+        with clock.step("reduce"):
+            # both only read a frame without a mask of its own (a Pilatus frame): at once
+            if rule_for(frame) != "mask" and frame.data.size >= halves.MIN_ITEMS:
+                stats, reduced = halves.both(statistics, pooled)
+            else:  # the statistics first: the pooling may mask the frame in place
+                stats, reduced = statistics(), pooled()
         self.pipe.count(read=True)
         return Stage1(reduced, dict(frame.meta) | dict(reduced.stats), stats)
 
