@@ -18,11 +18,21 @@ def status_of(pid: int) -> dict[str, str]:
 
 
 def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent to reap it."""
+    """Running, not a zombie waiting for its parent to reap it: some thread of it is not
+    dead yet (a killed main thread is a zombie while its other threads still exit, holding
+    the process's descriptors open; a spare has threads while it rehearses)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped while we read it
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped
         return False
+    for task in tasks:
+        try:
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):  # this thread is gone
+            continue
+        if state not in ("Z", "X"):
+            return True
+    return False
 
 
 def children(ppid: int) -> set[int]:
