@@ -198,9 +198,10 @@ class RedisTier:
         lock's SET NX PX in one round trip (a cold image paid two). A hit that took the lock
         gives it back after the reply."""
         name, token = self.name(key), new_token()
+        lock = self._producer_lock(name)  # the SET NX below is its acquire, by its name
         pipe = self.client.pipeline(transaction=False)
         pipe.get(name)
-        pipe.set(name + ":lock", token, nx=True, px=int(LOCK_TIMEOUT_S * 1000))
+        pipe.set(lock.name, token, nx=True, px=int(LOCK_TIMEOUT_S * 1000))
         replies = self._call(pipe.execute)
         blob, locked = replies if isinstance(replies, list) and len(replies) == 2 else (None, None)
         value = self._entry(key, blob)
@@ -208,7 +209,7 @@ class RedisTier:
             return Lookup(value, None)
         if value is None:
             return Lookup(None, token)
-        self._release_later(self._producer_lock(name), token)
+        self._release_later(lock, token)
         return Lookup(value, None)
 
     def _entry(self, key: Key, blob: Any, again: bool = False) -> Entry | None:
