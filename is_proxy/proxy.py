@@ -99,12 +99,14 @@ class Proxy:
             events = dict(poller.poll(self._poll_ms()))
             if signals.fd in events and signals.drain():
                 self.shutdown("signal")
+            if self.backend in events or self.link.sock in events:
+                # replies first: a leaving host's last heartbeat (capacity 0) is queued before
+                # its drop's monitor event, though one poll may see only the later of the two
+                self.forward_replies()
             if self.link.sock in events:
                 self.link.handle()
             if self.control is not None and self.control in events:
                 self.handle_control(self.control)
-            if self.backend in events:
-                self.forward_replies()
             if self.metrics is not None and self.metrics.sock in events:
                 self.metrics.answer(self.statistics())
             self.give_up_silent_hosts()
