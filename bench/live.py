@@ -3,9 +3,9 @@
 A writer process writes real Pilatus 6M frames (copies of the CBFs in ../shared/testdata, the
 way detectors write them: every other frame written then closed, the rest written to a hidden
 temporary name and renamed into place) at 10, 25 and 100 Hz, and an Eiger series appended frame
-by frame to its data file at 10 Hz. Before the timed frames it writes and deletes as many as it
-keeps (``warm_up``): a write into memory this VM never used costs 8x one into memory used
-before, which a detector's file server does not pay. A follower (``newest`` long-polls, one
+by frame to its data file at 10 Hz. Before the timed frames it writes and deletes three times as
+many as it keeps (``warm_up``): a write into memory this VM never used costs 8x one into memory
+used before, which a detector's file server does not pay. A follower (``newest`` long-polls, one
 outstanding) records when each JPEG arrives. Per frame shown, the latency is arrival - the
 writer's close/rename (both CLOCK_MONOTONIC, one host). Then the cold time of the same frames
 in the same run, from the same (warm) worker: a ``jpeg`` of a new version of a copy, in a
@@ -17,7 +17,9 @@ folder nobody follows (``cold_ms``).
 - ``behind_max``: sampled as each frame completes, how many complete frames are newer than
   the one on screen. Target at 100 Hz: <= 2. ``age_ms``: how old the frame on screen is then.
 - ``server_cpu``: CPU seconds of proxy, procmgr and workers per second of the run (cores);
-  ``writer_cpu``: the writer's, per second of its writing (cores, on the same host).
+  ``writer_cpu``: the writer's, per second of its writing (cores, on the same host);
+  ``writer_late_ms``: how far behind its schedule the writer fell at worst (a late writer
+  catches up in a burst, and ``behind_max`` then measures the burst).
 - ``render_p50_ms``: the worker's own time for a shown frame (read + reduce + map + encode),
   ``load_average``: the host's 1-minute load when the row ended (the box is shared).
 - ``cold_fresh_ms``: the cold time with a new file name each time, so each read decodes into
@@ -52,6 +54,7 @@ FRAMES = ["cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf", "cbf/run2_1_00148.cb
 RATES = (10, 25, 100)
 EIGER_RATE, EIGER_SHAPE = 10, (2162, 2068)  # an Eiger 4M frame
 KEEP = 40  # the writer deletes older frames (100 Hz of 6 MB frames fills a disk)
+WARM_UP_FRAMES = 3 * KEEP  # the kept frames and the server's first renders (``warm_up``)
 XSIZE = 512
 TARGETS = {"latency_ratio": 1.5, "p99_ratio": 3.0}
 COLD_ROUNDS = 8
@@ -60,8 +63,10 @@ COLD_ROUNDS = 8
 # -------------------------------------------------------------------------- the writer
 def writer(folder: Path, kind: str, rate: float, count: int, log: Path) -> None:
     """Runs in its own process; writes ``log``: {"frames": [[name, frame, monotonic done],
-    ...], "cpu_s" and "wall_s": the writer's CPU and wall time while writing them}."""
+    ...], "cpu_s" and "wall_s": the writer's CPU and wall time while writing them, "late_s":
+    how far behind its schedule a frame's write began at worst}."""
     done: list[list] = []
+    late = 0.0
     period = 1.0 / rate
     if kind == "eiger":
         series = EigerSeries(folder, "e", EIGER_SHAPE, nimages=count)
@@ -71,7 +76,7 @@ def writer(folder: Path, kind: str, rate: float, count: int, log: Path) -> None:
         time.sleep(1.0)  # and starts on an empty series
         start, cpu0 = time.monotonic(), time.process_time()
         for n in range(count):
-            _until(start + n * period)
+            late = max(late, _until(start + n * period))
             frame = series.append(pool[n % len(pool)])
             done.append([series.master.name, frame, time.monotonic()])
     else:
@@ -79,14 +84,14 @@ def writer(folder: Path, kind: str, rate: float, count: int, log: Path) -> None:
         warm_up(folder.parent / f".{folder.name}.warm", blobs)
         start, cpu0 = time.monotonic(), time.process_time()
         for n in range(count):
-            _until(start + n * period)
+            late = max(late, _until(start + n * period))
             name = f"live_{n + 1:05d}.cbf"
             write_frame(blobs[n % len(blobs)], folder / name, rename=n % 2 == 1)
             done.append([name, 1, time.monotonic()])
             if n >= KEEP:
                 (folder / f"live_{n + 1 - KEEP:05d}.cbf").unlink(missing_ok=True)
     cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - start
-    log.write_text(json.dumps({"frames": done, "cpu_s": cpu_s, "wall_s": wall_s}))
+    log.write_text(json.dumps({"frames": done, "cpu_s": cpu_s, "wall_s": wall_s, "late_s": late}))
 
 
 def warm_up(scratch: Path, blobs: list[bytes]) -> None:
@@ -96,19 +101,24 @@ def warm_up(scratch: Path, blobs: list[bytes]) -> None:
     faults it in: ~12 us a page, ~19 ms a 6M frame where a write into memory used before
     takes ~2.3 ms. A detector's file server is warm; the first seconds of a fresh bench VM
     are not, and a writer 8x slower than its rate then bursts to catch up. The pages these
-    frames free are the ones the run's frames get."""
+    frames free are the ones the run's frames get, shared with the server: its first renders
+    take fresh buffers from the same free pages (a 6M frame decodes into 25 MB), so it writes
+    WARM_UP_FRAMES, not KEEP (with KEEP the first 40 frames at 100 Hz took 16.5 ms each, and
+    the writer then caught up at 330 Hz, 10 frames newer than any render could show)."""
     scratch.mkdir()
-    for n in range(KEEP + 4):
+    for n in range(WARM_UP_FRAMES):
         write_frame(blobs[n % len(blobs)], scratch / f"warm_{n:05d}.cbf")
     for path in scratch.iterdir():
         path.unlink()
     scratch.rmdir()
 
 
-def _until(t: float) -> None:
+def _until(t: float) -> float:
+    """Sleep until ``t``; how late it already was (0.0 when on time)."""
     delay = t - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+    return max(0.0, -delay)
 
 
 # ------------------------------------------------------------------------ the follower
@@ -203,6 +213,9 @@ def run_one(
         "frames": count,
         "server_cpu": round(cpu, 3),
         "writer_cpu": round(logged["cpu_s"] / logged["wall_s"], 3),
+        # a writer behind its schedule catches up in a burst: frames closer together than the
+        # rate, newer than any render could show (behind_max is then the writer's, not ours)
+        "writer_late_ms": round(logged["late_s"] * 1000, 1),
         # a frame answered from the kept rendering has no steps: the renders are the rest
         "render_p50_ms": round(statistics.median([r for r in renders if r > 0] or [0.0]), 1),
         "load_average": round(os.getloadavg()[0], 2),
@@ -304,6 +317,7 @@ def main() -> int:
         "render_p50_ms",
         "server_cpu",
         "writer_cpu",
+        "writer_late_ms",
         "cold_fresh_ms",
         "load_average",
     ]
