@@ -154,6 +154,36 @@ def test_list_walks_the_home_without_following_out(site, runs):
         (site.home / "out").unlink()
 
 
+def _entries(reply: list[bytes]) -> dict[str, dict]:
+    assert reply[0] == b"", reply[0][:200]
+    return {e["name"]: e for e in json.loads(reply[2])["entries"]}
+
+
+def test_a_listed_symlink_is_what_a_request_for_it_opens(site, runs):
+    """Inside the home a link shows its target's size; out of the home, or out of a bound
+    token's prefixes, it is ``other`` with no size or time (a stat that followed it showed
+    those of whatever it named, /etc/passwd included)."""
+    token = site.stack.token(site.user, [site.esaf])
+    size = (runs / "run8" / "a_0001.cbf").stat().st_size
+    (runs / "run7" / "pw").symlink_to("/etc/passwd")
+    (runs / "run7" / "etc").symlink_to("/etc")
+    try:
+        whole = _entries(_ask(site, token, "run7", type="list"))
+        bound_to_run7 = _entries(_ask(site, _bound(site), "run7", type="list"))
+    finally:
+        (runs / "run7" / "pw").unlink()
+        (runs / "run7" / "etc").unlink()
+    assert whole["rel.cbf"] == whole["abs.cbf"] | {"name": "rel.cbf"}
+    assert whole["rel.cbf"]["kind"] == "file" and whole["rel.cbf"]["bytes"] == size
+    assert whole["up"]["kind"] == "dir"
+    for listed in (whole, bound_to_run7):
+        assert listed["pw"] == {"kind": "other", "name": "pw"}
+        assert listed["etc"] == {"kind": "other", "name": "etc"}
+    for name in ("rel.cbf", "abs.cbf", "up"):  # lead out of run7/: the bound token's prefix
+        assert bound_to_run7[name] == {"kind": "other", "name": name}
+    assert bound_to_run7["a_0001.cbf"]["bytes"] == (runs / FILE).stat().st_size
+
+
 def test_a_bound_token_cannot_list_the_esaf_root(site, runs):
     reply = _ask(site, _bound(site), ".", type="list")
     assert error_code(reply) == "forbidden"

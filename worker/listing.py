@@ -9,6 +9,12 @@ number, count); HDF5 files (Eiger masters and data files) carry their frame coun
 sorted (directories first) and paged, and the scan itself is bounded, so a directory of a
 million files costs a bounded time. Names are data: they travel as JSON strings and nothing
 here interprets them.
+
+A symlink is shown as what a request for it would open: walked by the same rules (below the
+home, within a path binding) and described by the fstat of what that walk opened. One that
+leads out of the home, or out of a bound token's prefixes, is ``other``, with no size or time:
+following it with ``stat`` showed the size and mtime of any file its target named (``/etc``, a
+folder outside the binding), which neither a request nor a bound token could otherwise see.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +38,7 @@ MAX_SCAN = 50_000  # directory entries looked at per request; the rest are repor
 MAX_LIMIT = 500  # entries per page
 DEFAULT_LIMIT = 200
 MAX_HDF5_OPENS = 50  # frame counts per page: opening an HDF5 file costs a few milliseconds
+MAX_LINK_WALKS = 1000  # symlinks walked per request (a walk is a few syscalls a component)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".nxs")
 NUMBERED = re.compile(r"^(?P<stem>.*?)(?P<num>\d+)(?P<ext>(?:\.[A-Za-z][A-Za-z0-9]*)+)$")
 
@@ -70,8 +78,12 @@ def _printable_name(name: str) -> bool:
     return True
 
 
-def _group(entries: list[os.DirEntry[str]]) -> tuple[list[dict[str, Any]], int]:
-    """Directories, series and single files as entry dicts; and how many names were skipped."""
+Walk = Callable[[str], os.stat_result | None]  # a symlink's name -> what a request opens
+
+
+def _group(entries: list[os.DirEntry[str]], walk: Walk) -> tuple[list[dict[str, Any]], int]:
+    """Directories, series and single files as entry dicts; and how many names were skipped.
+    A symlink is described by ``walk`` (None: a request could not open it)."""
     out: list[dict[str, Any]] = []
     series: dict[tuple[str, int, str], Series] = {}
     skipped = 0
@@ -80,8 +92,10 @@ def _group(entries: list[os.DirEntry[str]]) -> tuple[list[dict[str, Any]], int]:
             skipped += 1
             continue
         try:
-            st = entry.stat()  # follows symlinks; one inside the home still needs a readable target
+            st = walk(entry.name) if entry.is_symlink() else entry.stat(follow_symlinks=False)
         except OSError:
+            st = None
+        if st is None:
             out.append({"kind": "other", "name": entry.name})
             continue
         if stat.S_ISDIR(st.st_mode):
@@ -121,6 +135,31 @@ def _group(entries: list[os.DirEntry[str]]) -> tuple[list[dict[str, Any]], int]:
     return out, skipped
 
 
+def _link_walker(home: str, rel: str) -> Walk:
+    """The fstat of what a request for a symlink in ``rel`` opens: a file by
+    ``paths.resolve``, a folder by ``paths.resolve_dir`` (both below the home and within the
+    job's binding), None when neither does or past MAX_LINK_WALKS of them."""
+    walks = 0
+
+    def walk(name: str) -> os.stat_result | None:
+        nonlocal walks
+        walks += 1
+        if walks > MAX_LINK_WALKS:
+            return None
+        fn = os.path.join(rel, name)
+        for opener in (paths.resolve, paths.resolve_dir):
+            try:
+                with opener(home, fn) as opened:
+                    return opened.stat()
+            except BadRequest:  # not a regular file (a folder), or not a folder: the other
+                continue
+            except PyisError:  # out of the home or the binding, gone, not readable
+                return None
+        return None
+
+    return walk
+
+
 def _sort_key(entry: dict[str, Any]) -> tuple[int, str]:
     return (0 if entry["kind"] == "dir" else 1, entry.get("template", entry["name"]))
 
@@ -158,7 +197,7 @@ def run(home: str, req: Request) -> Result:
         entries, cut_off = _scan(folder, rel or "/")
         if visible is not None:
             entries = [e for e in entries if visible(e.name)]
-        listed, skipped = _group(entries)
+        listed, skipped = _group(entries, _link_walker(home, rel))
     if visible is not None:
         listed = [e for e in listed if e["kind"] != "dir"]  # a name prefix covers no folder
     listed.sort(key=_sort_key)
