@@ -68,6 +68,40 @@ def test_a_big_chunk_whose_blocks_do_not_fill_it_is_refused(tmp_path):
             read_frame(path, bad)
 
 
+def _garbled(chunk: bytes, seed: int) -> bytes:
+    """``chunk`` with every block's LZ4 data replaced by random bytes, each block's size kept:
+    the walk of the sizes passes, and only the LZ4 decoder sees what is wrong."""
+    rng = np.random.default_rng(seed)
+    out, at = bytearray(chunk), 12
+    while at + 4 <= len(out):
+        size = struct.unpack_from(">I", out, at)[0]
+        if at + 4 + size > len(out):
+            break  # the raw pixels after the last block
+        out[at + 4 : at + 4 + size] = rng.integers(0, 256, size, np.uint8).tobytes()
+        at += 4 + size
+    return bytes(out)
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (64, 48)])  # two halves, and one decode
+def test_garbage_lz4_inside_well_sized_blocks_is_refused(tmp_path, shape):
+    """bitshuffle decodes each block with LZ4_decompress_safe, which checks input and output
+    bounds; a block whose data lies is refused like any corrupt frame, and nothing crashes."""
+    frame = np.arange(shape[0] * shape[1], dtype=np.uint32).reshape(shape) % 1000
+    with h5py.File(tmp_path / "d_data_000001.h5", "w") as f:
+        ds = f.create_dataset(
+            "entry/data/data", (4, *shape), np.uint32, chunks=(1, *shape), **BSLZ4
+        )
+        ds[0] = frame
+        good = ds.id.read_direct_chunk((0, 0, 0))[1]
+        for i in (1, 2, 3):
+            ds.id.write_direct_chunk((i, 0, 0), _garbled(good, i))
+    path = str(tmp_path / "d_data_000001.h5")
+    for bad in (2, 3, 4):
+        with pytest.raises(Unsupported, match="d_data_000001.h5"):
+            read_frame(path, bad)
+    assert np.array_equal(read_frame(path, 1).data, frame)  # and the good frame still reads
+
+
 def test_a_mask_is_decoded_once_and_a_different_mask_is_never_taken_for_it(tmp_path, monkeypatch):
     shape = (40, 50)
     frames = np.full((1, *shape), 7, np.uint32)

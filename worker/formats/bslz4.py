@@ -11,7 +11,9 @@ independently: a 16M frame's blocks are decoded in two halves on two cores (work
 by the library's own C decoder, called through ctypes (which lets go of the GIL). That decoder
 trusts the block sizes, so every one is walked first (the second half's while the first half
 decodes): a chunk whose blocks do not lie within it and fill it exactly is refused before any
-block past the bad one is decoded.
+block past the bad one is decoded. Within a block it decodes with ``LZ4_decompress_safe``,
+which keeps to the block's input and output bounds: garbage LZ4 data in a well-sized block is a
+decode error, refused like any corrupt frame (tests/test_bslz4.py).
 """
 
 from __future__ import annotations
