@@ -272,6 +272,35 @@ def test_a_hostile_file_name_is_text(viewer):
     assert viewer.dialogs == []
 
 
+SLOW_HOME_LISTING = """() => {
+  window.__fetch = window.fetch;
+  window.fetch = async (url, options) => {
+    const home = String(url).startsWith("/api/list?") && !String(url).includes("fn=");
+    if (home) await new Promise((done) => setTimeout(done, 500));
+    return window.__fetch(url, options);
+  };
+}"""
+
+
+def test_a_folder_opened_while_home_still_lists_stays_open(viewer):
+    """Listings run concurrently and may come back in any order: "home" (its reply held back
+    here), then a folder clicked at once, ends on the folder; the late home reply is dropped.
+    Before, it replaced the folder (the 8 test_browser failures of one clean-clone CI run)."""
+    viewer.locator("#crumbs button", has_text="home").click()
+    viewer.locator("#entries button", has_text="series").first.wait_for()
+    dropped = viewer.evaluate("() => window.pyisViewer.listingsDropped")
+    viewer.evaluate(SLOW_HOME_LISTING)
+    try:
+        viewer.locator("#crumbs button", has_text="home").click()  # answered 0.5 s late
+        viewer.locator("#entries button", has_text="series").first.click()
+        count = "() => window.pyisViewer.listingsDropped"
+        chrome.wait_until(viewer, lambda: viewer.evaluate(count) > dropped, "the late home reply")
+    finally:
+        viewer.evaluate("() => { window.fetch = window.__fetch; }")
+    assert viewer.locator("#entries button", has_text="thau_####.cbf").count() == 1
+    assert "series" in viewer.inner_text("#crumbs")
+
+
 def test_no_console_error(viewer):
     # the one refusal above is a 403 the browser reports as a failed load; nothing else
     expected = [e for e in viewer.errors if "status of 403" in e]

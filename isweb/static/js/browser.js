@@ -2,6 +2,7 @@
 
 import {getJSON} from "./api.js";
 import {byId, clear, el} from "./dom.js";
+import {telemetry} from "./telemetry.js";
 
 const PAGE = 200;
 
@@ -23,6 +24,7 @@ export class Browser {
     this.dir = "";
     this.root = ""; // a signed link's directory: "home" and the crumbs start there
     this.entries = [];
+    this.asked = 0; // the latest folder asked for: a slower reply for an earlier one is dropped
     byId("more").addEventListener("click", () => this.load(this.dir, this.entries.length));
   }
 
@@ -41,11 +43,18 @@ export class Browser {
   }
 
   async load(dir, offset = 0) {
+    // Listings run concurrently in the worker and can come back in any order: "home", then a
+    // folder clicked at once, must end on the folder, not on whichever reply came last.
+    const ticket = offset === 0 ? ++this.asked : this.asked;
     let reply;
     try {
       reply = await getJSON("list", {fn: dir, offset, limit: PAGE, esaf: this.esaf()});
     } catch (err) {
-      this.onError(err);
+      if (ticket === this.asked) this.onError(err);
+      return;
+    }
+    if (ticket !== this.asked) {
+      telemetry.listingsDropped += 1;
       return;
     }
     const listing = reply.meta;

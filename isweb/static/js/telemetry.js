@@ -3,7 +3,14 @@
 
 import {url} from "./api.js";
 
-export const telemetry = {paints: [], lastAction: null, pageMapped: 0, fallbacks: 0, prefetched: 0};
+export const telemetry = {
+  paints: [],
+  lastAction: null,
+  pageMapped: 0,
+  fallbacks: 0,
+  prefetched: 0,
+  listingsDropped: 0, // folder listings that came back after a newer one was asked for
+};
 window.pyisViewer = telemetry;
 
 // `overviewParams(fn?, frame?)`: the overview call's parameters; `busy()`: a redraw of the frame
