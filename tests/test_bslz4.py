@@ -5,6 +5,7 @@ up refused, and a different mask never taken for a known one."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -49,19 +50,34 @@ def test_a_big_frame_decoded_in_halves_is_the_filter_pipelines_frame(tmp_path, s
             assert direct is not None and np.array_equal(direct, f["d"][i])
 
 
-def test_a_big_chunk_whose_blocks_do_not_fill_it_is_refused(tmp_path):
-    shape = (1024, 1024)
+def _with_bad_chunks(
+    tmp_path: Path, shape: tuple[int, int], spoil: Callable[[bytes], list[bytes]]
+) -> tuple[str, np.ndarray]:
+    """An Eiger data file whose frame 1 is good and whose frames 2... are ``spoil`` of its
+    stored chunk; its path and frame 1."""
     frame = np.arange(shape[0] * shape[1], dtype=np.uint32).reshape(shape) % 1000
     with h5py.File(tmp_path / "d_data_000001.h5", "w") as f:
         ds = f.create_dataset(
-            "entry/data/data", (3, *shape), np.uint32, chunks=(1, *shape), **BSLZ4
+            "entry/data/data",
+            data=frame[None],
+            maxshape=(None, *shape),
+            chunks=(1, *shape),
+            **BSLZ4,
         )
-        ds[0] = frame
-        good = ds.id.read_direct_chunk((0, 0, 0))[1]
-        ds.id.write_direct_chunk((1, 0, 0), good[: len(good) // 3])  # truncated
-        head = struct.unpack_from(">I", good, 12)[0]  # the first block's size, made a lie
-        ds.id.write_direct_chunk((2, 0, 0), good[:12] + struct.pack(">I", head + 40) + good[16:])
-    path = str(tmp_path / "d_data_000001.h5")
+        spoiled = spoil(ds.id.read_direct_chunk((0, 0, 0))[1])
+        ds.resize(1 + len(spoiled), axis=0)
+        for i, chunk in enumerate(spoiled, start=1):
+            ds.id.write_direct_chunk((i, 0, 0), chunk)
+    return str(tmp_path / "d_data_000001.h5"), frame
+
+
+def _lying_sizes(good: bytes) -> list[bytes]:
+    head = struct.unpack_from(">I", good, 12)[0]  # the first block's size, made a lie
+    return [good[: len(good) // 3], good[:12] + struct.pack(">I", head + 40) + good[16:]]
+
+
+def test_a_big_chunk_whose_blocks_do_not_fill_it_is_refused(tmp_path):
+    path, frame = _with_bad_chunks(tmp_path, (1024, 1024), _lying_sizes)  # truncated, a lie
     assert np.array_equal(read_frame(path, 1).data, frame)
     for bad in (2, 3):
         with pytest.raises(Unsupported, match="d_data_000001.h5"):
@@ -86,16 +102,9 @@ def _garbled(chunk: bytes, seed: int) -> bytes:
 def test_garbage_lz4_inside_well_sized_blocks_is_refused(tmp_path, shape):
     """bitshuffle decodes each block with LZ4_decompress_safe, which checks input and output
     bounds; a block whose data lies is refused like any corrupt frame, and nothing crashes."""
-    frame = np.arange(shape[0] * shape[1], dtype=np.uint32).reshape(shape) % 1000
-    with h5py.File(tmp_path / "d_data_000001.h5", "w") as f:
-        ds = f.create_dataset(
-            "entry/data/data", (4, *shape), np.uint32, chunks=(1, *shape), **BSLZ4
-        )
-        ds[0] = frame
-        good = ds.id.read_direct_chunk((0, 0, 0))[1]
-        for i in (1, 2, 3):
-            ds.id.write_direct_chunk((i, 0, 0), _garbled(good, i))
-    path = str(tmp_path / "d_data_000001.h5")
+    path, frame = _with_bad_chunks(
+        tmp_path, shape, lambda good: [_garbled(good, i) for i in (1, 2, 3)]
+    )
     for bad in (2, 3, 4):
         with pytest.raises(Unsupported, match="d_data_000001.h5"):
             read_frame(path, bad)
