@@ -40,6 +40,8 @@ def serve(cfg: config.Config, log_level: str) -> int:
     print("READY " + " ".join(f"{k}={v}" for k, v in eps.items()), flush=True)
     logging.getLogger("is_proxy").info("serving %s", eps)
     proxy.run()
+    # term waits out the control socket's linger (TERMINATE's OK); whatever is still open closes now
+    proxy.ctx.destroy(linger=0)
     return 0
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger("is_proxy")
 POLL_MS = 1000  # wake up at least this often; nothing time-based is urgent here
 BURST = 100  # messages moved per wake-up and direction, then look at the other sockets
 POLLIN = int(zmq.POLLIN)  # a plain int: enum flag arithmetic costs more than the check
+CONTROL_LINGER_MS = 1000  # how long a closing proxy tries to deliver its last control reply
 
 
 class Proxy:
@@ -285,9 +286,10 @@ class Proxy:
 
     def close(self) -> None:
         self.link.close()
-        for sock in (self.frontend, self.backend, self.control):
-            if sock is not None:
-                sock.close(linger=0)
+        for sock in (self.frontend, self.backend):
+            sock.close(linger=0)
+        if self.control is not None:  # TERMINATE's OK is still queued: linger 0 could drop it
+            self.control.close(linger=CONTROL_LINGER_MS)
         if self.auth is not None:
             self.auth.stop()
         if self.metrics is not None:

@@ -40,7 +40,8 @@ def control(stack: Stack, command: str) -> str:
     sock.connect(stack.control)
     try:
         sock.send_string(command)
-        assert sock.poll(10000), f"no answer to {command}"
+        proxy_log = stack.workdir / "proxy.log"
+        assert sock.poll(10000), f"no answer to {command}; proxy: {proxy_log.read_text()[-2000:]}"
         return sock.recv_string()
     finally:
         sock.close(0)
