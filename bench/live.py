@@ -201,6 +201,7 @@ def run_one(
     logged = json.loads(log.read_text())
     written = logged["frames"]
     if traces is not None:  # every frame written and every reply, for a closer look
+        traces.mkdir(parents=True, exist_ok=True)
         (traces / f"{kind}_{rate:g}hz.json").write_text(
             json.dumps({"written": written, "replies": trace})
         )

@@ -11,7 +11,7 @@ procmgr on the worker's own channel); its
 environment and memory are the zygote's; it closes the zygote's descriptors (channel, signal
 socketpair, the other spares' sockets) at once and sets ``no_new_privs`` before anything else.
 Its rehearsal runs on threads that are joined before it says ready, so that a worker's first
-threads find malloc arenas already faulted in (worker/warmup.py ``rehearse_on_threads``); no
+threads find their malloc arena already faulted in (worker/warmup.py ``rehearse_on_threads``); no
 thread is left when the order comes, and the drop runs single-threaded as in a fork.
 
 A spare first rehearses a worker's start and first job (worker/warmup.py), then says ready and

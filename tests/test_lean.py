@@ -115,17 +115,57 @@ FAULTS = textwrap.dedent(
 )
 
 
-def _faults_per_request(mode: str) -> int:
-    argv = [sys.executable, "-c", FAULTS, mode]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+CROSS_THREAD_FAULTS = textwrap.dedent(
+    """
+    import resource, sys, threading
+    import numpy as np
+    from worker import warmup
+    if sys.argv[1] == "tuned":
+        assert warmup.tune_malloc()
+    freed, done, faults = threading.Event(), threading.Event(), []
+    def decoder():  # a frame's half decoded on one thread, freed; the thread lives on
+        buffer = np.ones(24 << 20, np.uint8)
+        del buffer
+        freed.set()
+        done.wait()
+    def renderer():  # the next frame's buffer, taken on another thread
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        buffer = np.ones(24 << 20, np.uint8)
+        faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+        del buffer
+    first = threading.Thread(target=decoder)
+    first.start()
+    freed.wait()
+    second = threading.Thread(target=renderer)
+    second.start()
+    second.join()
+    done.set()
+    first.join()
+    print(faults[0])
+    """
+)
+
+
+def _faults(script: str, mode: str) -> int:
+    argv = [sys.executable, "-c", script, mode]
+    env = os.environ | {"NUMPY_MADVISE_HUGEPAGE": "0"}  # 4 KiB pages: a count of pages
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT, env=env)
     return int(done.stdout)
 
 
 def test_tuned_malloc_reuses_freed_buffers_instead_of_faulting_them_in_again() -> None:
     assert KEEP_FREE_BYTES >= 3 * (2 << 20)
-    untuned = _faults_per_request("default")
+    untuned = _faults(FAULTS, "default")
     assert untuned >= 500, untuned  # glibc's default: 6 MiB of fresh pages every time
-    assert _faults_per_request("tuned") < 50
+    assert _faults(FAULTS, "tuned") < 50
+
+
+def test_tuned_malloc_gives_one_thread_what_another_freed() -> None:
+    """One arena for all threads: a buffer freed on a thread that lives on is memory the next
+    thread's buffer reuses, not ~25 MB of fresh pages (worker/warmup.py ``tune_malloc``)."""
+    untuned = _faults(CROSS_THREAD_FAULTS, "default")
+    assert untuned >= 5000, untuned  # a second thread's own arena: 24 MiB of new pages
+    assert _faults(CROSS_THREAD_FAULTS, "tuned") < 50
 
 
 def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_path: Path):

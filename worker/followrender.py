@@ -35,11 +35,11 @@ PREFAULT_WAIT_S = 5.0
 
 def _touch(both: threading.Barrier) -> None:
     """Fault in and free PREFAULT_BYTES on this thread (in blocks below glibc's mmap
-    threshold, so they come from, and go back to, this thread's arena)."""
+    threshold, so they come from, and go back to, the worker's malloc arena)."""
     try:
         both.wait(PREFAULT_WAIT_S)
     except threading.BrokenBarrierError:
-        pass  # a thread busy elsewhere: this one still warms its own arena
+        pass  # a thread busy elsewhere: this one still warms its share
     blocks = [np.ones(PREFAULT_BYTES // 2, np.uint8) for _ in range(2)]  # ones: written
     del blocks
 
@@ -99,12 +99,13 @@ class Renderer:
         self.threads = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="follow")
 
     def prefault(self) -> None:
-        """Each render thread touches PREFAULT_BYTES and frees them: its malloc arena keeps
-        them (worker/warmup.py's thresholds), so the first frames reuse memory already
-        faulted in. A fresh page costs 5-40 us to fault in on a host still warming up, and
-        a 6M frame needs ~11,000 of them: the first frames rendered 2-5x slower than the rest.
+        """Each render thread touches PREFAULT_BYTES, both at once, and frees them: the
+        worker's malloc arena keeps them (worker/warmup.py ``tune_malloc``), so the first
+        frames reuse memory already faulted in. A fresh page costs 5-40 us to fault in on a
+        host still warming up, and a 6M frame needs ~11,000 of them: the first frames
+        rendered 2-5x slower than the rest.
         """
-        both = threading.Barrier(RENDER_THREADS)  # one block per thread, not two on one
+        both = threading.Barrier(RENDER_THREADS)  # held together: two renders' peak
         for _ in range(RENDER_THREADS):
             self.threads.submit(_touch, both)
 

@@ -77,7 +77,7 @@ REHEARSAL_FILE = "rehearsal.cbf"
 
 
 PREFAULT_BYTES = 48 << 20  # per rehearsal thread: below KEEP_FREE_BYTES, so malloc keeps it
-PREFAULT_BLOCK = 8 << 20  # below MMAP_FROM_BYTES: taken from the thread's arena, not mapped
+PREFAULT_BLOCK = 8 << 20  # below MMAP_FROM_BYTES: taken from the arena, not mapped
 REHEARSAL_THREADS = 2  # a worker's first job thread and the helper that halves a big frame
 REHEARSAL_WAIT_S = 30.0  # a rehearsal thread that fails frees the others at once; a backstop
 
@@ -96,12 +96,12 @@ def rehearse_on_threads() -> None:
     PREFAULT_BYTES written and freed on each of REHEARSAL_THREADS threads alive together;
     every thread is joined before this returns, so none is left at the privilege drop.
 
-    A new thread takes a malloc arena of its own, and an arena's pages are new to the kernel:
-    a worker's first image wrote every buffer into fresh pages (Pilatus 6M: ~5000 page faults,
-    zeroed pages costing 3-40 us each on this VM), which its later images reuse. glibc gives
-    an exited thread's arena, with the memory it kept, to the next thread that needs one: the
-    worker's first job thread and its first helper (worker/halves.py) find pages already
-    faulted in (a first Pilatus image in a fresh child: ~5000 -> ~240 faults). The memory
+    A fresh child's heap pages are new to the kernel: a worker's first image wrote every
+    buffer into fresh pages (Pilatus 6M: ~5000 page faults, zeroed pages costing 3-40 us each
+    on this VM), which its later images reuse. The memory written here stays in the worker's
+    one malloc arena (:func:`tune_malloc`), so its first job thread and its first helper
+    (worker/halves.py) find pages already faulted in (a first Pilatus image in a fresh child:
+    ~5000 -> ~240 faults). The memory
     holds nothing (ones, then free), and the threads run as root only before any identity
     exists, after ``no_new_privs`` (procmgr/zygote.py)."""
     together = threading.Barrier(REHEARSAL_THREADS, timeout=REHEARSAL_WAIT_S)
@@ -113,7 +113,7 @@ def rehearse_on_threads() -> None:
                 rehearse_in_a_temporary_folder()
             count = PREFAULT_BYTES // PREFAULT_BLOCK
             blocks = [np.ones(PREFAULT_BLOCK, np.uint8) for _ in range(count)]
-            together.wait()  # all arenas in use at once: as many arenas, not one reused
+            together.wait()  # both threads' blocks held at once: the first image's peak
             del blocks
         except BaseException as exc:
             together.abort()  # the others stop waiting
@@ -156,9 +156,10 @@ def rehearse(home: str) -> None:
 
 
 # glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 KEEP_FREE_BYTES = 64 << 20  # freed heap kept for the next request's buffers, per worker
 MMAP_FROM_BYTES = 32 << 20  # larger blocks (an Eiger 16M frame) are mapped and unmapped
+ARENAS = 1  # one heap for all of a worker's threads (why: tune_malloc)
 
 
 def tune_malloc() -> bool:
@@ -169,7 +170,16 @@ def tune_malloc() -> bool:
     request page-faults them in again (a 600 px map: about 700 faults, a third of its time).
     A fixed threshold also ends glibc's sliding one, which a freed frame raises. Blocks
     above MMAP_FROM_BYTES are still mapped apart, so a worker gives a big frame's memory back
-    when the LRU drops it. False where the C library is not glibc (nothing changed)."""
+    when the LRU drops it.
+
+    One arena: with glibc's arena per thread, memory one thread freed is kept for that
+    thread's arena only, and which thread decodes which half of a frame, or renders it, changes
+    from frame to frame (a busy helper's half is taken back). About one followed 6M frame in
+    thirty then took ~25 MB of fresh memory, faulted in as transparent huge pages that this
+    VM's host backs anew, and read in 20-55 ms instead of 5 (bench/live.py at 100 Hz: p99 53
+    -> 25 ms, no read over 14 ms). The worker's threads allocate a few large buffers per
+    request, so sharing one arena costs no lock contention we could measure
+    (bench/interactive.py). False where the C library is not glibc (nothing changed)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
@@ -177,7 +187,9 @@ def tune_malloc() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(
-        mallopt(M_TRIM_THRESHOLD, KEEP_FREE_BYTES) and mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
+        mallopt(M_TRIM_THRESHOLD, KEEP_FREE_BYTES)
+        and mallopt(M_MMAP_THRESHOLD, MMAP_FROM_BYTES)
+        and mallopt(M_ARENA_MAX, ARENAS)
     )
 
 
