@@ -43,8 +43,9 @@ LOOP_MAX_S = 1.0
 RENDERS_PER_SERIES = 1  # frames of one series rendered at once. One render on both cores
 # (the CBF decode in halves, the level statistics beside the pooling) beat two renders side by
 # side at 100 Hz on 2 cores (bench/live.py, 2026-12-02 09:15, load 0.0-0.4: latency p50 23 vs
-# 30 ms, render 15.5 vs 21.7 ms); an Eiger series renders one at a time anyway (h5py holds one
-# lock around every HDF5 call)
+# 30 ms, render 15.5 vs 21.7 ms; again 2026-12-04 with one malloc arena: 18 vs 23 ms, and 27-31
+# with the second render's two-core steps waiting for the first's); an Eiger series renders one
+# at a time anyway (h5py holds one lock around every HDF5 call)
 
 
 class Follows:
