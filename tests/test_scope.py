@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.client import ask, error_code
+from worker.listing import MAX_LIMIT, MAX_LINK_WALKS
 
 FILE = "run7/a_0001.cbf"
 
@@ -182,6 +183,25 @@ def test_a_listed_symlink_is_what_a_request_for_it_opens(site, runs):
     for name in ("rel.cbf", "abs.cbf", "up"):  # lead out of run7/: the bound token's prefix
         assert bound_to_run7[name] == {"kind": "other", "name": name}
     assert bound_to_run7["a_0001.cbf"]["bytes"] == (runs / FILE).stat().st_size
+
+
+def test_a_folder_of_links_walks_at_most_max_link_walks_of_them(site, runs):
+    """Each listed link costs a walk of its path: past MAX_LINK_WALKS per request the rest are
+    ``other`` (no size, no time), so a folder of many links cannot make one listing slow."""
+    folder = runs / "run8" / "links"
+    folder.mkdir()
+    try:
+        for n in range(MAX_LINK_WALKS + 3):  # no extension: single files, not a series
+            (folder / f"link{n}").symlink_to("../a_0001.cbf")
+        token = site.stack.token(site.user, [site.esaf])
+        kinds: list[str] = []
+        for offset in range(0, MAX_LINK_WALKS + 3, MAX_LIMIT):
+            reply = _ask(site, token, "run8/links", type="list", offset=offset, limit=MAX_LIMIT)
+            kinds += [e["kind"] for e in _entries(reply).values()]
+    finally:
+        shutil.rmtree(folder)
+    assert len(kinds) == MAX_LINK_WALKS + 3
+    assert kinds.count("file") == MAX_LINK_WALKS and kinds.count("other") == 3
 
 
 def test_a_bound_token_cannot_list_the_esaf_root(site, runs):
