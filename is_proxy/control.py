@@ -11,13 +11,28 @@ Commands (REP): ``PAUSE``, ``RESUME``, ``TERMINATE`` -> ``OK``; ``STATISTICS`` -
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import stat
 from pathlib import Path
+from typing import Protocol
 
 import zmq
 
+log = logging.getLogger("is_proxy")
 MAX_COMMAND_BYTES = 4096  # a command is one short word
+CLOSE_LINGER_MS = 1000  # how long a closing proxy tries to deliver its last reply (TERMINATE's)
+
+
+class Controlled(Protocol):
+    """What the commands act on: the proxy's loop (is_proxy/proxy.py)."""
+
+    paused: bool
+
+    def shutdown(self, why: str) -> None: ...
+
+    def statistics(self) -> dict: ...
 
 
 class ControlEndpointError(ValueError):
@@ -60,3 +75,26 @@ def bind(ctx: zmq.Context, endpoint: str) -> zmq.Socket | None:
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_COMMAND_BYTES)
     sock.bind(endpoint)
     return sock
+
+
+def answer(sock: zmq.Socket, proxy: Controlled) -> None:
+    """Read one command from ``sock``, carry it out on ``proxy`` and send its reply."""
+    command = sock.recv().decode("ascii", "replace").strip().upper()
+    reply = "OK"
+    if command == "PAUSE":
+        proxy.paused = True
+    elif command == "RESUME":
+        proxy.paused = False
+    elif command == "TERMINATE":
+        proxy.shutdown("control")
+    elif command == "STATISTICS":
+        reply = json.dumps(proxy.statistics())
+    else:
+        reply = "ERROR unknown command"
+    sock.send_string(reply)
+    log.info("control %s -> %s", command[:20], reply[:80])
+
+
+def close(sock: zmq.Socket) -> None:
+    """Close with a linger: linger 0 (as bound) could drop TERMINATE's OK still queued."""
+    sock.close(linger=CLOSE_LINGER_MS)

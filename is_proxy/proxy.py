@@ -11,7 +11,6 @@ until then it waits in ZeroMQ's queue. The control socket: is_proxy/control.py.
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -33,7 +32,6 @@ log = logging.getLogger("is_proxy")
 POLL_MS = 1000  # wake up at least this often; nothing time-based is urgent here
 BURST = 100  # messages moved per wake-up and direction, then look at the other sockets
 POLLIN = int(zmq.POLLIN)  # a plain int: enum flag arithmetic costs more than the check
-CONTROL_LINGER_MS = 1000  # how long a closing proxy tries to deliver its last control reply
 
 
 class Proxy:
@@ -256,21 +254,8 @@ class Proxy:
         self.answer(msg, "bad_request", sentence)
 
     def handle_control(self, sock: zmq.Socket) -> None:
-        command = sock.recv().decode("ascii", "replace").strip().upper()
         self.counts["control"] += 1
-        reply = "OK"
-        if command == "PAUSE":
-            self.paused = True
-        elif command == "RESUME":
-            self.paused = False
-        elif command == "TERMINATE":
-            self.shutdown("control")
-        elif command == "STATISTICS":
-            reply = json.dumps(self.statistics())
-        else:
-            reply = "ERROR unknown command"
-        sock.send_string(reply)
-        log.info("control %s -> %s", command[:20], reply[:80])
+        control.answer(sock, self)
 
     def statistics(self) -> dict:
         """What STATISTICS answers and a Prometheus scrape shows (is_proxy/metrics.py)."""
@@ -288,8 +273,8 @@ class Proxy:
         self.link.close()
         for sock in (self.frontend, self.backend):
             sock.close(linger=0)
-        if self.control is not None:  # TERMINATE's OK is still queued: linger 0 could drop it
-            self.control.close(linger=CONTROL_LINGER_MS)
+        if self.control is not None:
+            control.close(self.control)
         if self.auth is not None:
             self.auth.stop()
         if self.metrics is not None:
