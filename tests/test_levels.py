@@ -29,7 +29,7 @@ from tests.support.devsite import dev_stack
 from tests.support.dispersion import Spots, find_spots
 from tests.support.levelcheck import Figures, grade
 from tests.support.testfiles import FABIO_FORMATS
-from worker import jobs, levelrule, levels, render, tier2
+from worker import jobs, levelrule, levels, render, tier2format
 from worker.cache import Key
 from worker.formats import Frame, read_frame
 from worker.reduce import reduce_max, saturation_level
@@ -269,9 +269,9 @@ def test_level_stats_cross_tier_2_exactly_and_bad_ones_are_refused(testdata: Pat
     stats = levels.compute(frame, saturation_level(frame))
     reduced = reduce_max(frame, 64)
     key = Key(0, "somedata_0001.mccd", 1, 2, 3, 4, 1, 1.0, 0.0, 0.0, 64, None)
-    blob = tier2.encode(reduced, {}, stats)
+    blob = tier2format.encode(reduced, {}, stats)
     assert blob is not None
-    _, _, back = tier2.decode(blob, key)
+    _, _, back = tier2format.decode(blob, key)
     assert back is not None and back.white == stats.white and back.black == stats.black
     assert np.array_equal(back.background, stats.background)
     assert np.array_equal(back.span, stats.span)
@@ -286,8 +286,8 @@ def test_level_stats_cross_tier_2_exactly_and_bad_ones_are_refused(testdata: Pat
     ):
         with pytest.raises(ValueError):
             levels.LevelStats.from_json(good | bad)
-        with pytest.raises(tier2.DecodeError):
-            tier2.decode(_with_levels(blob, good | bad), key)
+        with pytest.raises(tier2format.DecodeError):
+            tier2format.decode(_with_levels(blob, good | bad), key)
 
 
 def _with_levels(blob: bytes, value: object) -> bytes:

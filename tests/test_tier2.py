@@ -15,7 +15,8 @@ from worker import levels
 from worker.afterreply import AfterReply
 from worker.cache import Key
 from worker.reduce import Reduced, stats
-from worker.tier2 import HEADER, MAX_HEADER, DecodeError, RedisTier, decode, encode
+from worker.tier2 import RedisTier
+from worker.tier2format import HEADER, MAX_HEADER, DecodeError, decode, encode
 
 
 def _reduced(data: np.ndarray) -> Reduced:

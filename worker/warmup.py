@@ -37,7 +37,8 @@ def warm() -> None:
     from pyis_common.request import parse
     from worker import jobs
     from worker.index import IndexSettings
-    from worker.tier2 import RedisTier, decode, encode
+    from worker.tier2 import RedisTier
+    from worker.tier2format import decode, encode
 
     "127.0.0.1".encode("idna")  # socket.getaddrinfo encodes host names with the idna codec
     socket.getaddrinfo("127.0.0.1", 9, proto=socket.IPPROTO_TCP)
