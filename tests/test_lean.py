@@ -28,7 +28,7 @@ from pyisdev import procs
 from worker import colormaps, jobs, levels
 from worker.afterreply import AfterReply
 from worker.tier2 import RedisTier
-from worker.warmup import KEEP_FREE_BYTES
+from worker.warmup import KEEP_FREE_BYTES, PREFAULT_BYTES, REHEARSAL_THREADS
 
 REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
 
@@ -158,6 +158,34 @@ def test_tuned_malloc_reuses_freed_buffers_instead_of_faulting_them_in_again() -
     untuned = _faults(FAULTS, "default")
     assert untuned >= 500, untuned  # glibc's default: 6 MiB of fresh pages every time
     assert _faults(FAULTS, "tuned") < 50
+
+
+BIG_REQUEST_FAULTS = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from worker import warmup
+    warmup.KEEP_FREE_BYTES = int(sys.argv[1])
+    assert warmup.tune_malloc()
+    def request():  # a first big image's buffers: the rehearsal's peak, then freed
+        count = warmup.REHEARSAL_THREADS * warmup.PREFAULT_BYTES // warmup.PREFAULT_BLOCK
+        blocks = [np.ones(warmup.PREFAULT_BLOCK, np.uint8) for _ in range(count)]
+        del blocks
+    request()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    request()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """
+)
+
+
+def test_tuned_malloc_keeps_the_rehearsal_s_peak_whole() -> None:
+    """One arena holds every thread's frees, and glibc trims a top over the threshold whole:
+    the threshold must exceed what the rehearsal threads hold at once, or a first image's later
+    buffers fault in anew (the same request at a 64 MiB threshold: ~16,000 faults)."""
+    assert KEEP_FREE_BYTES > REHEARSAL_THREADS * PREFAULT_BYTES
+    assert _faults(BIG_REQUEST_FAULTS, str(64 << 20)) >= 5000
+    assert _faults(BIG_REQUEST_FAULTS, str(KEEP_FREE_BYTES)) < 50
 
 
 def test_tuned_malloc_gives_one_thread_what_another_freed() -> None:

@@ -77,7 +77,7 @@ def warm() -> None:
 REHEARSAL_FILE = "rehearsal.cbf"
 
 
-PREFAULT_BYTES = 48 << 20  # per rehearsal thread: below KEEP_FREE_BYTES, so malloc keeps it
+PREFAULT_BYTES = 48 << 20  # per rehearsal thread; all of them below KEEP_FREE_BYTES: kept
 PREFAULT_BLOCK = 8 << 20  # below MMAP_FROM_BYTES: taken from the arena, not mapped
 REHEARSAL_THREADS = 2  # a worker's first job thread and the helper that halves a big frame
 REHEARSAL_WAIT_S = 30.0  # a rehearsal thread that fails frees the others at once; a backstop
@@ -158,7 +158,11 @@ def rehearse(home: str) -> None:
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
-KEEP_FREE_BYTES = 64 << 20  # freed heap kept for the next request's buffers, per worker
+# freed heap kept for the next request's buffers, per worker: above what the rehearsal threads
+# hold at once (REHEARSAL_THREADS x PREFAULT_BYTES), since all threads share the one arena and
+# a top over the threshold is trimmed whole (at 64 MiB, a fresh worker's first Pilatus image
+# took 49-64 ms instead of 26-31 (medians of 8), its later buffers faulted in anew)
+KEEP_FREE_BYTES = 128 << 20
 MMAP_FROM_BYTES = 32 << 20  # larger blocks (an Eiger 16M frame) are mapped and unmapped
 ARENAS = 1  # one heap for all of a worker's threads (why: tune_malloc)
 
