@@ -204,6 +204,18 @@ def freeze() -> None:
     which would otherwise cost a new worker page faults over the whole inherited heap."""
     gc.collect()
     gc.freeze()
+    _release_free_heap()
+
+
+def _release_free_heap() -> None:
+    """Give the warm-up's freed heap (up to KEEP_FREE_BYTES, kept by :func:`tune_malloc`) back
+    to the kernel before forking: a child that wrote into those pages would copy each one from
+    the zygote (copy on write) instead of taking a zeroed page."""
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing was kept either
+        pass
 
 
 def _formats(pipeline: Any, tmp: str) -> None:
