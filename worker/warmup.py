@@ -23,6 +23,7 @@ import socket
 import tempfile
 import threading
 import traceback  # noqa: F401  (the worker prints tracebacks to the procmgr's log)
+from collections.abc import Callable
 from typing import Any
 
 import fabio.cbfimage
@@ -102,9 +103,8 @@ def rehearse_on_threads() -> None:
     on this VM), which its later images reuse. The memory written here stays in the worker's
     one malloc arena (:func:`tune_malloc`), so its first job thread and its first helper
     (worker/halves.py) find pages already faulted in (a first Pilatus image in a fresh child:
-    ~5000 -> ~240 faults). The memory
-    holds nothing (ones, then free), and the threads run as root only before any identity
-    exists, after ``no_new_privs`` (procmgr/zygote.py)."""
+    ~5000 -> ~240 faults). The memory holds nothing (ones, then free), and the threads run as
+    root only before any identity exists, after ``no_new_privs`` (procmgr/zygote.py)."""
     together = threading.Barrier(REHEARSAL_THREADS, timeout=REHEARSAL_WAIT_S)
     failed: list[BaseException] = []
 
@@ -185,11 +185,8 @@ def tune_malloc() -> bool:
     -> 25 ms, no read over 14 ms). The worker's threads allocate a few large buffers per
     request, so sharing one arena costs no lock contention we could measure
     (bench/interactive.py). False where the C library is not glibc (nothing changed)."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
         return False
     return bool(
         mallopt(M_TRIM_THRESHOLD, KEEP_FREE_BYTES)
@@ -198,24 +195,26 @@ def tune_malloc() -> bool:
     )
 
 
+def _glibc(function: str) -> Callable[..., int] | None:
+    """``function`` of the C library; None where it has none (not glibc)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
+    except (OSError, AttributeError):
+        return None
+
+
 def freeze() -> None:
-    """Move everything the warm-up made into the collector's permanent generation, just before
-    forking: a child's collections then never touch (and so never copy) the zygote's objects,
-    which would otherwise cost a new worker page faults over the whole inherited heap."""
+    """Just before forking: move everything the warm-up made into the collector's permanent
+    generation, so a child's collections never touch (and so never copy) the zygote's objects,
+    which would otherwise cost a new worker page faults over the whole inherited heap; and give
+    the warm-up's freed heap (up to KEEP_FREE_BYTES, kept by :func:`tune_malloc`) back to the
+    kernel, so a child writing there takes zeroed pages instead of copying each one from the
+    zygote (copy on write)."""
     gc.collect()
     gc.freeze()
-    _release_free_heap()
-
-
-def _release_free_heap() -> None:
-    """Give the warm-up's freed heap (up to KEEP_FREE_BYTES, kept by :func:`tune_malloc`) back
-    to the kernel before forking: a child that wrote into those pages would copy each one from
-    the zygote (copy on write) instead of taking a zeroed page."""
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing was kept either
-        pass
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is not None:  # not glibc: nothing was kept either
+        malloc_trim(0)
 
 
 def _formats(pipeline: Any, tmp: str) -> None:
