@@ -161,7 +161,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 # freed heap kept for the next request's buffers, per worker: above what the rehearsal threads
 # hold at once (REHEARSAL_THREADS x PREFAULT_BYTES), since all threads share the one arena and
 # a top over the threshold is trimmed whole (at 64 MiB, a fresh worker's first Pilatus image
-# took 49-64 ms instead of 26-31 (medians of 8), its later buffers faulted in anew)
+# took 49-64 ms instead of 26-31, medians of 8 sessions; bench/interactive.py's Pilatus
+# fresh_cold_ratio 0.84-1.04 against 0.32-0.92: its later buffers faulted in anew)
 KEEP_FREE_BYTES = 128 << 20
 MMAP_FROM_BYTES = 32 << 20  # larger blocks (an Eiger 16M frame) are mapped and unmapped
 ARENAS = 1  # one heap for all of a worker's threads (why: tune_malloc)
