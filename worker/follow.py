@@ -69,7 +69,6 @@ class Follows:
         if self.inotify is None:
             self.inotify = INotify()
             threading.Thread(target=self._loop, args=(self.inotify,), daemon=True).start()
-            self.renderer.prefault()  # while the first frame is still being collected
         return self.inotify
 
     def _wake(self) -> None:
@@ -133,6 +132,8 @@ class Follows:
             except OSError as exc:
                 tgt.close()
                 raise Busy(f"cannot watch this directory ({os.strerror(exc.errno or 0)})") from None
+            if not any(s.rendering for s in self.series.values()):  # (their renders: warm)
+                self.renderer.prefault()  # while the first frame is still being collected
             series = Series(tgt, wd)
             self.series[tgt.key] = series
         frame = tgt.newest_settled()  # outside the lock: it reads the directory

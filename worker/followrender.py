@@ -103,8 +103,9 @@ class Renderer:
         worker's malloc arena keeps them (worker/warmup.py ``tune_malloc``), so the first
         frames reuse memory already faulted in. A fresh page costs 5-40 us to fault in on a
         host still warming up, and a 6M frame needs ~11,000 of them: the first frames
-        rendered 2-5x slower than the rest.
-        """
+        rendered 2-5x slower than the rest. Run for each series followed while no other
+        renders: whatever the worker kept since its last render (pyramids, stage 1s) may have
+        moved the heap top it takes fresh buffers from."""
         both = threading.Barrier(RENDER_THREADS)  # held together: two renders' peak
         for _ in range(RENDER_THREADS):
             self.threads.submit(_touch, both)
