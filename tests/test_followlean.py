@@ -5,6 +5,7 @@ and dropped when the frame is already superseded (worker/afterreply.py's optiona
 
 from __future__ import annotations
 
+import mmap
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,9 @@ def test_the_stage1_is_kept_after_the_reply_and_a_repeat_reads_nothing(tmp_path,
     assert stage1s(lean) == []  # not before the reply
     after.run()
     assert stage1s(lean) == ["x.cbf"]
+    kept = next(v for v, _ in lean.pipe.lru._items.values() if isinstance(v, Stage1))
+    for name in ("data", "valid", "saturated"):  # out of the heap (worker/offheap.py)
+        assert isinstance(getattr(kept.reduced, name).base, mmap.mmap), name
     contrast = {"xsize": 512, "contrast": 40, "wval": 0}
     again = lean.render(job("x.cbf", contrast), Timings())  # another contrast: stage 2 only
     assert lean.pipe.frames_read == 1 and again.tier == "lru"

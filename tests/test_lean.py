@@ -221,6 +221,51 @@ def test_tuned_malloc_gives_one_thread_what_another_freed() -> None:
     assert _faults(CROSS_THREAD_FAULTS, "tuned") < 50
 
 
+KEPT_BETWEEN_RENDERS_FAULTS = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from worker import offheap, warmup
+    assert warmup.tune_malloc()
+    keep = np.copy if sys.argv[1] == "heap" else offheap.copy
+    def render():  # a followed frame's buffers, freed; its small stage 1 returned
+        halves = [np.ones(12 << 20, np.uint8) for _ in range(2)]
+        whole = np.ones(24 << 20, np.uint8)
+        del halves
+        return whole[: 1 << 20].copy()
+    kept, faults = [], 0
+    kept.append(keep(render()))  # the first render's pages are new either way
+    for _ in range(6):  # the LRU still filling: nothing it held is freed yet
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        stage1 = render()
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        kept.append(keep(stage1))
+        del stage1
+    print(faults)
+    """
+)
+
+
+def test_stage_1_kept_out_of_the_heap_leaves_the_renders_memory_whole() -> None:
+    """A followed frame's stage 1 kept in the heap cuts the stretch the next render's
+    buffers were freed into, so every render faults in more fresh pages; kept in a mapping of
+    its own (worker/offheap.py), it leaves the stretch whole."""
+    assert _faults(KEPT_BETWEEN_RENDERS_FAULTS, "heap") >= 1000  # 256+ pages a render
+    assert _faults(KEPT_BETWEEN_RENDERS_FAULTS, "off") < 50
+
+
+def test_an_off_heap_copy_is_the_array_in_a_mapping_of_its_own() -> None:
+    import mmap
+
+    from worker import offheap
+
+    for array in (np.arange(12, dtype=np.int32).reshape(3, 4), np.zeros((2, 0), bool)):
+        kept = offheap.copy(array)
+        assert kept.dtype == array.dtype and kept.shape == array.shape
+        assert np.array_equal(kept, array) and kept.flags.c_contiguous and kept.flags.writeable
+        assert isinstance(kept.base, mmap.mmap) and not np.shares_memory(kept, array)
+
+
 def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_path: Path):
     """prepare() and ensure() hand the work to the admin thread: with the cache Redis stopped
     (SIGSTOP: every call would hang) both return, and the user is made once it answers."""

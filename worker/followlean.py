@@ -73,7 +73,9 @@ class Lean:
 
     def _keep(self, key: Key, stage1: Stage1) -> None:
         """For a later request of this frame at this size (a new contrast, another user of
-        the ESAF): what the ``jpeg`` job would have kept."""
-        self.pipe.lru.put(key, stage1, stage1.nbytes)
+        the ESAF): what the ``jpeg`` job would have kept, out of the heap the next renders
+        take their buffers from (worker/offheap.py)."""
+        kept = stage1.off_heap()
+        self.pipe.lru.put(key, kept, kept.nbytes)
         if self.pipe.tier2 is not None:
             self.pipe.tier2.put(key, (stage1.reduced, stage1.meta, stage1.level_stats))

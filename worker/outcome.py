@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from worker import levels, reduce
+from worker import levels, offheap, reduce
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,13 @@ class Stage1:
         r = self.reduced
         grids = 0 if self.level_stats is None else 2 * self.level_stats.background.nbytes
         return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + grids + 1024
+
+    def off_heap(self) -> Stage1:
+        """The same value with its pixel arrays out of the malloc heap (worker/offheap.py):
+        for one kept while renders keep taking and freeing frame-sized buffers."""
+        r = self.reduced
+        arrays = {name: offheap.copy(getattr(r, name)) for name in ("data", "valid", "saturated")}
+        return replace(self, reduced=replace(r, **arrays))
 
 
 @dataclass
