@@ -227,7 +227,7 @@ KEPT_BETWEEN_RENDERS_FAULTS = textwrap.dedent(
     import numpy as np
     from worker import offheap, warmup
     assert warmup.tune_malloc()
-    keep = np.copy if sys.argv[1] == "heap" else offheap.copy
+    keep = np.copy if sys.argv[1] == "heap" else lambda a: offheap.copies((a,))[0]
     def render():  # a followed frame's buffers, freed; its small stage 1 returned
         halves = [np.ones(12 << 20, np.uint8) for _ in range(2)]
         whole = np.ones(24 << 20, np.uint8)
@@ -254,16 +254,34 @@ def test_stage_1_kept_out_of_the_heap_leaves_the_renders_memory_whole() -> None:
     assert _faults(KEPT_BETWEEN_RENDERS_FAULTS, "off") < 50
 
 
-def test_an_off_heap_copy_is_the_array_in_a_mapping_of_its_own() -> None:
+def test_off_heap_copies_share_one_mapping_of_their_own_unmapped_with_them() -> None:
     import mmap
 
     from worker import offheap
 
-    for array in (np.arange(12, dtype=np.int32).reshape(3, 4), np.zeros((2, 0), bool)):
-        kept = offheap.copy(array)
-        assert kept.dtype == array.dtype and kept.shape == array.shape
-        assert np.array_equal(kept, array) and kept.flags.c_contiguous and kept.flags.writeable
-        assert isinstance(kept.base, mmap.mmap) and not np.shares_memory(kept, array)
+    data = np.arange(256 * 300, dtype=np.int32).reshape(256, 300)
+    flags = np.zeros((256, 300), bool)
+    flags[3, 5] = True
+    before = offheap.live()
+    kept = offheap.copies((data, flags))
+    assert kept is not None and offheap.live() == before + 1  # one mapping for both
+    for copy, array in zip(kept, (data, flags), strict=True):
+        assert copy.dtype == array.dtype and copy.shape == array.shape
+        assert np.array_equal(copy, array) and copy.flags.c_contiguous and copy.flags.writeable
+        assert isinstance(copy.base, mmap.mmap) and not np.shares_memory(copy, array)
+    assert kept[0].base is kept[1].base
+    del copy, kept
+    assert offheap.live() == before  # unmapped with its last array
+
+
+def test_small_values_and_values_past_the_mapping_cap_stay_in_the_heap(monkeypatch) -> None:
+    from worker import offheap
+
+    assert offheap.copies((np.zeros(16, np.int32),)) is None  # under MIN_BYTES
+    big = np.zeros(offheap.MIN_BYTES, np.uint8)
+    monkeypatch.setattr(offheap, "MAX_MAPPINGS", offheap.live() + 1)
+    first = offheap.copies((big,))
+    assert first is not None and offheap.copies((big,)) is None  # the cap: never past it
 
 
 def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_path: Path):

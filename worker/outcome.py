@@ -21,11 +21,15 @@ class Stage1:
         return r.data.nbytes + r.valid.nbytes + r.saturated.nbytes + grids + 1024
 
     def off_heap(self) -> Stage1:
-        """The same value with its pixel arrays out of the malloc heap (worker/offheap.py):
-        for one kept while renders keep taking and freeing frame-sized buffers."""
+        """The same value with its pixel arrays out of the malloc heap (worker/offheap.py),
+        or this one where they stay in it: for one kept while renders keep taking and
+        freeing frame-sized buffers."""
         r = self.reduced
-        arrays = {name: offheap.copy(getattr(r, name)) for name in ("data", "valid", "saturated")}
-        return replace(self, reduced=replace(r, **arrays))
+        copies = offheap.copies((r.data, r.valid, r.saturated))
+        if copies is None:
+            return self
+        data, valid, saturated = copies
+        return replace(self, reduced=replace(r, data=data, valid=valid, saturated=saturated))
 
 
 @dataclass
