@@ -17,6 +17,7 @@ import pytest
 from pyis_common.request import parse
 from tests.support.client import ask
 from tests.support.detector import EigerSeries, write_frame
+from worker import followlean
 from worker.afterreply import AfterReply, later
 from worker.follow import Follows
 from worker.followlean import Lean
@@ -83,6 +84,19 @@ def test_the_stage1_is_kept_after_the_reply_and_a_repeat_reads_nothing(tmp_path,
     assert lean.pipe.frames_read == 1 and again.tier == "lru"
     assert again.payloads[0] == fresh_jpeg(tmp_path, "x.cbf", contrast)
     assert first.payloads[0] == fresh_jpeg(tmp_path, "x.cbf", FIELDS[0])
+
+
+def test_tier_1_holds_the_newest_followed_frames_only(tmp_path, testdata, monkeypatch):
+    """A collection's frames would fill the LRU, evicting what a user browses: the newest
+    KEPT_FRAMES stay, each in place of the oldest."""
+    monkeypatch.setattr(followlean, "KEPT_FRAMES", 2)
+    lean = Lean(Pipeline(str(tmp_path)))
+    for n in range(1, 5):
+        shutil.copyfile(testdata / CBFS[0], tmp_path / f"x_{n}.cbf")
+        with AfterReply() as after:
+            lean.render(job(f"x_{n}.cbf", FIELDS[1]), Timings())
+        after.run()
+    assert sorted(stage1s(lean)) == ["x_3.cbf", "x_4.cbf"]
 
 
 def test_optional_work_is_dropped_and_required_work_still_runs():

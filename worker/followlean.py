@@ -9,10 +9,15 @@ read, the level statistics and one pooling straight from the frame over the pyra
 then the ``jpeg`` job's own stage 2 (``Pipeline.picture``): the picture
 is that job's, pixel for pixel. Keeping the small stage-1 value for a later request (tier 1,
 tier 2) comes after the reply, as optional work (worker/afterreply.py) that worker/follow.py
-drops when a newer frame has superseded this one.
+drops when a newer frame has superseded this one. Tier 1 holds the newest KEPT_FRAMES of them:
+a followed frame is rarely asked for again once it has been superseded, and a collection's
+frames would otherwise fill the LRU, evicting the pyramids of the frames a user browses.
 """
 
 from __future__ import annotations
+
+import threading
+from collections import deque
 
 from pyis_common.request import Request
 from worker import formats, halves, levels, paths, reduce, sums
@@ -24,12 +29,16 @@ from worker.outcome import Stage1
 from worker.pyramid import Pyramid, rule_for
 from worker.timings import Timings
 
+KEPT_FRAMES = 16  # followed frames whose stage 1 tier 1 holds: the newest (10 Hz: 1.6 s of them)
+
 
 class Lean:
     """``render(req, clock)``: the ``jpeg`` job of a followed frame, for worker/follow.py."""
 
     def __init__(self, pipe: Pipeline) -> None:
         self.pipe = pipe
+        self._kept: deque[Key] = deque()  # what tier 1 holds of ours, oldest first
+        self._kept_lock = threading.Lock()  # the render loops keep from two threads
 
     def render(self, req: Request, clock: Timings) -> Result:
         pipe = self.pipe
@@ -74,7 +83,14 @@ class Lean:
     def _keep(self, key: Key, stage1: Stage1) -> None:
         """For a later request of this frame at this size (a new contrast, another user of
         the ESAF): what the ``jpeg`` job would have kept, out of the heap the next renders
-        take their buffers from (worker/offheap.py)."""
+        take their buffers from (worker/offheap.py), in place of our oldest one. Its pages
+        were freed a frame or so ago, and this host backs such pages still: a mapping of
+        pages freed long ago (handed back to the host) cost ~3 ms to fill, not ~0.5."""
+        with self._kept_lock:
+            self._kept.append(key)
+            oldest = self._kept.popleft() if len(self._kept) > KEPT_FRAMES else None
+        if oldest is not None:  # first: the pages it frees are the ones the copy gets
+            self.pipe.lru.drop(lambda held: held == oldest)
         kept = stage1.off_heap()
         self.pipe.lru.put(key, kept, kept.nbytes)
         if self.pipe.tier2 is not None:
