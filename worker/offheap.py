@@ -7,10 +7,11 @@ that malloc placed in that stretch cut it, a little more with every frame until 
 to evict: the next render's buffers then lay partly in fresh pages, which this VM's host backs
 anew (bench/live.py at 25 Hz: 5-7 renders in 100 read in 12-37 ms instead of 5, none with the
 keeping off). One anonymous mapping per kept value is unmapped whole when the value leaves the
-LRU and never lies in the heap. It costs a copy: ~0.35 ms for a 512 px stage 1, after the
-reply. Small values stay in the heap (they cut little), and so does everything once
-:data:`MAX_MAPPINGS` are live: the kernel allows a process 65530 mappings by default, and a
-mapping it cannot make fails whatever asked for it (a thread's stack, a large frame).
+LRU and never lies in the heap. It costs a copy: ~0.5 ms for a 512 px stage 1, after the
+reply, when its pages were freed recently (worker/followlean.py keeps its newest 16). Small
+values stay in the heap (they cut little), and so does everything once :data:`MAX_MAPPINGS`
+are live: the kernel allows a process 65530 mappings by default, and a mapping it cannot make
+fails whatever asked for it (a thread's stack, a large frame).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import weakref
 import numpy as np
 
 MIN_BYTES = 256 << 10  # a value smaller than this stays in the heap
-MAX_MAPPINGS = 4096  # live mappings at most (a 768 MiB LRU of 256 KiB values: 3072)
+MAX_MAPPINGS = 4096  # live mappings at most: a guard (a 768 MiB LRU of 256 KiB values: 3072)
 ALIGN = 64  # each array starts on a cache line
 _live = 0
 _lock = threading.Lock()
