@@ -168,3 +168,32 @@ def test_every_newly_followed_series_prefaults_the_render_memory(tmp_path, monke
             follows.submit(poll, Timings(), lambda answer: None)
         assert len(follows.series) == 2
     assert len(prefaults) == 2
+
+
+def test_a_series_followed_while_another_renders_prefaults_nothing(tmp_path, monkeypatch):
+    """A render in progress keeps the render memory warm, and a prefault would hold one of the
+    two render threads at its barrier while that render waits for a free one."""
+    prefaults: list[int] = []
+    monkeypatch.setattr(Renderer, "prefault", lambda self: prefaults.append(1))
+    entered, release = threading.Event(), threading.Event()
+
+    def render(req, clock) -> Result:  # the first series' frame, held until released
+        entered.set()
+        assert release.wait(30), "never released"
+        return Result(job={}, meta={}, payloads=[b"jpeg"])
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    answers: list = []
+    with ThreadPoolExecutor(2) as pool:
+        follows = Follows(str(tmp_path), render, pool)
+        poll = {"type": "newest", "fn": "one", "seq": 0, "wait": 20, "xsize": 64}
+        try:
+            follows.submit(poll, Timings(), answers.append)
+            (tmp_path / "one" / "a_0001.cbf").write_bytes(b"frame 1")
+            assert entered.wait(30), "the first series never rendered"
+            follows.submit(poll | {"fn": "two", "wait": 0}, Timings(), answers.append)
+            assert len(follows.series) == 2 and len(prefaults) == 1  # "one"'s only
+        finally:
+            release.set()
+        wait_until(lambda: len(answers) == 2, "both answers")

@@ -132,7 +132,7 @@ class Follows:
             except OSError as exc:
                 tgt.close()
                 raise Busy(f"cannot watch this directory ({os.strerror(exc.errno or 0)})") from None
-            if not any(s.rendering for s in self.series.values()):  # (their renders: warm)
+            if not any(s.rendering for s in self.series.values()):  # (a render keeps it warm)
                 self.renderer.prefault()  # while the first frame is still being collected
             series = Series(tgt, wd)
             self.series[tgt.key] = series
