@@ -85,7 +85,8 @@ class Lean:
         the ESAF): what the ``jpeg`` job would have kept, out of the heap the next renders
         take their buffers from (worker/offheap.py), in place of our oldest one. Its pages
         were freed a frame or so ago, and this host backs such pages still: a mapping of
-        pages freed long ago (handed back to the host) cost ~3 ms to fill, not ~0.5."""
+        pages freed long ago (handed back to the host) cost ~3 ms to fill, not ~0.5 (timed in
+        process by a one-off script)."""
         with self._kept_lock:
             self._kept.append(key)
             oldest = self._kept.popleft() if len(self._kept) > KEPT_FRAMES else None

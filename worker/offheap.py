@@ -2,16 +2,16 @@
 
 A followed frame's render takes ~50 MB of buffers from the worker's one malloc arena and frees
 them (worker/warmup.py ``tune_malloc``); the next render reuses them only while they are still
-one free stretch. A value kept after the render (the frame's stage 1, for a later request)
-that malloc placed in that stretch cut it, a little more with every frame until the LRU began
-to evict: the next render's buffers then lay partly in fresh pages, which this VM's host backs
-anew (bench/live.py at 25 Hz: 5-7 renders in 100 read in 12-37 ms instead of 5, none with the
-keeping off). One anonymous mapping per kept value is unmapped whole when the value leaves the
-LRU and never lies in the heap. It costs a copy: ~0.5 ms for a 512 px stage 1, after the
-reply, when its pages were freed recently (worker/followlean.py keeps its newest 16). Small
-values stay in the heap (they cut little), and so does everything once :data:`MAX_MAPPINGS`
-are live: the kernel allows a process 65530 mappings by default, and a mapping it cannot make
-fails whatever asked for it (a thread's stack, a large frame).
+one free stretch. A value kept after the render (the frame's stage 1, for a later request) that
+malloc placed in that stretch cut it, a little more with every frame until the LRU began to
+evict: the next render's buffers then lay partly in fresh pages, which this VM's host backs anew
+(bench/live.py at 25 Hz: 5-7 renders in 100 read in 12-37 ms instead of 5, none with the keeping
+off). One anonymous mapping per kept value is unmapped whole when the value leaves the LRU and
+never lies in the heap. It costs a copy: ~0.5 ms for a 512 px stage 1 (a one-off timing), after
+the reply, when its pages were freed recently (worker/followlean.py keeps its newest 16). Small
+values stay in the heap (they cut little), and so does everything once :data:`MAX_MAPPINGS` are
+live: the kernel allows a process 65530 mappings by default, and a mapping it cannot make fails
+whatever asked for it (a thread's stack, a large frame).
 """
 
 from __future__ import annotations
