@@ -14,7 +14,8 @@ scripts in memory only, so ``ensure`` re-applies all of it, same passwords, afte
 
 Every admin call after ``start`` runs on one admin thread, never on the procmgr loop (a
 ``SETUSER`` cost 1-35 ms there under load, for every new session): ``prepare`` makes an ESAF's
-user while its worker forks, and ``credential`` at the worker's ready usually finds it done.
+user while its worker forks, and ``fd`` (an eventfd the loop polls) says when a setup is done, so
+the new worker is sent its credential at once, usually before it is even ready.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class CacheAcl:
         self._passwords: dict[int, str] = {}
         self._passwords_lock = threading.Lock()  # the admin thread copies what the loop adds
         self._setups: dict[int, Future[bool]] = {}  # per ESAF: its user made (or being made)
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # readable: a setup is done
         self._ensuring: Future[None] | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="cacheacl")
         self._last_ensure = 0.0
@@ -136,19 +138,35 @@ class CacheAcl:
             return
         with self._passwords_lock:
             password = self._passwords.setdefault(esaf, secrets.token_urlsafe(32))
-        self._setups[esaf] = self._thread.submit(self._set_up, esaf, password)
+        self._setups[esaf] = setup = self._thread.submit(self._set_up, esaf, password)
+        setup.add_done_callback(self._signal_done)
+
+    def _signal_done(self, _setup: Future[bool]) -> None:
+        try:
+            os.eventfd_write(self.fd, 1)
+        except OSError:
+            pass  # closed at shutdown: nobody is waiting
+
+    def setups_done(self) -> bool:
+        """Whether a setup finished since the last call (drains ``fd``)."""
+        try:
+            os.eventfd_read(self.fd)
+        except BlockingIOError:
+            return False
+        return True
 
     def ready(self, esaf: int) -> bool | None:
         """Whether ``esaf``'s user was made; None while it is being made (or never asked)."""
         setup = self._setups.get(esaf)
         return setup.result() if setup is not None and setup.done() else None
 
-    def credential(self, esaf: int) -> dict[str, Any] | None:
+    def credential(self, esaf: int, wait_s: float = ADMIN_TIMEOUT_S) -> dict[str, Any] | None:
         """What a worker of ``esaf`` needs to use the tier, or None if it is not usable now.
-        Waits (ADMIN_TIMEOUT_S at most) only for a setup ``prepare`` has not finished."""
+        Waits (``wait_s`` at most: the procmgr loop passes 0) only for a setup ``prepare`` has
+        not finished (a failed one is tried again)."""
         self.prepare(esaf)
         try:
-            made = self._setups[esaf].result(timeout=ADMIN_TIMEOUT_S)
+            made = self._setups[esaf].result(timeout=wait_s)
         except FutureTimeout:
             return None
         if not made:
@@ -170,6 +188,7 @@ class CacheAcl:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+        os.close(self.fd)
 
     # -- on the admin thread ----------------------------------------------------------------
     def _set_up(self, esaf: int, password: str) -> bool:

@@ -127,6 +127,8 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
                 self.link.watch()
             if self.sessions.fd in events:
                 self.handle_sessions()
+            if self.cacheacl is not None and self.cacheacl.fd in events:
+                self.handle_cache_setups()
             if self.router in events:
                 self.handle_requests()
             if self.status_page is not None:
@@ -143,6 +145,8 @@ class Manager(RequestRouting, WorkerEvents, Housekeeping):
         for source in (self.router, self.link.monitor.sock, signals.fd, self.zygote.fd):
             poller.register(source, zmq.POLLIN)
         poller.register(self.sessions.fd, zmq.POLLIN)
+        if self.cacheacl is not None:
+            poller.register(self.cacheacl.fd, zmq.POLLIN)
         if self.status_page is not None:
             poller.register(self.status_page.sock, zmq.POLLIN)
             poller.register(self.status_page.gauges_sock, zmq.POLLIN)

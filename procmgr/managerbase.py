@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from typing import Any
 
 import zmq
 
@@ -31,6 +32,7 @@ from pyis_common.config import ProcmgrConfig
 from pyis_common.errors import PyisError, wire_text
 from pyis_common.jobtypes import LONG_POLL_TYPES
 from pyis_common.request import Request
+from pyis_common.workersettings import for_workers
 
 log = logging.getLogger("procmgr")
 
@@ -122,3 +124,24 @@ class ManagerBase:
             flight = self.inflight.pop(rid, None)
             if flight is not None:
                 self.answer_error(flight, "internal", sentence)
+
+    def configure(self, worker: Worker) -> None:
+        """Send a new worker its config and queued jobs once its ESAF's cache user is made (or
+        could not be): now if it is, else when ``cacheacl.fd`` says so (handle_cache_setups).
+        Never waits on the loop; the worker's ready plays no part (its channel holds them)."""
+        if self.cacheacl is not None and self.cacheacl.ready(worker.ident.esaf) is None:
+            return
+        try:
+            self.workers.configure(worker, self.worker_config(worker))
+        except OSError:
+            self.worker_lost(worker, "cannot send to it")
+
+    def worker_config(self, worker: Worker) -> dict[str, Any]:
+        """Settings sent over the worker's private channel, never through the zygote: the
+        worker keys (again, so a reload reaches running workers) and the cache credential."""
+        config: dict[str, Any] = {"settings": for_workers(self.cfg)}
+        esaf = worker.ident.esaf
+        credential = self.cacheacl.credential(esaf, wait_s=0) if self.cacheacl else None
+        if credential:
+            config["cache"] = credential
+        return config

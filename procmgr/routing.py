@@ -104,7 +104,7 @@ class RequestRouting(ManagerBase):
         admission.check_session_share(self.cfg, self.session_job_types(ident), req.type)
         admission.check_server(self.cfg, self.slots_used(req.type in LONG_POLL_TYPES))
         worker = self.workers.get(ident)
-        if self.cacheacl is not None and not worker.ready:
+        if self.cacheacl is not None and not worker.configured:
             self.cacheacl.prepare(ident.esaf)  # its cache user is made while it forks
         rid = next(self.ids)
         deadline = t0 + self.time_limit_s(req)
@@ -113,6 +113,9 @@ class RequestRouting(ManagerBase):
             self.workers.submit(worker, rid, req.to_worker(), grant.paths)
         except OSError:
             self.worker_lost(worker, "cannot send to it")
+            return
+        if not worker.configured:
+            self.configure(worker)
 
     def session_job_types(self, ident: identity.Identity) -> list[str]:
         """The types of the requests this (user, ESAF)'s worker holds now."""

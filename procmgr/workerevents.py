@@ -15,7 +15,6 @@ from procmgr.workers import Worker
 from pyis_common import workerchannel
 from pyis_common.errors import known_code
 from pyis_common.protocol import MAX_PROGRESS_LINE
-from pyis_common.workersettings import for_workers
 from pyis_common.workerstats import clean_counters
 
 log = logging.getLogger("procmgr")
@@ -32,11 +31,7 @@ class WorkerEvents(ManagerBase):
         for header, payloads in messages:
             kind = header.get("t")
             if kind == workerchannel.MSG_READY and not worker.ready:
-                try:
-                    self.workers.on_ready(worker, header, self.worker_config(worker))
-                except OSError:
-                    self.worker_lost(worker, "cannot send to it")
-                    return
+                self.workers.on_ready(worker, header)
             elif kind == workerchannel.MSG_REPLY:
                 self.worker_reply(worker, header, payloads)
             elif kind == workerchannel.MSG_PROGRESS:
@@ -85,19 +80,17 @@ class WorkerEvents(ManagerBase):
             flight.req, {"progress": line[:MAX_PROGRESS_LINE], "done": False}
         )
 
-    def worker_config(self, worker: Worker) -> dict[str, Any]:
-        """Settings sent over the worker's private channel, never through the zygote: the
-        worker keys (again, so a reload reaches running workers) and the cache credential."""
-        config: dict[str, Any] = {"settings": for_workers(self.cfg)}
-        credential = self.cacheacl.credential(worker.ident.esaf) if self.cacheacl else None
-        if credential:
-            config["cache"] = credential
-        return config
+    def handle_cache_setups(self) -> None:
+        """An ESAF's cache user is made: its new workers get their config and jobs now."""
+        if self.cacheacl is None or not self.cacheacl.setups_done():
+            return
+        for worker in [w for w in self.workers.all() if not w.configured]:
+            self.configure(worker)
 
     def reconfigure_workers(self) -> None:
-        """After a reload: every ready worker gets its settings again (one not yet ready gets
-        them when it is)."""
-        for worker in [w for w in self.workers.all() if w.ready]:
+        """After a reload: every configured worker gets its settings again (one not yet
+        configured gets them when it is)."""
+        for worker in [w for w in self.workers.all() if w.configured]:
             try:
                 self.workers.send_config(worker, self.worker_config(worker))
             except OSError:

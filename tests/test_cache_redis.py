@@ -188,3 +188,35 @@ def test_a_squatter_on_the_cache_redis_port_cannot_stall_the_loop(testdata):
         log = (stack.workdir / "procmgr.log").read_text()
         assert "cache Redis unavailable for ACL setup: TimeoutError" in log
         assert "unprivileged port" in log
+
+
+def test_a_new_esaf_is_served_while_its_cache_user_cannot_be_made_and_gets_it_later(site):
+    """A new ESAF's cache user is made on the admin thread while its first worker starts, and
+    that worker is sent its config and job when the setup ends: with the cache Redis hung
+    (SIGSTOP) the setup gives up, the job is answered without the tier (one reply), the loop
+    stays up; once Redis is back the ESAF's next worker gets the tier."""
+    esaf = 440000 + int(site.accounts.tag) % 9999
+    group, home = site.accounts.esaf(esaf)
+    first_user, next_user = (site.accounts.user(f"pyis{c}{site.accounts.tag}") for c in "km")
+    shutil.copyfile(site.home / "thau_0001.cbf", home / "a.cbf")
+    shutil.chown(home / "a.cbf", "root", group)
+    os.chmod(home / "a.cbf", 0o640)
+    job = {"esaf": esaf, "type": "jpeg", "fn": "a.cbf", "xsize": 200}
+    prefix = f"pyis:e{esaf}:"
+    redis_pid = site.stack.cache_redis_proc.proc.pid
+    gave_up = logs.count(site.logs / "procmgr.log", "ACL setup: TimeoutError") + 1
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        first = ask(site.endpoint, job | {"pid": site.session([esaf], user=first_user)})
+        assert ask(site.endpoint, {"pid": "monitor", "type": "status"})[0] == b""
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    assert first[0] == b"" and first[3][:2] == b"\xff\xd8", first[:3]
+    logs.wait_for(site.logs / "procmgr.log", "ACL setup: TimeoutError", 10.0, gave_up)
+    assert not site.stack.cache_redis.keys(f"{prefix}*")  # that worker had no credential
+    second = ask(site.endpoint, job | {"pid": site.session([esaf], user=next_user)})
+    assert second[0] == b"" and second[3] == first[3]
+    deadline = time.monotonic() + 10
+    while not site.stack.cache_redis.keys(f"{prefix}s1:*"):  # written after the reply
+        assert time.monotonic() < deadline, "the next worker of the ESAF had no cache tier"
+        ask(site.endpoint, {"pid": "monitor", "type": "status"})

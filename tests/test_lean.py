@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -310,6 +311,9 @@ def test_cache_users_are_made_on_the_admin_thread_while_the_caller_goes_on(tmp_p
             if credential is not None:
                 break
         assert credential is not None and acl.ready(4242) is True
+        # each finished setup makes ``fd`` readable (the loop polls it); one read drains it
+        assert select.select([acl.fd], [], [], 5.0)[0] and acl.setups_done()
+        assert not acl.setups_done()
         worker = redis.Redis.from_url(credential["url"])
         assert worker.set(f"{credential['prefix']}s1:x", b"ok")
         with pytest.raises(redis.exceptions.NoPermissionError):

@@ -61,8 +61,8 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
                 "groups": os.getgroups(),
             }
         )
-        # a job thread while the procmgr sends our config and first job: that job must not
-        # wait for one to start (the thread would start after the privilege drop either way)
+        # a job thread before we read our config and first job (often in the channel already):
+        # that job must not wait for one to start (it would start after the privilege drop anyway)
         pool.submit(int)
         while True:
             try:
