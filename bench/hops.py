@@ -2,8 +2,9 @@
 
 python -m bench.hops broker          a bare ROUTER/DEALER zmq.proxy (prints its endpoints)
 python -m bench.hops echo EP SIZES   a REP server on EP answering frames of SIZES bytes
-python -m bench.hops fork N          N bare forks of a process that imported what the zygote
-                                     imports (warm-up run), child ready on a pipe: ms each
+python -m bench.hops fork N [GAP]    N bare forks of a process that imported what the zygote
+                                     imports (warm-up run), child ready on a pipe: ms each;
+                                     each after GAP s idle, as a new session comes
 python -m bench.hops floor HOME JOB  one job of the worker's pipeline in a fresh process, no
                                      server: read, reduce, map, encode (ms)
 """
@@ -50,7 +51,7 @@ def echo(endpoint: str) -> int:
         sock.send_multipart(replies[sizes])
 
 
-def fork(repeat: int) -> int:
+def fork(repeat: int, gap_s: float = 0.0) -> int:
     from worker import warmup
 
     warmup.tune_malloc()
@@ -58,6 +59,7 @@ def fork(repeat: int) -> int:
     warmup.freeze()  # as the zygote does
     out = []
     for _ in range(repeat):
+        time.sleep(gap_s)
         r, w = os.pipe()
         t0 = time.perf_counter()
         pid = os.fork()
@@ -115,7 +117,7 @@ if __name__ == "__main__":
     if mode == "echo":
         sys.exit(echo(*rest))
     if mode == "fork":
-        sys.exit(fork(int(rest[0])))
+        sys.exit(fork(int(rest[0]), float(rest[1]) if len(rest) > 1 else 0.0))
     if mode == "floor":
         sys.exit(floor(*rest))
     sys.exit(f"unknown mode {mode}")
