@@ -231,9 +231,10 @@ def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:
     Sessions open SESSION_GAP_S apart, as users open them (the zygote refills its spare in
     between); each baseline is measured after the same idle gap, since on this VM the first
     round trip after idling pays the wake-up of halted vCPUs (a bare two-hop 0.75 ms against
-    0.31 back to back). Then as many sessions back to back, for the record
-    (``burst_session_ms``: past the spares, a session forks)."""
+    0.31 back to back); the back-to-back baselines are kept for the record. Then as many
+    sessions back to back (``burst_session_ms``: past the spares, a session forks)."""
     forks = json.loads(hops.run("fork", str(rounds * 2), str(SESSION_GAP_S)))
+    forks_awake = json.loads(hops.run("fork", str(rounds * 2)))
     session_ms, rtts, awake, parts = [], [], [], []
     for r in range(rounds * 2):
         time.sleep(SESSION_GAP_S)
@@ -248,14 +249,18 @@ def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:
     starts = json.loads(ask({"pid": "x", "type": "status"})[2])["worker_start_ms"]
     burst = [timed(ask, _meta(stack, 6000 + r))[0] for r in range(rounds)]
     base = statistics.median(forks) + statistics.median(rtts)
+    awake_base = statistics.median(forks_awake) + statistics.median(awake)
     return {
         "burst_session_ms": statistics.median(burst),
         "new_session_ms": statistics.median(session_ms),
         "bare_fork_ms": statistics.median(forks),
+        "bare_fork_awake_ms": statistics.median(forks_awake),
         "bare_two_hop_ms": statistics.median(rtts),
         "bare_two_hop_awake_ms": statistics.median(awake),
         "worker_start_ms": statistics.median(starts),
         "session_ratio": statistics.median(session_ms) / base,
+        # the ratio as measured before (baselines back to back), for the record
+        "session_ratio_awake_baselines": statistics.median(session_ms) / awake_base,
         "hops_ms": {k: statistics.median(float(p.get(k, 0)) for p in parts) for k in HOPS[1:]},
     }
 
