@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import hops  # noqa: E402
 from bench.common import data_dir, median_ms, synth_images, table, write_json  # noqa: E402
 from bench.pipeline import Client, throughput  # noqa: E402
+from procmgr import spares  # noqa: E402
 from procmgr.__main__ import dev_user  # noqa: E402
 from pyis_common.config import ProcmgrConfig  # noqa: E402
 from pyisdev.stack import Stack  # noqa: E402
@@ -235,8 +236,9 @@ def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:
     """A new session with nothing to read (a tiny meta) against a bare fork + round trip.
     Sessions open SESSION_GAP_S apart, as users open them (the zygote refills its spare in
     between); each baseline is measured after the same idle gap, since on this VM the first
-    round trip after idling pays the wake-up of halted vCPUs (a bare two-hop 0.75 ms against
-    0.31 back to back); the back-to-back baselines are kept for the record. Then as many
+    round trip after idling pays the wake-up of halted vCPUs (a bare two-hop 0.65-0.82 ms
+    against 0.26-0.36 back to back in this bench's runs); the back-to-back baselines are kept
+    for the record. Then as many
     sessions back to back (``burst_session_ms``: past the spares, a session forks)."""
     forks = json.loads(hops.run("fork", str(rounds * 2), str(SESSION_GAP_S)))
     forks_awake = json.loads(hops.run("fork", str(rounds * 2)))
@@ -312,7 +314,8 @@ def _children(parents: set[int]) -> dict[int, str]:
 def _workers_alive(stack: Stack) -> int:
     """The zygote's children that are not its waiting spare: workers, or workers exiting."""
     zygote = _children({stack.procmgr.proc.pid})
-    return sum(comm != "pyis-spare" for comm in _children(set(zygote)).values())
+    spare = spares.NAME.decode()
+    return sum(comm != spare for comm in _children(set(zygote)).values())
 
 
 def _meta(stack: Stack, esaf: int) -> dict:
