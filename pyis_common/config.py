@@ -198,6 +198,15 @@ class ProcmgrConfig:
         workers=True,
         low=0,
     )
+    worker_headroom_bytes: int = setting(
+        64 << 20,
+        "free heap a quiet worker faults in ahead (worker/headroom.py): a next frame read into"
+        " fresh pages took 3-4x as long; 0 -> none; below the 128 MiB a worker keeps free",
+        reload=NEW_WORKERS,
+        workers=True,
+        low=0,
+        high=96 << 20,
+    )
     index_command: tuple[str, ...] = setting(
         (), "the indexer's argv (never a shell); () -> no index", reload=RELOAD, workers=True
     )

@@ -20,7 +20,7 @@ from typing import Any
 from pyis_common import jobtypes, workerchannel
 from pyis_common.errors import PyisError
 from pyis_common.settings import ConfigError
-from worker import bound, follow, followlean, jobs, settings
+from worker import bound, follow, followlean, headroom, jobs, settings
 from worker.afterreply import AfterReply, Deferred
 from worker.timings import Timings, since_ms
 
@@ -31,6 +31,7 @@ def prepare(spec: dict[str, Any], home: str) -> tuple[jobs.Pipeline, settings.Se
     """The pipeline and its settings from a spawn order (ConfigError if it is wrong); also
     what a spare rehearses (worker/warmup.py)."""
     start = settings.at_start(spec)
+    headroom.HEADROOM.configure(start.worker_headroom_bytes)
     pipeline = jobs.Pipeline(
         home=home,
         esaf=int(spec.get("esaf", 0)),
@@ -49,7 +50,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
     except ConfigError as exc:
         print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
         return 2
-    deferred = Deferred()  # after-reply work waits until the worker is quiet
+    deferred = Deferred(idle=headroom.wake)  # after-reply work waits until the worker is quiet
     with ThreadPoolExecutor(configured.current.worker_threads, thread_name_prefix="job") as pool:
         follows = follow.Follows(pipeline.home, followlean.Lean(pipeline).render, pool)
         chan.send(

@@ -185,7 +185,8 @@ def tune_malloc() -> bool:
     VM's host backs anew, and read in 20-55 ms instead of 5 (bench/live.py at 100 Hz: p99 53
     -> 25 ms, no read over 14 ms). The worker's threads allocate a few large buffers per
     request, so sharing one arena costs no lock contention we could measure
-    (bench/interactive.py). False where the C library is not glibc (nothing changed)."""
+    (bench/interactive.py). A worker also keeps free heap at its top faulted in, refilled
+    while it is quiet (worker/headroom.py). False where the C library is not glibc."""
     mallopt = _glibc("mallopt")
     if mallopt is None:
         return False

@@ -1,0 +1,75 @@
+"""The heap's headroom (worker/headroom.py): once a worker's heap in use has grown, a refill
+leaves free heap at its top with its pages already faulted in, so the next buffers cost no
+page faults; a worker that only answered small jobs is left as it is; 0 turns it off.
+
+Each case runs in a fresh interpreter (its own heap, the workers' malloc tuning), allocating
+with the C library's malloc (numpy would ask for huge pages, which fault 2 MiB at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
+
+SCRIPT = textwrap.dedent(
+    """
+    import ctypes, json, resource, sys
+    from worker import headroom, warmup
+    assert warmup.tune_malloc()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    MB = 1 << 20
+
+    def touched(n):  # n blocks of 2 MiB written, as a job's kept buffers are
+        blocks = [libc.malloc(2 * MB) for _ in range(n)]
+        for b in blocks:
+            ctypes.memset(b, 1, 2 * MB)
+        return blocks
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    mode, grown_mb = sys.argv[1], int(sys.argv[2])
+    on = headroom.HEADROOM.configure(0 if mode == "off" else 32 * MB)
+    kept = touched(grown_mb // 2)  # what the LRU kept of the jobs so far
+    refill = headroom.HEADROOM.refill if mode != "never" else (lambda: 0)
+    refilled = refill()
+    again = refill()  # nothing grew since: nothing to do
+    before = faults()
+    kept += touched(8)  # the next job's 16 MiB
+    print(json.dumps({"on": on, "refilled": refilled, "again": again,
+                      "faults": faults() - before}))
+    """
+)
+
+
+def _run(mode: str, grown_mb: int) -> dict:
+    argv = [sys.executable, "-c", SCRIPT, mode, str(grown_mb)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return json.loads(done.stdout)
+
+
+def test_after_a_refill_the_next_buffers_are_written_into_pages_already_faulted_in() -> None:
+    without = _run("never", 16)
+    assert without["faults"] >= 3000, without  # 16 MiB of new 4 KiB pages
+    refilled = _run("on", 16)
+    assert refilled["on"] and refilled["refilled"] >= 16 << 20, refilled
+    assert refilled["again"] == 0, refilled  # the pages it did are not walked again
+    assert refilled["faults"] < 100, refilled
+
+
+def test_a_heap_that_did_not_grow_is_not_refilled() -> None:
+    small = _run("on", 2)  # a meta job's worth: under headroom.GROWTH
+    assert small["refilled"] == 0, small
+    assert small["faults"] >= 3000, small
+
+
+def test_zero_turns_the_headroom_off() -> None:
+    off = _run("off", 16)
+    assert off == off | {"on": False, "refilled": 0, "again": 0}, off
+    assert off["faults"] >= 3000, off

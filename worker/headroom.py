@@ -1,0 +1,171 @@
+"""Fresh heap pages faulted in while the worker is quiet, not while a user waits.
+
+On this VM a page the process has never touched costs 2-40 us to fault in. A worker whose
+LRU is still filling keeps each new frame's pyramid (a Pilatus 6M: ~35 MB) and each new
+size's reduction (~2.9 MB at 600 px) in memory the heap has just grown: browsing to the next
+frame of a series took 60-90 ms instead of ~17, nearly all of it the read faulting in its
+buffers. So once the worker is quiet (worker/afterreply.py), :func:`Headroom.refill` makes
+sure the heap's free top holds ``worker_headroom_bytes`` (blocks taken from the top, which
+grows for them, and given back to it) and asks the kernel to fault in what it has not yet
+(``madvise(MADV_POPULATE_WRITE)``: the pages are made present and writable, their contents
+left alone, so it is harmless on memory in use): the next request's buffers find their pages
+ready. The cost: that much free heap resident per worker, and the same page faults, paid
+while nobody waits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import threading
+from typing import Any
+
+log = logging.getLogger("worker.headroom")
+MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux 5.14
+PAGE = 4096
+CHUNK = 1 << 20  # faulted in per madvise: ~0.7 ms of work on this VM
+LOWEST_NICE = 19
+GROWTH = 8 << 20  # heap in use grown this much since the last refill: refill again
+BLOCK = 8 << 20  # below the mmap threshold (worker/warmup.py): taken from the heap's top
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (2.33): ``keepcost`` is the size of the heap's free top."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def _libc() -> Any:
+    """The C library with the calls this module makes typed, or None where one is missing
+    (not glibc, a glibc before mallinfo2): the headroom then stays off."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.mallinfo2.restype = _MallInfo2
+        libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+_LIBC = _libc()  # at import, in the zygote: find_library runs ldconfig (~1.2 ms a call)
+
+
+class Headroom:
+    """The heap's free top, kept at least half of ``bytes`` and faulted in once per growth.
+    ``done`` is the end of what was faulted in, so a refill walks only the pages the heap
+    gained since (walking resident pages again costs ~0.1 ms per MB)."""
+
+    def __init__(self) -> None:
+        self._libc: Any = None
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.done = 0
+        self.refilled = 0  # bytes asked to be faulted in, in all
+        self.used = 0  # heap bytes in use at the last refill (or at configure)
+        self._due = threading.Event()
+        self._starting = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def configure(self, nbytes: int) -> bool:
+        """Keep ``nbytes`` of the heap's top faulted in from now on (0: none); whether it is
+        on (False also where the C library cannot)."""
+        libc = _LIBC if nbytes > 0 else None
+        with self._lock:
+            self._libc, self.bytes = libc, nbytes if libc is not None else 0
+            self.used = int(libc.mallinfo2().uordblks) if libc is not None else 0
+        return libc is not None
+
+    def _filling(self) -> bool:
+        """Whether the heap in use grew by GROWTH since the last refill (the LRU is filling:
+        more will come). A worker that only answered small jobs is left as it is: a new
+        session's first meta job no longer makes it fault in 64 MB, which back-to-back new
+        sessions paid for (15 -> 43-58 ms each, bench/interactive.py ``burst_session_ms``)."""
+        used = int(self._libc.mallinfo2().uordblks)
+        if used - self.used < GROWTH:
+            self.used = min(self.used, used)  # freed meanwhile: growth counts from the lowest
+            return False
+        self.used = used
+        return True
+
+    def _grow(self) -> None:
+        """The free top up to ``bytes`` if it is under half that: blocks taken (the heap
+        grows for those the top cannot hold) and freed, so the top takes them all back."""
+        libc = self._libc
+        if int(libc.mallinfo2().keepcost) >= self.bytes // 2:
+            return
+        blocks = [libc.malloc(BLOCK) for _ in range(-(-self.bytes // BLOCK))]
+        for block in blocks:
+            libc.free(block)  # free(NULL), a block malloc could not give, does nothing
+
+    def top(self) -> tuple[int, int]:
+        """(start, end) of the heap's free top, page aligned inward; (0, 0) if off."""
+        libc = self._libc
+        if libc is None:
+            return 0, 0
+        end = int(libc.sbrk(0) or 0)
+        start = end - int(libc.mallinfo2().keepcost)
+        return (start + PAGE - 1) & ~(PAGE - 1), end & ~(PAGE - 1)
+
+    def refill(self) -> int:
+        """Fault in the free top's pages not yet faulted in, CHUNK at a time (a munmap
+        elsewhere waits for a chunk at most); the bytes asked for (0: none)."""
+        with self._lock:
+            if self._libc is None or not self._filling():
+                return 0
+            self._grow()
+            start, end = self.top()
+            if end < self.done:  # trimmed since: pages above the new end are gone
+                self.done = 0
+            start = max(start, self.done)
+            for at in range(start, end, CHUNK):
+                if self._libc.madvise(at, min(CHUNK, end - at), MADV_POPULATE_WRITE) != 0:
+                    if ctypes.get_errno() == errno.EINVAL:  # a kernel before 5.14: stop
+                        self._libc, self.bytes = None, 0
+                    return 0  # ENOMEM: the heap shrank meanwhile; the next refill sees it
+            if end <= start:
+                return 0
+            self.done = end
+            self.refilled += end - start
+            return end - start
+
+    def wake(self) -> None:
+        """Refill soon, on a thread of its own at the lowest priority (started on the first
+        wake, after the privilege drop): a refill takes a core only when no one else wants
+        it, so a new session starting beside this worker, or its own next job, never waits
+        on the 2-40 us a page."""
+        if self._libc is None:
+            return
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="headroom", daemon=True)
+                self._thread.start()
+        self._due.set()
+
+    def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_NICE)
+        except OSError:
+            pass  # a thread may always lower its own priority; if not, refill anyway
+        while True:
+            self._due.wait()
+            self._due.clear()
+            try:
+                self.refill()
+            except Exception:
+                log.exception("headroom refill failed")
+
+
+HEADROOM = Headroom()  # one heap per worker process (worker/warmup.py: one malloc arena)
+wake = HEADROOM.wake
