@@ -21,6 +21,11 @@ figure alike; each ratio is the median of the per-round ratios:
   after the same idle gap. Target <= 1.5. Each makes its ESAF's cache user; for the record,
   ``session_ratio_known_esaf``: new workers of ESAFs whose cache users exist (the usual case).
 
+For the record, ``next_frame_ms``: the next frame of a series (a file this worker has not
+read, NEXT_FRAMES of them, each NEXT_FRAME_GAP_S after the last, as a user steps through
+frames) in the same warm worker, and ``next_frame_ratio`` = that / the cold image above: 1
+when a new file's pyramid costs no more than a new version's (whose memory the worker reuses).
+
 Then warm throughput with 1, 4 and 8 clients and the per-hop breakdown of a new contrast (from
 the reply's ``timings_ms``). Prints tables; writes bench/results/interactive.json.
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -68,6 +74,10 @@ TARGETS = {
 SESSION_GAP_S = 0.5
 HOPS = ("e2e", "total", "access", "queue", "worker", "map", "encode")
 CONTRASTS = 7  # new contrasts per round (a drag of the slider), against as many floors
+NEXT_FRAMES = 12  # new files stepped through, per image in NEXT_FRAME_IMAGES
+NEXT_FRAME_GAP_S = 0.3  # a user's step to the next frame, not a burst
+NEXT_FRAME_KEYS = ("next_frame_ms", "next_frame_max_ms", "next_frame_ratio")
+NEXT_FRAME_IMAGES = ("pilatus6m_2463x2527.cbf", "marccd_4096.mccd")  # 6 and 32 MB a copy
 COLD_STEPS = ("e2e", "total", "access", "queue", "worker", "read", "reduce", "map", "encode")
 
 
@@ -140,6 +150,8 @@ def bench(stack: Stack, data: Path, rounds: int, config: Path) -> dict:
             esafs = 1000 + 100 * n  # new sessions of this image: ESAFs nobody used yet
             images[name] = image_rounds(stack, ask, pid, data, name, rounds, rtt_client, esafs)
             images[name]["image"] = label
+            if name in NEXT_FRAME_IMAGES:
+                images[name] |= next_frames(ask, pid, data, name, images[name]["cold_ms"])
         session = new_sessions(stack, ask, rounds, rtt_client)
         status_ms = median_ms(lambda: ask({"pid": "x", "type": "status"}), 50)
         bare_ms = median_ms(lambda: rtt_client([0]), 50)
@@ -230,6 +242,27 @@ def image_rounds(
         "cold_steps_ms": {k: statistics.median(v) for k, v in cold.items()},
         "xsize_steps_ms": {k: statistics.median(v) for k, v in resized.items()},
     }
+
+
+def next_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: float) -> dict:
+    """A user stepping through a series: NEXT_FRAMES copies of ``name`` this worker never
+    read, each NEXT_FRAME_GAP_S after the last reply (the gap is the behaviour measured, a
+    user's pace, not a wait for readiness)."""
+    series = data / "series"
+    series.mkdir(mode=0o755, exist_ok=True)
+    stem, ext = os.path.splitext(name)
+    names = [f"series/{stem}_{i:04d}{ext}" for i in range(NEXT_FRAMES)]
+    for rel in names:
+        shutil.copy(data / name, data / rel)
+        os.chmod(data / rel, 0o644)
+    ms = []
+    for rel in names:
+        time.sleep(NEXT_FRAME_GAP_S)
+        ms.append(timed(ask, {"pid": pid, "type": "jpeg", "fn": rel, "xsize": 512})[0])
+        os.remove(data / rel)  # its copy is not needed again; the worker holds its pyramid
+    median = statistics.median(ms)
+    return {"next_frame_ms": median, "next_frame_max_ms": max(ms),
+            "next_frame_ratio": median / cold_ms}  # fmt: skip
 
 
 def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:
@@ -346,6 +379,10 @@ def report(result: dict) -> None:
     xsize_rows = [{"image": i["image"]} | i["xsize_steps_ms"] for i in result["images"].values()]
     print("new xsize (from the held pyramid), per step (ms):")
     print(table(xsize_rows, ["image", *COLD_STEPS]))
+    frames = [{"image": i["image"]} | {k: i[k] for k in NEXT_FRAME_KEYS}
+              for i in result["images"].values() if "next_frame_ms" in i]  # fmt: skip
+    print(f"next frame of a series (new files, {NEXT_FRAME_GAP_S} s apart; ratio to cold):")
+    print(table(frames, ["image", *NEXT_FRAME_KEYS]))
     print("new session:", json.dumps(result["session"]))
     print("warm requests/s by clients:", json.dumps(result["requests_per_s"]))
     print(f"status through proxy+procmgr {result['status_round_trip_ms']:.3f} ms, "
