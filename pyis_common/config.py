@@ -200,8 +200,8 @@ class ProcmgrConfig:
     )
     worker_headroom_bytes: int = setting(
         64 << 20,
-        "free heap a quiet worker faults in ahead (worker/headroom.py): a next frame read into"
-        " fresh pages took 3-4x as long; 0 -> none; below the 128 MiB a worker keeps free",
+        "free heap a worker faults in ahead, at the lowest priority (worker/headroom.py): a next"
+        " frame read into fresh pages took 3-4x as long; 0 -> none; below the 128 MiB kept free",
         reload=NEW_WORKERS,
         workers=True,
         low=0,

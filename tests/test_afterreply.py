@@ -83,34 +83,3 @@ def test_the_thread_runs_the_work_and_close_runs_what_is_left():
     assert ran == ["cold"]
     deferred.ended(_work(ran, "late"))  # after close: at once, on the caller's thread
     assert ran == ["cold", "late"]
-
-
-def test_the_idle_work_runs_once_quiet_after_jobs_end_never_with_one_in_hand():
-    quiet = Quiet(settle_s=0.01, most_s=0.1, now=0.0)
-    assert quiet.idle(5.0) is None  # no job has ended yet: nothing to do
-    quiet.began()
-    quiet.ended(1.0, None)
-    quiet.began()  # the next job is in hand
-    assert quiet.idle(2.0) is None
-    quiet.ended(2.0, None)
-    wait = quiet.idle(2.005)
-    assert wait is not None and abs(wait - 0.005) < 1e-9  # not yet settled
-    assert quiet.idle(2.01) == 0.0  # taken
-    assert quiet.idle(3.0) is None  # once, until another job ends
-    quiet.began()
-    quiet.ended(3.0, _work([], "cold"))
-    assert quiet.idle(3.5) is None  # queued work first
-    work, _ = quiet.due(3.5)
-    assert work is not None
-    assert quiet.idle(3.5) == 0.0
-
-
-def test_the_thread_runs_the_idle_work_after_the_deferred_work():
-    order: list[str] = []
-    idled = threading.Event()
-    deferred = Deferred(settle_s=0.0, most_s=60.0, idle=lambda: (order.append("idle"), idled.set()))
-    deferred.began()
-    deferred.ended(_work(order, "cold"))
-    assert idled.wait(10.0)
-    assert order == ["cold", "idle"]
-    deferred.close()

@@ -1,6 +1,7 @@
 """The heap's headroom (worker/headroom.py): once a worker's heap in use has grown, a refill
 leaves free heap at its top with its pages already faulted in, so the next buffers cost no
-page faults; a worker that only answered small jobs is left as it is; 0 turns it off.
+page faults; a worker that only answered small jobs is left as it is (no thread woken); 0
+turns it off; the refill runs on a thread of its own at nice 19.
 
 Each case runs in a fresh interpreter (its own heap, the workers' malloc tuning), allocating
 with the C library's malloc (numpy would ask for huge pages, which fault 2 MiB at a time).
@@ -73,3 +74,39 @@ def test_zero_turns_the_headroom_off() -> None:
     off = _run("off", 16)
     assert off == off | {"on": False, "refilled": 0, "again": 0}, off
     assert off["faults"] >= 3000, off
+
+
+WAKE = textwrap.dedent(
+    """
+    import ctypes, json, os, threading, time
+    from worker import headroom, warmup
+    assert warmup.tune_malloc()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    room = headroom.HEADROOM
+    room.configure(32 << 20)
+    small = libc.malloc(1 << 20)  # a small job's worth
+    ctypes.memset(small, 1, 1 << 20)
+    room.wake()
+    woke_for_small = room._thread is not None
+    kept = [libc.malloc(2 << 20) for _ in range(8)]  # a frame's worth kept
+    for b in kept:
+        ctypes.memset(b, 1, 2 << 20)
+    room.wake()
+    deadline = time.monotonic() + 10
+    while room.refilled == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling the thread's own counter, up to a deadline
+    nice = os.getpriority(os.PRIO_PROCESS, room._thread.native_id)
+    print(json.dumps({"woke_for_small": woke_for_small, "refilled": room.refilled,
+                      "nice": nice, "main_nice": os.getpriority(os.PRIO_PROCESS, 0)}))
+    """
+)
+
+
+def test_a_wake_refills_on_a_thread_at_the_lowest_priority_and_a_small_job_wakes_none() -> None:
+    argv = [sys.executable, "-c", WAKE]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    seen = json.loads(done.stdout)
+    assert seen["woke_for_small"] is False, seen
+    assert seen["refilled"] >= 16 << 20, seen
+    assert seen["nice"] == 19 and seen["main_nice"] < 19, seen  # the thread alone

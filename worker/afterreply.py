@@ -74,15 +74,13 @@ class AfterReply:
 class Quiet:
     """When deferred work is due (the policy alone, on times passed in; not thread-safe): the
     oldest reply's work once no job has been in hand for ``settle_s``, or ``most_s`` after its
-    reply whatever the worker is doing. Work runs in the order of its replies; the idle work
-    once after the last of it, when no job has been in hand for ``settle_s``."""
+    reply whatever the worker is doing. Work runs in the order of its replies."""
 
     def __init__(self, settle_s: float, most_s: float, now: float) -> None:
         self.settle_s, self.most_s = settle_s, most_s
         self.queue: deque[tuple[float, AfterReply]] = deque()  # (its reply's time, its work)
         self.busy = 0  # jobs taken and not yet ended
         self.quiet_since = now  # when the last job ended
-        self.idle_due = False  # a job ended since the idle work last ran
 
     def began(self) -> None:
         self.busy += 1
@@ -90,7 +88,6 @@ class Quiet:
     def ended(self, now: float, after: AfterReply | None) -> None:
         self.busy = max(0, self.busy - 1)
         self.quiet_since = now
-        self.idle_due = True
         if after is not None and after.pending:
             self.queue.append((now, after))
 
@@ -106,22 +103,6 @@ class Quiet:
             return None, wait
         return self.queue.popleft()[1], 0.0
 
-    def idle(self, now: float) -> float | None:
-        """Seconds until the idle work is due (0: now, and it is taken), or None: nothing
-        to do until a job ends (none ended since it ran, a job is in hand, or work is queued)."""
-        if not self.idle_due or self.busy or self.queue:
-            return None
-        wait = self.quiet_since + self.settle_s - now
-        if wait > 0:
-            return wait
-        self.idle_due = False
-        return 0.0
-
-
-def _sooner(a: float | None, b: float | None) -> float | None:
-    """The shorter of two waits, None standing for no wait at all (wait for a notify)."""
-    return b if a is None else a if b is None else min(a, b)
-
 
 class Deferred:
     """One worker's after-reply work, run on a thread of its own when :class:`Quiet` says so.
@@ -129,21 +110,13 @@ class Deferred:
     The worker's loop calls ``began`` as it takes a job, the job thread ``ended`` once the
     job's reply is sent (or the job is parked, as a follower's long-poll is), handing over the
     job's ``AfterReply``. ``close`` runs what is left at once (the worker is stopping).
-    ``idle`` runs on the same thread once the worker is quiet after jobs ended (the heap's
-    headroom: worker/headroom.py), never while a job is in hand.
     """
 
-    def __init__(
-        self,
-        settle_s: float = SETTLE_S,
-        most_s: float = MOST_S,
-        idle: Callable[[], Any] | None = None,
-    ) -> None:
+    def __init__(self, settle_s: float = SETTLE_S, most_s: float = MOST_S) -> None:
         self._cond = threading.Condition()
         self._quiet = Quiet(settle_s, most_s, time.monotonic())
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._idle = idle
 
     def began(self) -> None:
         with self._cond:
@@ -154,7 +127,7 @@ class Deferred:
         with self._cond:
             if not self._closed:
                 self._quiet.ended(time.monotonic(), after)
-                if self._thread is None and (self._quiet.queue or self._idle is not None):
+                if self._thread is None and self._quiet.queue:
                     self._thread = threading.Thread(
                         target=self._loop, name="after-reply", daemon=True
                     )
@@ -171,22 +144,9 @@ class Deferred:
                 while after is None:
                     if self._closed and not self._quiet.queue:
                         return
-                    idle = self._quiet.idle(time.monotonic()) if self._idle else None
-                    if idle == 0.0:
-                        break
-                    self._cond.wait(_sooner(wait, idle))
+                    self._cond.wait(wait)
                     after, wait = self._quiet.due(time.monotonic())
-            if after is not None:
-                after.run()
-            elif self._idle is not None:
-                self._run_idle(self._idle)
-
-    @staticmethod
-    def _run_idle(idle: Callable[[], Any]) -> None:
-        try:
-            idle()
-        except Exception:
-            log.exception("idle work after replies failed")
+            after.run()
 
     def close(self) -> None:
         """Run everything still queued now, then stop the thread."""

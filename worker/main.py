@@ -50,7 +50,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
     except ConfigError as exc:
         print(f"worker {os.getpid()}: refused its spawn order: {exc}", file=sys.stderr)
         return 2
-    deferred = Deferred(idle=headroom.wake)  # after-reply work waits until the worker is quiet
+    deferred = Deferred()  # after-reply work waits until the worker is quiet
     with ThreadPoolExecutor(configured.current.worker_threads, thread_name_prefix="job") as pool:
         follows = follow.Follows(pipeline.home, followlean.Lean(pipeline).render, pool)
         chan.send(
@@ -121,6 +121,7 @@ def _run(
         traceback.print_exc()
         outcome = None
     answer(outcome)
+    headroom.wake()  # at once: its thread yields to every other (nice 19)
     deferred.ended(after)
 
 
