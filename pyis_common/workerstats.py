@@ -28,6 +28,8 @@ CACHE_COUNTERS = frozenset(
         "redis_hits",
         "redis_misses",
         "redis_errors",
+        # worker/headroom.py: heap faulted in ahead, in all
+        "headroom_refilled_bytes",
     }
 )
 MAX_COUNTER = 1 << 63  # a counter beyond an int64 is a lie, not a statistic

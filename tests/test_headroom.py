@@ -14,6 +14,11 @@ import subprocess
 import sys
 import textwrap
 
+from procmgr.__main__ import dev_user
+from tests.support.client import ask
+from tests.support.devsite import dev_stack
+from tests.test_hosts import wait_until
+
 REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
 
 SCRIPT = textwrap.dedent(
@@ -110,3 +115,22 @@ def test_a_wake_refills_on_a_thread_at_the_lowest_priority_and_a_small_job_wakes
     assert seen["woke_for_small"] is False, seen
     assert seen["refilled"] >= 16 << 20, seen
     assert seen["nice"] == 19 and seen["main_nice"] < 19, seen  # the thread alone
+
+
+def _refilled(stack, pid: str, name: str) -> int:
+    """The worker's count, from the reply of a meta job (its counters ride on every reply)."""
+    assert ask(stack.endpoint, {"type": "meta", "pid": pid, "fn": name})[0] == b""
+    status = json.loads(ask(stack.endpoint, {"pid": "x", "type": "status"})[2])
+    return int(status["cache"].get("headroom_refilled_bytes", 0))
+
+
+def test_a_real_worker_refills_after_frames_that_grew_its_heap(testdata) -> None:
+    """Two Pilatus 6M frames kept in tier 1 (~35 MB each) in a worker of the dev stack: its
+    replies then report the heap it faulted in ahead (0 before: nothing had grown)."""
+    files = ("cbf/thau_3_2_0001.cbf", "cbf/thau_3_2_0002.cbf")
+    with dev_stack(testdata, files=files) as stack:
+        pid = stack.sign_session(dev_user(), [0])
+        assert _refilled(stack, pid, files[0]) == 0  # a meta job grows no heap
+        for name in files:
+            assert ask(stack.endpoint, {"type": "jpeg", "pid": pid, "fn": name})[0] == b""
+        wait_until("the worker's refill", lambda: _refilled(stack, pid, files[0]) >= 32 << 20)

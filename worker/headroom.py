@@ -178,3 +178,8 @@ class Headroom:
 
 HEADROOM = Headroom()  # one heap per worker process (worker/warmup.py: one malloc arena)
 wake = HEADROOM.wake
+
+
+def counters() -> dict[str, int]:
+    """For the worker's replies (pyis_common/workerstats.py)."""
+    return {"headroom_refilled_bytes": HEADROOM.refilled}

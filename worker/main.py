@@ -160,7 +160,7 @@ def _answer(
             "error": "the worker failed on this image",
         }
         payloads = []
-    reply["cache"] = pipeline.counters() | follows.counters()
+    reply["cache"] = pipeline.counters() | follows.counters() | headroom.counters()
     clock.add("worker", since_ms(received))
     reply["timings"] = clock.rounded()
     try:
