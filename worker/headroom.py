@@ -1,9 +1,9 @@
-"""Fresh heap pages faulted in while the worker is quiet, not while a user waits.
+"""Fresh heap pages faulted in ahead, on a core nothing else wants, not while a user waits.
 
 On this VM a page the process has never touched costs 2-40 us to fault in. A worker whose
 LRU is still filling keeps each new frame's pyramid (a Pilatus 6M: ~35 MB) and each new
 size's reduction (~2.9 MB at 600 px) in memory the heap has just grown: browsing to the next
-frame of a series took 60-90 ms instead of ~17, nearly all of it the read faulting in its
+frame of a series took 60-100 ms instead of ~17, nearly all of it the read faulting in its
 buffers. So after each job that grew the heap in use, :func:`Headroom.refill` makes sure the
 heap's free top holds ``worker_headroom_bytes`` (blocks taken from the top, which grows for
 them, and given back to it) and asks the kernel to fault in what it has not yet
@@ -165,8 +165,8 @@ class Headroom:
     def _run(self) -> None:
         try:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_NICE)
-        except OSError:
-            pass  # a thread may always lower its own priority; if not, refill anyway
+        except OSError as exc:  # a syscall filter without setpriority (systemd/is-procmgr)
+            log.warning("headroom refills at normal priority: setpriority refused (%s)", exc)
         while True:
             self._due.wait()
             self._due.clear()
