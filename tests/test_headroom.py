@@ -18,6 +18,7 @@ from procmgr.__main__ import dev_user
 from tests.support.client import ask
 from tests.support.devsite import dev_stack
 from tests.test_hosts import wait_until
+from worker import headroom
 
 REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
 
@@ -81,7 +82,7 @@ def test_zero_turns_the_headroom_off() -> None:
     assert off["faults"] >= 3000, off
 
 
-WAKE = textwrap.dedent(
+JOB_END = textwrap.dedent(
     """
     import ctypes, json, os, threading, time
     from worker import headroom, warmup
@@ -92,12 +93,14 @@ WAKE = textwrap.dedent(
     room.configure(32 << 20)
     small = libc.malloc(1 << 20)  # a small job's worth
     ctypes.memset(small, 1, 1 << 20)
-    room.wake()
+    room.job_began()
+    room.job_ended()
     woke_for_small = room._thread is not None
     kept = [libc.malloc(2 << 20) for _ in range(8)]  # a frame's worth kept
     for b in kept:
         ctypes.memset(b, 1, 2 << 20)
-    room.wake()
+    room.job_began()
+    room.job_ended()
     deadline = time.monotonic() + 10
     while room.refilled == 0 and time.monotonic() < deadline:
         time.sleep(0.01)  # polling the thread's own counter, up to a deadline
@@ -108,13 +111,44 @@ WAKE = textwrap.dedent(
 )
 
 
-def test_a_wake_refills_on_a_thread_at_the_lowest_priority_and_a_small_job_wakes_none() -> None:
-    argv = [sys.executable, "-c", WAKE]
+def test_a_job_s_end_refills_on_a_thread_at_nice_19_and_a_small_job_wakes_none() -> None:
+    argv = [sys.executable, "-c", JOB_END]
     done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     seen = json.loads(done.stdout)
     assert seen["woke_for_small"] is False, seen
     assert seen["refilled"] >= 16 << 20, seen
     assert seen["nice"] == 19 and seen["main_nice"] < 19, seen  # the thread alone
+
+
+STOPPED = textwrap.dedent(
+    """
+    import ctypes, json
+    from worker import headroom, warmup
+    assert warmup.tune_malloc()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    room = headroom.HEADROOM
+    room.configure(32 << 20)
+    kept = [libc.malloc(2 << 20) for _ in range(8)]
+    for b in kept:
+        ctypes.memset(b, 1, 2 << 20)
+    calls = []
+    def after_two_chunks():  # a job arrives while the third chunk would be faulted in
+        calls.append(1)
+        return len(calls) > 2
+    first = room.refill(after_two_chunks)
+    rest = room.refill()  # growth still counted: the next refill goes on from there
+    print(json.dumps({"first": first, "rest": rest, "again": room.refill()}))
+    """
+)
+
+
+def test_a_refill_stops_when_a_job_comes_and_the_next_goes_on_from_there() -> None:
+    argv = [sys.executable, "-c", STOPPED]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    seen = json.loads(done.stdout)
+    assert seen["first"] == 2 * headroom.CHUNK, seen
+    assert seen["rest"] >= 16 << 20 and seen["again"] == 0, seen
 
 
 def _refilled(stack, pid: str, name: str) -> int:

@@ -11,7 +11,8 @@ them, and given back to it) and asks the kernel to fault in what it has not yet
 left alone, so it is harmless on memory in use), on a thread of its own at the lowest
 priority: the next request's buffers find their pages ready. The cost: that much free heap
 resident per worker that is filling its LRU, and the same page faults, paid on a core nobody
-else wants.
+else wants. Frames too big for the heap get the same from worker/bigblocks.py, whose mapping
+made ahead this thread makes too.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ import errno
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
+
+from worker import bigblocks
 
 log = logging.getLogger("worker.headroom")
 MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux 5.14
 PAGE = 4096
 CHUNK = 1 << 20  # faulted in per madvise: ~0.7 ms of work on this VM
 LOWEST_NICE = 19
+SETTLE_S = 0.02  # no job in hand for this long before a refill starts
 GROWTH = 8 << 20  # heap in use grown this much since the last refill: refill again
 BLOCK = 8 << 20  # below the mmap threshold (worker/warmup.py): taken from the heap's top
 
@@ -75,7 +81,10 @@ class Headroom:
         self.done = 0
         self.refilled = 0  # bytes asked to be faulted in, in all
         self.used = 0  # heap bytes in use at the last refill (or at configure)
-        self._due = threading.Event()
+        self._cond = threading.Condition()
+        self._due = False  # a refill is wanted once the worker is quiet
+        self.busy = 0  # jobs in hand
+        self.quiet_since = 0.0  # when the last job ended
         self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -86,6 +95,7 @@ class Headroom:
         with self._lock:
             self._libc, self.bytes = libc, nbytes if libc is not None else 0
             self.used = int(libc.mallinfo2().uordblks) if libc is not None else 0
+        bigblocks.POOL.spare_bytes = bigblocks.SPARE_BYTES if libc is not None else 0
         return libc is not None
 
     def _grown(self, libc: Any) -> bool:
@@ -97,13 +107,6 @@ class Headroom:
         if used < self.used:  # freed meanwhile: growth counts from the lowest
             self.used = used
         return used - self.used >= GROWTH
-
-    def _filling(self) -> bool:
-        """:meth:`_grown`, and if so growth counts from here on."""
-        if not self._grown(self._libc):
-            return False
-        self.used = int(self._libc.mallinfo2().uordblks)
-        return True
 
     def _grow(self) -> None:
         """The free top up to ``bytes`` if it is under half that: blocks taken (the heap
@@ -124,43 +127,63 @@ class Headroom:
         start = end - int(libc.mallinfo2().keepcost)
         return (start + PAGE - 1) & ~(PAGE - 1), end & ~(PAGE - 1)
 
-    def refill(self) -> int:
-        """Fault in the free top's pages not yet faulted in, CHUNK at a time (a munmap
-        elsewhere waits for a chunk at most); the bytes asked for (0: none)."""
+    def refill(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Fault in the free top's pages not yet faulted in, CHUNK at a time, until ``stop``
+        says a job is in hand (the next refill goes on from there). Each call holds the mmap
+        lock, which a job thread's mmap, munmap or brk waits for. The bytes faulted in."""
         with self._lock:
-            if self._libc is None or not self._filling():
+            libc = self._libc
+            if libc is None:
+                return 0
+            used = int(libc.mallinfo2().uordblks)
+            if not self._grown(libc):
                 return 0
             self._grow()
             start, end = self.top()
             if end < self.done:  # trimmed since: pages above the new end are gone
                 self.done = 0
-            start = max(start, self.done)
+            start = at = max(start, self.done)
             for at in range(start, end, CHUNK):
-                if self._libc.madvise(at, min(CHUNK, end - at), MADV_POPULATE_WRITE) != 0:
+                if stop():  # growth still counts from before: the next job end wakes us
+                    break
+                if libc.madvise(at, min(CHUNK, end - at), MADV_POPULATE_WRITE) != 0:
                     if ctypes.get_errno() == errno.EINVAL:  # a kernel before 5.14: stop
                         self._libc, self.bytes = None, 0
                     return 0  # ENOMEM: the heap shrank meanwhile; the next refill sees it
-            if end <= start:
-                return 0
-            self.done = end
-            self.refilled += end - start
-            return end - start
+            else:
+                at, self.used = max(start, end), used  # all done: growth counts from here
+            self.done = at
+            self.refilled += at - start
+            return at - start
 
-    def wake(self) -> None:
-        """Refill now, on a thread of its own at the lowest priority (started on the first
-        wake, after the privilege drop): it takes a core only when nothing else wants it, so
-        neither this worker's next job nor a new session beside it waits for it. At once, not
-        once the worker is quiet: a user stepping through frames back to back got the next
-        one in 27 ms instead of 40 (64 before any headroom; one-off timing, 16 new Pilatus
-        6M files)."""
+    def job_began(self) -> None:
+        """A job is in hand: a refill under way stops at its next chunk."""
+        with self._cond:
+            self.busy += 1
+
+    def job_ended(self) -> None:
+        """A job is done: once no job has been in hand for SETTLE_S, refill if the heap in
+        use grew or a big frame took the mapping made ahead (worker/bigblocks.py), on a
+        thread of its own at the lowest priority (started on the first need, after the
+        privilege drop). Only while no job is in hand: faulting fresh pages in beside a job
+        slowed it even at nice 19 (on this VM the host backs them, stalling the vCPU), an
+        Eiger 16M xsize right after a cold frame took 28-30 ms instead of 6."""
         libc = self._libc  # None for good once a refill found the kernel too old
-        if libc is None or not self._grown(libc):  # most jobs: no thread woken
-            return
+        with self._cond:
+            self.busy = max(0, self.busy - 1)
+            self.quiet_since = time.monotonic()
+        if libc is None or not (self._grown(libc) or bigblocks.POOL.short()):
+            return  # most jobs: no thread woken
         with self._starting:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="headroom", daemon=True)
                 self._thread.start()
-        self._due.set()
+        with self._cond:
+            self._due = True
+            self._cond.notify()
+
+    def _busy(self) -> bool:
+        return self.busy > 0
 
     def _run(self) -> None:
         try:
@@ -168,16 +191,24 @@ class Headroom:
         except OSError as exc:  # a syscall filter without setpriority (systemd/is-procmgr)
             log.warning("headroom refills at normal priority: setpriority refused (%s)", exc)
         while True:
-            self._due.wait()
-            self._due.clear()
+            with self._cond:
+                while True:
+                    wait = None
+                    if self._due and not self.busy:
+                        wait = self.quiet_since + SETTLE_S - time.monotonic()
+                        if wait <= 0:
+                            break
+                    self._cond.wait(wait)
+                self._due = False
             try:
-                self.refill()
+                self.refill(self._busy)
+                bigblocks.POOL.make_ahead(self._busy)
             except Exception:
                 log.exception("headroom refill failed")
 
 
 HEADROOM = Headroom()  # one heap per worker process (worker/warmup.py: one malloc arena)
-wake = HEADROOM.wake
+job_began, job_ended = HEADROOM.job_began, HEADROOM.job_ended
 
 
 def counters() -> dict[str, int]:

@@ -74,6 +74,7 @@ def serve(fd: int, spec: dict[str, Any]) -> int:
                 break
             if msg[0].get("t") == workerchannel.MSG_JOB:
                 deferred.began()
+                headroom.job_began()
                 pool.submit(_run, chan, pipeline, follows, deferred, msg[0], time.perf_counter())
             elif msg[0].get("t") == workerchannel.MSG_CONFIG:
                 configured.apply(msg[0])
@@ -89,6 +90,22 @@ def _progress(chan: workerchannel.Channel, rid: Any, line: str) -> None:
 
 
 def _run(
+    chan: workerchannel.Channel,
+    pipeline: jobs.Pipeline,
+    follows: follow.Follows,
+    deferred: Deferred,
+    header: dict[str, Any],
+    received: float,
+) -> None:
+    """:func:`_job`, then the heap's headroom is told the job is done (worker/headroom.py:
+    it refills once no job is in hand), whatever the job did."""
+    try:
+        _job(chan, pipeline, follows, deferred, header, received)
+    finally:
+        headroom.job_ended()
+
+
+def _job(
     chan: workerchannel.Channel,
     pipeline: jobs.Pipeline,
     follows: follow.Follows,
@@ -121,7 +138,6 @@ def _run(
         traceback.print_exc()
         outcome = None
     answer(outcome)
-    headroom.wake()  # at once: its thread yields to every other (nice 19)
     deferred.ended(after)
 
 

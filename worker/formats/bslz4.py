@@ -26,7 +26,7 @@ import bitshuffle.ext
 import h5py
 import numpy as np
 
-from worker import halves
+from worker import bigblocks, halves
 
 FILTER_BSHUF = "32008"
 LZ4 = 2  # bitshuffle's compression code in the filter's cd_values
@@ -74,7 +74,7 @@ def _unpack(ds: h5py.Dataset, chunk: bytes, shape: tuple[int, int]) -> np.ndarra
 def _decode_halves(payload: np.ndarray, pixels: int, dtype: np.dtype, block: int) -> np.ndarray:
     """The first half's blocks on a helper thread, the rest here; no block is decoded before
     its size is known to lie within the chunk (the decoder trusts them)."""
-    out = np.empty(pixels, dtype)
+    out = bigblocks.empty((pixels,), dtype)  # a 16M frame: a mapping reused or made ahead
     itemsize, at = out.itemsize, pixels // block // 2
     first = at * block  # elements in the first half: whole blocks
     src, dst = payload.ctypes.data, out.ctypes.data
