@@ -23,8 +23,9 @@ figure alike; each ratio is the median of the per-round ratios:
 
 For the record, ``next_frame_ms``: the next frame of a series (a file this worker has not
 read, NEXT_FRAMES of them, each NEXT_FRAME_GAP_S after the last, as a user steps through
-frames) in the same warm worker, and ``next_frame_ratio`` = that / the cold image above: 1
-when a new file's pyramid costs no more than a new version's (whose memory the worker reuses).
+frames; for the Eiger, the next frame of its data file) in the same warm worker, and
+``next_frame_ratio`` = that / the cold image above: 1 when a new frame's pyramid costs no more
+than a new version's (whose memory the worker reuses).
 
 Then warm throughput with 1, 4 and 8 clients and the per-hop breakdown of a new contrast (from
 the reply's ``timings_ms``). Prints tables; writes bench/results/interactive.json.
@@ -78,6 +79,7 @@ NEXT_FRAMES = 12  # new files stepped through, per image in NEXT_FRAME_IMAGES
 NEXT_FRAME_GAP_S = 0.3  # a user's step to the next frame, not a burst
 NEXT_FRAME_KEYS = ("next_frame_ms", "next_frame_max_ms", "next_frame_ratio")
 NEXT_FRAME_IMAGES = ("pilatus6m_2463x2527.cbf", "marccd_4096.mccd")  # 6 and 32 MB a copy
+EIGER_FRAMES = 4  # the synthetic Eiger 16M's frames, stepped through in turn
 COLD_STEPS = ("e2e", "total", "access", "queue", "worker", "read", "reduce", "map", "encode")
 
 
@@ -152,6 +154,8 @@ def bench(stack: Stack, data: Path, rounds: int, config: Path) -> dict:
             images[name]["image"] = label
             if name in NEXT_FRAME_IMAGES:
                 images[name] |= next_frames(ask, pid, data, name, images[name]["cold_ms"])
+            elif name.endswith("_master.h5"):
+                images[name] |= next_eiger_frames(ask, pid, data, name, images[name]["cold_ms"])
         session = new_sessions(stack, ask, rounds, rtt_client)
         status_ms = median_ms(lambda: ask({"pid": "x", "type": "status"}), 50)
         bare_ms = median_ms(lambda: rtt_client([0]), 50)
@@ -260,6 +264,22 @@ def next_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: float) ->
         time.sleep(NEXT_FRAME_GAP_S)
         ms.append(timed(ask, {"pid": pid, "type": "jpeg", "fn": rel, "xsize": 512})[0])
         os.remove(data / rel)  # its copy is not needed again; the worker holds its pyramid
+    median = statistics.median(ms)
+    return {"next_frame_ms": median, "next_frame_max_ms": max(ms),
+            "next_frame_ratio": median / cold_ms}  # fmt: skip
+
+
+def next_eiger_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: float) -> dict:
+    """An Eiger user stepping through the frames of a series: frame 1, 2, 3, 4 of a new
+    version of the master (touched before each pass), NEXT_FRAMES in all, NEXT_FRAME_GAP_S
+    apart; each a frame this worker does not hold."""
+    ms = []
+    for i in range(NEXT_FRAMES):
+        if i % EIGER_FRAMES == 0:
+            touch(data / name)
+        time.sleep(NEXT_FRAME_GAP_S)
+        job = {"pid": pid, "type": "jpeg", "fn": name, "frame": 1 + i % EIGER_FRAMES}
+        ms.append(timed(ask, job | {"xsize": 512})[0])
     median = statistics.median(ms)
     return {"next_frame_ms": median, "next_frame_max_ms": max(ms),
             "next_frame_ratio": median / cold_ms}  # fmt: skip
