@@ -200,8 +200,8 @@ class ProcmgrConfig:
     )
     worker_headroom_bytes: int = setting(
         64 << 20,
-        "free heap a worker faults in ahead, at the lowest priority (worker/headroom.py): a next"
-        " frame read into fresh pages took 3-4x as long; 0 -> none; below the 128 MiB kept free",
+        "free heap a worker faults in while idle (worker/headroom.py): a next frame read into"
+        " fresh pages took 3-4x as long; 0 -> none (and no big frame made ahead); < 128 MiB",
         reload=NEW_WORKERS,
         workers=True,
         low=0,

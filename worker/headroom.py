@@ -1,18 +1,18 @@
-"""Fresh heap pages faulted in ahead, on a core nothing else wants, not while a user waits.
+"""Fresh heap pages faulted in while the worker is idle, not while a user waits.
 
 On this VM a page the process has never touched costs 2-40 us to fault in. A worker whose
 LRU is still filling keeps each new frame's pyramid (a Pilatus 6M: ~35 MB) and each new
 size's reduction (~2.9 MB at 600 px) in memory the heap has just grown: browsing to the next
 frame of a series took 60-100 ms instead of ~17, nearly all of it the read faulting in its
-buffers. So after each job that grew the heap in use, :func:`Headroom.refill` makes sure the
-heap's free top holds ``worker_headroom_bytes`` (blocks taken from the top, which grows for
-them, and given back to it) and asks the kernel to fault in what it has not yet
-(``madvise(MADV_POPULATE_WRITE)``: the pages are made present and writable, their contents
-left alone, so it is harmless on memory in use), on a thread of its own at the lowest
-priority: the next request's buffers find their pages ready. The cost: that much free heap
-resident per worker that is filling its LRU, and the same page faults, paid on a core nobody
-else wants. Frames too big for the heap get the same from worker/bigblocks.py, whose mapping
-made ahead this thread makes too.
+buffers. So once the heap in use has grown and no job has been in hand for SETTLE_S,
+:func:`Headroom.refill` makes sure the heap's free top holds ``worker_headroom_bytes``
+(blocks taken from the top, which grows for them, and given back to it) and asks the kernel to
+fault in what it has not yet (``madvise(MADV_POPULATE_WRITE)``: the pages are made present and
+writable, their contents left alone, so it is harmless on memory in use), on a thread of its
+own at the lowest priority that stops when a job comes: the next request's buffers find their
+pages ready. The cost: that much free heap resident per worker that is filling its LRU, and
+the same page faults, paid while the worker is idle. Frames too big for the heap get the same
+from worker/bigblocks.py, whose mapping made ahead this thread makes too.
 """
 
 from __future__ import annotations
