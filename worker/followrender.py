@@ -18,7 +18,7 @@ import numpy as np
 
 from pyis_common.errors import PyisError
 from pyis_common.request import Request
-from worker import bound
+from worker import bound, headroom
 from worker import followreply as reply
 from worker.afterreply import AfterReply
 from worker.followed import Frame
@@ -55,7 +55,9 @@ def render_once(
     """``frame`` rendered as ``req`` asks, under the path binding ``paths``; the error a
     client may see, or None for an internal failure (logged, never raised: a caller that
     marked its series as rendering must always get to unmark it). Work the render defers
-    until its reply is sent goes to ``after``."""
+    until its reply is sent goes to ``after``. A render counts as a job in hand for the
+    heap's headroom (worker/headroom.py), which faults nothing in beside it."""
+    headroom.job_began()
     try:
         with bound.bound(paths), after or AfterReply():
             return reply.render_complete(render, reply.as_jpeg(req, frame), clock)
@@ -64,6 +66,8 @@ def render_once(
     except Exception:
         log.exception("follow: rendering %s failed", frame.fn[:200])
         return None
+    finally:
+        headroom.job_ended()
 
 
 def deliver(
