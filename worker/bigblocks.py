@@ -23,11 +23,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-MIN_BYTES = 32 << 20  # glibc maps these apart anyway (worker/warmup.py MMAP_FROM_BYTES)
+from worker import warmup
+
+MIN_BYTES = warmup.MMAP_FROM_BYTES  # glibc maps these apart anyway
 SPARE_BYTES = 80 << 20  # free mappings kept at most: one Eiger 16M frame
 MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux 5.14
 PAGE = mmap.PAGESIZE
-CHUNK = 1 << 20  # faulted in per madvise (as worker/headroom.py)
+CHUNK = 1 << 20  # faulted in per madvise (here and worker/headroom.py): ~0.35-0.7 ms of work
 
 
 class Pool:

@@ -18,7 +18,6 @@ from worker/bigblocks.py, whose mapping made ahead this thread makes too.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -27,12 +26,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker import bigblocks
+from worker import bigblocks, warmup
+from worker.bigblocks import CHUNK, MADV_POPULATE_WRITE, PAGE
 
 log = logging.getLogger("worker.headroom")
-MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux 5.14
-PAGE = 4096
-CHUNK = 1 << 20  # faulted in per madvise: ~0.7 ms of work on this VM
 LOWEST_NICE = 19
 SETTLE_S = 0.02  # no job in hand for this long before a refill starts
 GROWTH = 8 << 20  # heap in use grown this much since the last refill: refill again
@@ -54,19 +51,21 @@ class _MallInfo2(ctypes.Structure):
 def _libc() -> Any:
     """The C library with the calls this module makes typed, or None where one is missing
     (not glibc, a glibc before mallinfo2): the headroom then stays off."""
+    libc = warmup.libc()
+    if libc is None:
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.mallinfo2.restype = _MallInfo2
         libc.sbrk.restype, libc.sbrk.argtypes = ctypes.c_void_p, [ctypes.c_ssize_t]
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
         libc.free.argtypes = [ctypes.c_void_p]
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     return libc
 
 
-_LIBC = _libc()  # at import, in the zygote: find_library runs ldconfig (~1.2 ms a call)
+_LIBC = _libc()  # at import, in the zygote
 
 
 class Headroom:
@@ -98,12 +97,12 @@ class Headroom:
         bigblocks.POOL.spare_bytes = bigblocks.SPARE_BYTES if libc is not None else 0
         return libc is not None
 
-    def _grown(self, libc: Any) -> bool:
-        """Whether the heap in use grew by GROWTH since the last refill (the LRU is filling:
-        more will come). A worker that only answered small jobs is left as it is: a new
-        session's first meta job no longer makes it fault in 64 MB, which back-to-back new
-        sessions paid for (15 -> 43-58 ms each, bench/interactive.py ``burst_session_ms``)."""
-        used = int(libc.mallinfo2().uordblks)
+    def _grown(self, used: int) -> bool:
+        """Whether the heap in use (``used``, mallinfo2's uordblks) grew by GROWTH since the
+        last refill (the LRU is filling: more will come). A worker that only answered small
+        jobs is left as it is: a new session's first meta job no longer makes it fault in 64
+        MB, which back-to-back new sessions paid for (15 -> 43-58 ms each,
+        bench/interactive.py ``burst_session_ms``)."""
         if used < self.used:  # freed meanwhile: growth counts from the lowest
             self.used = used
         return used - self.used >= GROWTH
@@ -136,7 +135,7 @@ class Headroom:
             if libc is None:
                 return 0
             used = int(libc.mallinfo2().uordblks)
-            if not self._grown(libc):
+            if not self._grown(used):
                 return 0
             self._grow()
             start, end = self.top()
@@ -172,7 +171,9 @@ class Headroom:
         with self._cond:
             self.busy = max(0, self.busy - 1)
             self.quiet_since = time.monotonic()
-        if libc is None or not (self._grown(libc) or bigblocks.POOL.short()):
+        if libc is None or not (
+            self._grown(int(libc.mallinfo2().uordblks)) or bigblocks.POOL.short()
+        ):
             return  # most jobs: no thread woken
         with self._starting:
             if self._thread is None:

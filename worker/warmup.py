@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import secrets  # noqa: F401  (redis-py imports it lazily when a pool is made)
@@ -197,12 +198,21 @@ def tune_malloc() -> bool:
     )
 
 
+@functools.cache
+def libc() -> ctypes.CDLL | None:
+    """The C library, loaded once, in the zygote (``find_library`` runs ``ldconfig``: ~1.2
+    ms a call); errno kept for callers that read it (worker/headroom.py). None if it cannot
+    be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
 def _glibc(function: str) -> Callable[..., int] | None:
     """``function`` of the C library; None where it has none (not glibc)."""
-    try:
-        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), function)
-    except (OSError, AttributeError):
-        return None
+    loaded = libc()
+    return getattr(loaded, function, None) if loaded is not None else None
 
 
 def freeze() -> None:
