@@ -264,9 +264,7 @@ def next_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: float) ->
         time.sleep(NEXT_FRAME_GAP_S)
         ms.append(timed(ask, {"pid": pid, "type": "jpeg", "fn": rel, "xsize": 512})[0])
         os.remove(data / rel)  # its copy is not needed again; the worker holds its pyramid
-    median = statistics.median(ms)
-    return {"next_frame_ms": median, "next_frame_max_ms": max(ms),
-            "next_frame_ratio": median / cold_ms}  # fmt: skip
+    return _next_frame_figures(ms, cold_ms)
 
 
 def next_eiger_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: float) -> dict:
@@ -280,9 +278,13 @@ def next_eiger_frames(ask: Client, pid: str, data: Path, name: str, cold_ms: flo
         time.sleep(NEXT_FRAME_GAP_S)
         job = {"pid": pid, "type": "jpeg", "fn": name, "frame": 1 + i % EIGER_FRAMES}
         ms.append(timed(ask, job | {"xsize": 512})[0])
+    return _next_frame_figures(ms, cold_ms)
+
+
+def _next_frame_figures(ms: list[float], cold_ms: float) -> dict:
+    """The NEXT_FRAME_KEYS of the times ``ms``."""
     median = statistics.median(ms)
-    return {"next_frame_ms": median, "next_frame_max_ms": max(ms),
-            "next_frame_ratio": median / cold_ms}  # fmt: skip
+    return dict(zip(NEXT_FRAME_KEYS, (median, max(ms), median / cold_ms), strict=True))
 
 
 def new_sessions(stack: Stack, ask: Client, rounds: int, rtt: Client) -> dict:

@@ -22,29 +22,42 @@ from worker import headroom
 
 REPO_ROOT = __file__.rsplit("/tests/", 1)[0]
 
-SCRIPT = textwrap.dedent(
+# each script's start: the workers' malloc tuning, and buffers written as a job's kept ones are
+PRELUDE = textwrap.dedent(
     """
-    import ctypes, json, resource, sys
+    import ctypes, json, os, resource, sys, time
     from worker import headroom, warmup
     assert warmup.tune_malloc()
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
     MB = 1 << 20
+    room = headroom.HEADROOM
 
-    def touched(n):  # n blocks of 2 MiB written, as a job's kept buffers are
-        blocks = [libc.malloc(2 * MB) for _ in range(n)]
+    def touched(n, size=2 * MB):  # n blocks of ``size`` written
+        blocks = [libc.malloc(size) for _ in range(n)]
         for b in blocks:
-            ctypes.memset(b, 1, 2 * MB)
+            ctypes.memset(b, 1, size)
         return blocks
 
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    """
+)
 
+
+def _python(script: str, *args: object) -> dict:
+    """What ``script`` (after PRELUDE) prints as JSON, in a fresh interpreter."""
+    code = PRELUDE + textwrap.dedent(script)
+    argv = [sys.executable, "-c", code, *map(str, args)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    return json.loads(done.stdout)
+
+
+NEXT_BUFFERS = """
     mode, grown_mb = sys.argv[1], int(sys.argv[2])
-    on = headroom.HEADROOM.configure(0 if mode == "off" else 32 * MB)
+    on = room.configure(0 if mode == "off" else 32 * MB)
     kept = touched(grown_mb // 2)  # what the LRU kept of the jobs so far
-    refill = headroom.HEADROOM.refill if mode != "never" else (lambda: 0)
+    refill = room.refill if mode != "never" else (lambda: 0)
     refilled = refill()
     again = refill()  # nothing grew since: nothing to do
     before = faults()
@@ -52,13 +65,10 @@ SCRIPT = textwrap.dedent(
     print(json.dumps({"on": on, "refilled": refilled, "again": again,
                       "faults": faults() - before}))
     """
-)
 
 
 def _run(mode: str, grown_mb: int) -> dict:
-    argv = [sys.executable, "-c", SCRIPT, mode, str(grown_mb)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-    return json.loads(done.stdout)
+    return _python(NEXT_BUFFERS, mode, grown_mb)
 
 
 def test_after_a_refill_the_next_buffers_are_written_into_pages_already_faulted_in() -> None:
@@ -82,23 +92,13 @@ def test_zero_turns_the_headroom_off() -> None:
     assert off["faults"] >= 3000, off
 
 
-JOB_END = textwrap.dedent(
-    """
-    import ctypes, json, os, threading, time
-    from worker import headroom, warmup
-    assert warmup.tune_malloc()
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    room = headroom.HEADROOM
-    room.configure(32 << 20)
-    small = libc.malloc(1 << 20)  # a small job's worth
-    ctypes.memset(small, 1, 1 << 20)
+JOB_END = """
+    room.configure(32 * MB)
+    small = touched(1, MB)  # a small job's worth
     room.job_began()
     room.job_ended()
     woke_for_small = room._thread is not None
-    kept = [libc.malloc(2 << 20) for _ in range(8)]  # a frame's worth kept
-    for b in kept:
-        ctypes.memset(b, 1, 2 << 20)
+    kept = touched(8)  # a frame's worth kept
     room.job_began()
     room.job_ended()
     deadline = time.monotonic() + 10
@@ -108,30 +108,18 @@ JOB_END = textwrap.dedent(
     print(json.dumps({"woke_for_small": woke_for_small, "refilled": room.refilled,
                       "nice": nice, "main_nice": os.getpriority(os.PRIO_PROCESS, 0)}))
     """
-)
 
 
 def test_a_job_s_end_refills_on_a_thread_at_nice_19_and_a_small_job_wakes_none() -> None:
-    argv = [sys.executable, "-c", JOB_END]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-    seen = json.loads(done.stdout)
+    seen = _python(JOB_END)
     assert seen["woke_for_small"] is False, seen
     assert seen["refilled"] >= 16 << 20, seen
     assert seen["nice"] == 19 and seen["main_nice"] < 19, seen  # the thread alone
 
 
-STOPPED = textwrap.dedent(
-    """
-    import ctypes, json
-    from worker import headroom, warmup
-    assert warmup.tune_malloc()
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    room = headroom.HEADROOM
-    room.configure(32 << 20)
-    kept = [libc.malloc(2 << 20) for _ in range(8)]
-    for b in kept:
-        ctypes.memset(b, 1, 2 << 20)
+STOPPED = """
+    room.configure(32 * MB)
+    kept = touched(8)
     calls = []
     def after_two_chunks():  # a job arrives while the third chunk would be faulted in
         calls.append(1)
@@ -140,13 +128,10 @@ STOPPED = textwrap.dedent(
     rest = room.refill()  # growth still counted: the next refill goes on from there
     print(json.dumps({"first": first, "rest": rest, "again": room.refill()}))
     """
-)
 
 
 def test_a_refill_stops_when_a_job_comes_and_the_next_goes_on_from_there() -> None:
-    argv = [sys.executable, "-c", STOPPED]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
-    seen = json.loads(done.stdout)
+    seen = _python(STOPPED)
     assert seen["first"] == 2 * headroom.CHUNK, seen
     assert seen["rest"] >= 16 << 20 and seen["again"] == 0, seen
 
